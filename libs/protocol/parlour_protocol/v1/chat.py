@@ -1,0 +1,146 @@
+"""Room chat (three channels per room) and direct messages between users."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from parlour_protocol.v1 import limits
+from parlour_protocol.v1.base import (
+    ChatContent,
+    ClientCommand,
+    Id,
+    RoomCommand,
+    RoomId,
+    ServerEvent,
+    TargetedRoomCommand,
+    UserId,
+    Username,
+    WireModel,
+)
+
+
+class ChatChannel(StrEnum):
+    """`lobby`: everyone in a waiting room. `players`: players write while the game runs,
+    everyone in the room reads. `spectators`: spectators only."""
+
+    LOBBY = "lobby"
+    PLAYERS = "players"
+    SPECTATORS = "spectators"
+
+
+class ChatMessageItem(WireModel):
+    message_id: Id
+    user_id: UserId
+    username: Username
+    content: str
+    is_system: bool = False
+    timestamp: datetime
+
+
+# --- client -> server ---------------------------------------------------------------------
+
+
+class SendChat(RoomCommand):
+    type: Literal["games.command.send_chat"] = "games.command.send_chat"
+    channel: ChatChannel
+    content: ChatContent
+
+
+class GetChatHistory(RoomCommand):
+    type: Literal["games.command.get_chat_history"] = "games.command.get_chat_history"
+    channel: ChatChannel
+    limit: int = Field(
+        default=limits.CHAT_HISTORY_DEFAULT_LIMIT, ge=1, le=limits.CHAT_HISTORY_MAX_LIMIT
+    )
+
+
+class MuteUser(TargetedRoomCommand):
+    """Hide a user's chat from the caller (the mute is per viewer)."""
+
+    type: Literal["games.command.mute_user"] = "games.command.mute_user"
+
+
+class UnmuteUser(TargetedRoomCommand):
+    type: Literal["games.command.unmute_user"] = "games.command.unmute_user"
+
+
+class SendDirectMessage(ClientCommand):
+    """A private message to another user; it reaches every socket of the recipient."""
+
+    type: Literal["chat.command.send_message"] = "chat.command.send_message"
+    recipient_id: UserId
+    content: ChatContent
+
+
+# --- server -> client ---------------------------------------------------------------------
+
+
+class ChatMessage(ServerEvent):
+    """A room chat message. Lobby and players channel messages go to the whole room (and take
+    a `seq`); spectators channel messages go to the spectators only."""
+
+    type: Literal["games.event.chat_message"] = "games.event.chat_message"
+    room_id: RoomId
+    channel: ChatChannel
+    message_id: Id
+    user_id: UserId
+    username: Username
+    content: str
+    is_system: bool = False
+    timestamp: datetime
+
+
+class ChatHistory(ServerEvent):
+    """The newest `limit` messages of a channel, oldest first, to the requester. Messages from
+    users the requester muted are left out."""
+
+    type: Literal["games.event.chat_history"] = "games.event.chat_history"
+    room_id: RoomId
+    channel: ChatChannel
+    messages: list[ChatMessageItem]
+
+
+class UserMuted(ServerEvent):
+    type: Literal["games.event.user_muted"] = "games.event.user_muted"
+    room_id: RoomId
+    target_user_id: UserId
+    target_username: Username
+
+
+class UserUnmuted(ServerEvent):
+    type: Literal["games.event.user_unmuted"] = "games.event.user_unmuted"
+    room_id: RoomId
+    target_user_id: UserId
+    target_username: Username
+
+
+class DirectMessageReceived(ServerEvent):
+    """To every socket of the recipient and of the sender."""
+
+    type: Literal["chat.event.message_received"] = "chat.event.message_received"
+    message_id: Id
+    sender_id: UserId
+    sender_name: Username
+    recipient_id: UserId
+    content: str
+    sent_at: datetime
+
+
+CLIENT_COMMANDS: tuple[type[ClientCommand], ...] = (
+    SendChat,
+    GetChatHistory,
+    MuteUser,
+    UnmuteUser,
+    SendDirectMessage,
+)
+SERVER_EVENTS: tuple[type[ServerEvent], ...] = (
+    ChatMessage,
+    ChatHistory,
+    UserMuted,
+    UserUnmuted,
+    DirectMessageReceived,
+)

@@ -1,0 +1,32 @@
+"""WebSocket close codes the gateway uses, and what a client should do on each."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class CloseCode(IntEnum):
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY_VIOLATION = 1008
+    """Origin not allowed."""
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    """The gateway is shutting down: reconnect (to another gateway) and resume."""
+    TRY_AGAIN_LATER = 1013
+    """The gateway is at its connection cap: reconnect later or elsewhere."""
+    AUTH_TIMEOUT = 4001
+    """No successful system.authenticate within AUTH_TIMEOUT."""
+    AUTH_FAILED = 4003
+    """Too many failed authentication attempts on this socket."""
+    TOKEN_EXPIRED = 4004
+    """The token expired and no fresh one came within the grace."""
+    TOO_MANY_CONNECTIONS = 4008
+    """The user already has the maximum number of sockets."""
+    RATE_LIMITED = 4029
+    """The socket kept sending past its rate limit."""
+    HEARTBEAT_TIMEOUT = 4030
+    """Nothing received for WS_HEARTBEAT_TIMEOUT_SECS."""
+    SLOW_CONSUMER = 4031
+    """The client stopped reading and its send queue filled."""

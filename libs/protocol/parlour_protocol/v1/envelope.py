@@ -1,0 +1,75 @@
+"""Kafka envelopes between gateways and engines (topics in `topics.py`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID, uuid4
+
+from pydantic import Field
+
+from parlour_protocol.v1.base import Id, RequestId, UserId, Username, WireModel, utc_now
+from parlour_protocol.v1.messages import EngineCommand, ServerMessage
+
+
+class Actor(WireModel):
+    """Who sent a command: always from the verified token (or the engine itself)."""
+
+    user_id: UserId
+    username: Username
+    roles: list[str] = Field(default_factory=list)
+
+
+SYSTEM_ACTOR = Actor(user_id="system", username="system", roles=["system"])
+
+
+class CommandEnvelope(WireModel):
+    """A command on `games.command.v1`. `msg_id` is the idempotency key: a redelivered or
+    re-sent envelope with the same msg_id takes effect once. Kafka key = `key`."""
+
+    msg_id: UUID = Field(default_factory=uuid4)
+    type: str
+    key: str = Field(description="room_id, or the actor's user id when no room is known")
+    room_id: Id | None = None
+    actor: Actor
+    connection_id: Id | None = None
+    gateway_id: Id | None = None
+    request_id: RequestId | None = None
+    timestamp: datetime = Field(default_factory=utc_now)
+    payload: EngineCommand
+
+
+class AudienceKind(StrEnum):
+    ROOM = "room"
+    """Every member of the room (players, lobby, spectators). Such events carry `seq`."""
+    PLAYERS = "players"
+    SPECTATORS = "spectators"
+    USER = "user"
+    USERS = "users"
+    CONNECTION = "connection"
+    """One socket: `connection_id` on `gateway_id` (errors, answers to one request)."""
+    BROADCAST = "broadcast"
+    """Every authenticated socket on every gateway."""
+
+
+class Audience(WireModel):
+    """Who receives an event. The engine resolves every kind except `connection` and
+    `broadcast` to explicit `user_ids`, so gateways keep no membership of their own."""
+
+    kind: AudienceKind
+    user_ids: list[UserId] = Field(default_factory=list)
+    connection_id: Id | None = None
+    gateway_id: Id | None = None
+
+
+class EventEnvelope(WireModel):
+    """An event on `games.event.v1`; `payload` is exactly what the socket receives."""
+
+    event_id: UUID = Field(default_factory=uuid4)
+    type: str
+    room_id: Id | None = None
+    seq: int | None = Field(default=None, ge=1)
+    audience: Audience
+    causation_id: UUID | None = Field(default=None, description="msg_id of the command")
+    timestamp: datetime = Field(default_factory=utc_now)
+    payload: ServerMessage

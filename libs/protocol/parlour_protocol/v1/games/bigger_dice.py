@@ -1,0 +1,144 @@
+"""Bigger Dice: every player rolls one die per round, the highest roll scores a point, ties are
+re-rolled by the tied players only, first to 10 points wins. The server rolls."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from parlour_protocol.v1.base import (
+    RoomCommand,
+    RoomId,
+    ServerEvent,
+    TargetedRoomCommand,
+    UserId,
+    Username,
+    WireModel,
+)
+from parlour_protocol.v1.registry import GameSpec
+
+GAME_NAME = "bigger_dice"
+WINNING_SCORE = 10
+
+Die = int
+
+# --- client -> server ---------------------------------------------------------------------
+
+
+class Roll(RoomCommand):
+    """Roll for yourself when it is your turn. The client never sends a value."""
+
+    type: Literal["games.command.bigger_dice.roll"] = "games.command.bigger_dice.roll"
+
+
+class AutoRoll(TargetedRoomCommand):
+    """Ask the server to roll for an auto-played player whose turn is stuck."""
+
+    type: Literal["games.command.bigger_dice.auto_roll"] = "games.command.bigger_dice.auto_roll"
+
+
+class EnableAutoPlay(RoomCommand):
+    """Hand your own turns to the server until you rejoin."""
+
+    type: Literal["games.command.bigger_dice.enable_auto_play"] = (
+        "games.command.bigger_dice.enable_auto_play"
+    )
+
+
+# --- server -> client ---------------------------------------------------------------------
+
+
+class Rolled(ServerEvent):
+    """`new_score` is the roller's score before this round's point; `auto` is true when the
+    server rolled for the player (turn timer, auto-play, vote-kick)."""
+
+    type: Literal["games.event.bigger_dice.rolled"] = "games.event.bigger_dice.rolled"
+    room_id: RoomId
+    player_id: UserId
+    player_name: Username
+    roll: Die = Field(ge=1, le=6)
+    new_score: int
+    is_first_roll: bool
+    auto: bool = False
+
+
+class RoundResult(ServerEvent):
+    """End of a round (or of one tiebreaker). `scores` already include this round's point.
+    `by_tiebreaker_limit` marks a point awarded to the first tied player after the limit."""
+
+    type: Literal["games.event.bigger_dice.round_result"] = "games.event.bigger_dice.round_result"
+    room_id: RoomId
+    round_number: int
+    rolls: list[tuple[UserId, Die]]
+    winner_id: UserId | None
+    is_tie: bool
+    is_tiebreaker: bool
+    tiebreaker_players: list[UserId] = Field(default_factory=list)
+    scores: list[tuple[UserId, int]]
+    by_tiebreaker_limit: bool = False
+
+
+class TiebreakerStarted(ServerEvent):
+    type: Literal["games.event.bigger_dice.tiebreaker_started"] = (
+        "games.event.bigger_dice.tiebreaker_started"
+    )
+    room_id: RoomId
+    tied_players: list[UserId]
+    tied_roll: Die
+
+
+class RoundRoll(WireModel):
+    user_id: UserId
+    username: Username
+    roll: Die
+
+
+class RoundHistoryItem(WireModel):
+    round_number: int
+    rolls: list[RoundRoll]
+    winner_id: UserId | None
+    winner_name: Username | None
+    is_tiebreaker: bool
+
+
+class GameStateEvent(ServerEvent):
+    """The game's state for a (re)joining player or spectator, with round history."""
+
+    type: Literal["games.event.bigger_dice.state"] = "games.event.bigger_dice.state"
+    room_id: RoomId
+    round_number: int
+    current_rolls: list[tuple[UserId, Die]]
+    pending_rollers: list[UserId]
+    is_tiebreaker: bool
+    scores: list[tuple[UserId, int]]
+    current_turn: UserId | None
+    turn_deadline: datetime | None = None
+    round_history: list[RoundHistoryItem] = Field(default_factory=list)
+
+
+class FinalScore(WireModel):
+    user_id: UserId
+    username: Username
+    score: int
+
+
+class GameOver(ServerEvent):
+    """`final_scores` lists every player in seat order."""
+
+    type: Literal["games.event.bigger_dice.game_over"] = "games.event.bigger_dice.game_over"
+    room_id: RoomId
+    winner: UserId
+    winner_name: Username
+    final_scores: list[FinalScore]
+
+
+GAME = GameSpec(
+    name=GAME_NAME,
+    title="Bigger Dice",
+    commands=(Roll, AutoRoll, EnableAutoPlay),
+    events=(Rolled, RoundResult, TiebreakerStarted, GameStateEvent, GameOver),
+    min_players=2,
+    max_players=10,
+)

@@ -1,0 +1,83 @@
+"""The Redis key layout shared by the gateway (presence, replay reads) and the engine (state).
+
+Keys of one room share the hash tag `{room:<id>}` so one Lua script can change them atomically,
+also on Redis Cluster. Keys of one user share `{<user_id>}`. Keys that index across rooms
+(names, lists, timers) are projections of room state, written after the room's commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REPLAY_MAX_EVENTS = 500
+REPLAY_MAX_AGE_SECONDS = 600
+RECONNECT_TTL_SECONDS = 300
+CHAT_HISTORY_KEEP = 200
+CHAT_HISTORY_TTL_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """Builds every key; `prefix` (REDIS_KEY_PREFIX) lets tests share one Redis."""
+
+    prefix: str = ""
+
+    # --- one room (engine writes; gateway reads the replay stream) ---
+    def room_tag(self, room_id: str) -> str:
+        return f"{self.prefix}{{room:{room_id}}}"
+
+    def room_state(self, room_id: str) -> str:
+        """String: the room's state as JSON (engine-internal shape), with its version."""
+        return f"{self.room_tag(room_id)}:state"
+
+    def room_events(self, room_id: str) -> str:
+        """Stream: the room's replay log / outbox; entry fields `seq` and `env` (an
+        EventEnvelope as JSON), newest REPLAY_MAX_EVENTS kept for REPLAY_MAX_AGE_SECONDS."""
+        return f"{self.room_tag(room_id)}:events"
+
+    def room_applied(self, room_id: str) -> str:
+        """Hash: command msg_id -> the events that command produced (idempotency record)."""
+        return f"{self.room_tag(room_id)}:applied"
+
+    def room_chat(self, room_id: str, channel: str) -> str:
+        """List: newest CHAT_HISTORY_KEEP messages of a channel, newest first."""
+        return f"{self.room_tag(room_id)}:chat:{channel}"
+
+    # --- indexes across rooms (engine writes, gateway reads) ---
+    def room_name(self, game_type: str, room_name: str) -> str:
+        """String: room id of the active room with this name (names are case-insensitive)."""
+        return f"{self.prefix}roomname:{game_type}:{room_name.casefold()}"
+
+    def rooms_by_game(self, game_type: str) -> str:
+        """Set: ids of the active rooms of a game."""
+        return f"{self.prefix}rooms:{game_type}"
+
+    def user_rooms(self, user_id: str) -> str:
+        """Hash: room id -> the user's role there (host/player/lobby/spectator)."""
+        return f"{self.prefix}user:{{{user_id}}}:rooms"
+
+    def timers(self) -> str:
+        """Sorted set: member `<room_id>|<kind>|<token>`, score = due time in epoch ms."""
+        return f"{self.prefix}timers"
+
+    # --- presence (gateway writes) ---
+    def socket(self, socket_id: str) -> str:
+        """Hash: user_id, username, gateway_id, connected_at, last_seen; TTL refreshed by
+        heartbeats so a crashed gateway's sockets expire."""
+        return f"{self.prefix}socket:{socket_id}"
+
+    def user_sockets(self, user_id: str) -> str:
+        """Set: the user's socket ids on every gateway."""
+        return f"{self.prefix}user:{{{user_id}}}:sockets"
+
+    def presence_online(self) -> str:
+        """Set: user ids with at least one live socket."""
+        return f"{self.prefix}presence:online"
+
+    def reconnect(self, user_id: str, room_id: str) -> str:
+        """Hash with RECONNECT_TTL_SECONDS TTL: where a dropped user was, for a quick rejoin."""
+        return f"{self.prefix}reconnect:{user_id}:{room_id}"
+
+    def gateway(self, gateway_id: str) -> str:
+        """String with TTL: a live gateway's heartbeat."""
+        return f"{self.prefix}gateway:{gateway_id}"

@@ -1,0 +1,537 @@
+"""Rooms, lobby, spectators, moderation and ready phase: generic to every game.
+
+Room-wide events carry `seq`; events to one user (`room_state`, `room_list`, `not_in_room`,
+`user_muted`, ...) carry `seq: null`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from parlour_protocol.v1 import limits
+from parlour_protocol.v1.base import (
+    ClientCommand,
+    GameType,
+    Password,
+    RoomCommand,
+    RoomId,
+    RoomName,
+    ServerEvent,
+    TargetedRoomCommand,
+    UserId,
+    Username,
+    WireModel,
+)
+
+
+class RoomStatus(StrEnum):
+    WAITING = "waiting"
+    IN_PROGRESS = "in_progress"
+    FINISHED = "finished"
+    ABANDONED = "abandoned"
+
+
+class RoomRole(StrEnum):
+    """The caller's place in a room, as `room_list.rejoin_role` reports it."""
+
+    HOST = "host"
+    PLAYER = "player"
+    LOBBY = "lobby"
+    SPECTATOR = "spectator"
+
+
+class RemovalReason(StrEnum):
+    HOST_LEFT = "host_left"
+    ABANDONED = "abandoned"
+    GAME_STARTED = "game_started"
+    GAME_FINISHED = "game_finished"
+
+
+# --- shared shapes ------------------------------------------------------------------------
+
+
+class PlayerInfo(WireModel):
+    """A lobby member or player."""
+
+    user_id: UserId
+    username: Username
+    score: int = 0
+    is_ready: bool = False
+    joined_at: datetime | None = None
+
+
+class UserRef(WireModel):
+    user_id: UserId
+    username: Username
+
+
+class SpectatorInfo(WireModel):
+    user_id: UserId
+    username: Username
+    joined_at: datetime | None = None
+
+
+class DisconnectInfo(WireModel):
+    """A player whose connection dropped during a game."""
+
+    user_id: UserId
+    username: Username
+    timeout_at: datetime
+
+
+class RoomSnapshot(WireModel):
+    """The whole visible state of a room. The password (hash) is never part of it."""
+
+    room_id: RoomId
+    room_name: str
+    game_type: GameType
+    status: RoomStatus
+    host_id: UserId
+    host_name: Username
+    players: list[PlayerInfo] = Field(default_factory=list)
+    lobby: list[PlayerInfo] = Field(default_factory=list)
+    selected_players: list[UserId] = Field(default_factory=list)
+    banned_users: list[UserRef] = Field(default_factory=list)
+    spectators: list[UserId] = Field(default_factory=list)
+    spectators_data: list[SpectatorInfo] = Field(default_factory=list)
+    auto_players: list[UserId] = Field(default_factory=list)
+    disconnected_players: list[DisconnectInfo] = Field(default_factory=list)
+    current_turn: UserId | None = None
+    turn_number: int = 0
+    turn_deadline: datetime | None = None
+    winner_id: UserId | None = None
+    is_password_protected: bool = False
+    max_players: int = Field(ge=limits.MIN_PLAYERS, le=limits.MAX_PLAYERS)
+    allow_spectators: bool = True
+    max_spectators: int = limits.DEFAULT_MAX_SPECTATORS
+    admin_spectator_id: UserId | None = None
+    lobby_chat_enabled: bool = True
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    last_seq: int = Field(
+        default=0, ge=0, description="the room's newest seq when this snapshot was taken"
+    )
+
+
+class RoomListItem(WireModel):
+    room_id: RoomId
+    room_name: str
+    game_type: GameType
+    host_id: UserId
+    host_name: Username
+    status: RoomStatus
+    player_count: int = Field(description="current number of players (in_progress) or lobby")
+    lobby_count: int
+    spectator_count: int
+    max_players: int
+    is_password_protected: bool
+    allow_spectators: bool
+    can_rejoin: bool
+    rejoin_role: RoomRole | None = None
+    created_at: datetime
+
+
+# --- client -> server ---------------------------------------------------------------------
+
+
+class ListRooms(ClientCommand):
+    type: Literal["games.command.list_rooms"] = "games.command.list_rooms"
+    game_type: GameType = "bigger_dice"
+
+
+class CreateRoom(ClientCommand):
+    """Create a room; the creator becomes host and first lobby member."""
+
+    type: Literal["games.command.create_room"] = "games.command.create_room"
+    game_type: GameType
+    room_name: RoomName
+    password: Password = None
+    max_players: int = Field(default=2, ge=limits.MIN_PLAYERS, le=limits.MAX_PLAYERS)
+    allow_spectators: bool = True
+
+
+class JoinRoom(ClientCommand):
+    """Join a waiting room's lobby by name."""
+
+    type: Literal["games.command.join_room"] = "games.command.join_room"
+    room_name: RoomName
+    game_type: GameType = "bigger_dice"
+    password: Password = None
+
+
+class JoinAsSpectator(ClientCommand):
+    type: Literal["games.command.join_as_spectator"] = "games.command.join_as_spectator"
+    room_name: RoomName
+    game_type: GameType = "bigger_dice"
+    password: Password = None
+
+
+class RejoinRoom(ClientCommand):
+    """Come back to a room by id (preferred) or name. With `last_seq` the gateway replays the
+    room events after it, or sends a fresh `room_state` when they are no longer kept."""
+
+    type: Literal["games.command.rejoin_room"] = "games.command.rejoin_room"
+    room_id: RoomId | None = None
+    room_name: RoomName | None = None
+    game_type: GameType = "bigger_dice"
+    last_seq: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _needs_id_or_name(self) -> RejoinRoom:
+        if self.room_id is None and self.room_name is None:
+            raise ValueError("room_id or room_name is required")
+        return self
+
+
+class LeaveRoom(RoomCommand):
+    """Leave the room. A player leaving a running game counts as a disconnect."""
+
+    type: Literal["games.command.leave_room"] = "games.command.leave_room"
+
+
+class StopSpectating(RoomCommand):
+    type: Literal["games.command.stop_spectating"] = "games.command.stop_spectating"
+
+
+class Ready(RoomCommand):
+    """A selected player declares ready; the game starts when every seat is ready."""
+
+    type: Literal["games.command.ready"] = "games.command.ready"
+
+
+class SetReady(RoomCommand):
+    type: Literal["games.command.set_ready"] = "games.command.set_ready"
+    is_ready: bool
+
+
+class StartGame(RoomCommand):
+    """Host starts the game; every seat must be selected and ready."""
+
+    type: Literal["games.command.start_game"] = "games.command.start_game"
+
+
+class SelectPlayer(TargetedRoomCommand):
+    type: Literal["games.command.select_player"] = "games.command.select_player"
+
+
+class DeselectPlayer(TargetedRoomCommand):
+    type: Literal["games.command.deselect_player"] = "games.command.deselect_player"
+
+
+class KickPlayer(TargetedRoomCommand):
+    type: Literal["games.command.kick_player"] = "games.command.kick_player"
+
+
+class KickSpectator(TargetedRoomCommand):
+    type: Literal["games.command.kick_spectator"] = "games.command.kick_spectator"
+
+
+class BanPlayer(TargetedRoomCommand):
+    type: Literal["games.command.ban_player"] = "games.command.ban_player"
+
+
+class UnbanPlayer(TargetedRoomCommand):
+    type: Literal["games.command.unban_player"] = "games.command.unban_player"
+
+
+class VoteKickDisconnected(TargetedRoomCommand):
+    """Vote to hand a disconnected player's turns to the server after their grace ran out."""
+
+    type: Literal["games.command.vote_kick_disconnected"] = "games.command.vote_kick_disconnected"
+
+
+class DesignateAdminSpectator(TargetedRoomCommand):
+    type: Literal["games.command.designate_admin_spectator"] = (
+        "games.command.designate_admin_spectator"
+    )
+
+
+# --- server -> client ---------------------------------------------------------------------
+
+
+class RoomCreated(ServerEvent):
+    """Broadcast to every authenticated socket so room lists update live."""
+
+    type: Literal["games.event.room_created"] = "games.event.room_created"
+    room_id: RoomId
+    room_name: str
+    game_type: GameType
+    host_id: UserId
+    host_name: Username
+    is_password_protected: bool
+    max_players: int
+    allow_spectators: bool
+
+
+class RoomStateEvent(ServerEvent):
+    """A full snapshot, to one user (create, join, rejoin, spectate, game starting)."""
+
+    type: Literal["games.event.room_state"] = "games.event.room_state"
+    room: RoomSnapshot
+
+
+class RoomList(ServerEvent):
+    type: Literal["games.event.room_list"] = "games.event.room_list"
+    game_type: GameType
+    rooms: list[RoomListItem]
+
+
+class RoomRemoved(ServerEvent):
+    """Broadcast: the room is gone from lobby lists."""
+
+    type: Literal["games.event.room_removed"] = "games.event.room_removed"
+    room_id: RoomId
+    room_name: str
+    game_type: GameType
+    reason: RemovalReason
+
+
+class NotInRoom(ServerEvent):
+    """Answer to a rejoin by a non-member: enough to offer "enter room"."""
+
+    type: Literal["games.event.not_in_room"] = "games.event.not_in_room"
+    room_id: RoomId
+    room_name: str
+    is_password_protected: bool
+    status: RoomStatus
+    allow_spectators: bool
+
+
+class LobbyJoined(ServerEvent):
+    type: Literal["games.event.lobby_joined"] = "games.event.lobby_joined"
+    room_id: RoomId
+    room_name: str
+    player: PlayerInfo
+
+
+class PlayerSelected(ServerEvent):
+    type: Literal["games.event.player_selected"] = "games.event.player_selected"
+    room_id: RoomId
+    player: PlayerInfo
+
+
+class PlayerDeselected(ServerEvent):
+    type: Literal["games.event.player_deselected"] = "games.event.player_deselected"
+    room_id: RoomId
+    user_id: UserId
+    username: Username
+
+
+class SelectedPlayersUpdated(ServerEvent):
+    type: Literal["games.event.selected_players_updated"] = "games.event.selected_players_updated"
+    room_id: RoomId
+    selected_players: list[UserId]
+
+
+class GameStarting(ServerEvent):
+    """Every seat is selected: the ready phase begins."""
+
+    type: Literal["games.event.game_starting"] = "games.event.game_starting"
+    room_id: RoomId
+    players: list[PlayerInfo]
+
+
+class RemovedFromGame(ServerEvent):
+    type: Literal["games.event.removed_from_game"] = "games.event.removed_from_game"
+    room_id: RoomId
+    reason: str
+    message: str
+
+
+class PlayerReady(ServerEvent):
+    type: Literal["games.event.player_ready"] = "games.event.player_ready"
+    room_id: RoomId
+    user_id: UserId
+    username: Username
+
+
+class PlayerReadyChanged(ServerEvent):
+    type: Literal["games.event.player_ready_changed"] = "games.event.player_ready_changed"
+    room_id: RoomId
+    user_id: UserId
+    username: Username
+    is_ready: bool
+
+
+class StartedPlayer(WireModel):
+    id: UserId
+    name: Username
+
+
+class GameStarted(ServerEvent):
+    type: Literal["games.event.game_started"] = "games.event.game_started"
+    room_id: RoomId
+    game_type: GameType
+    players: list[StartedPlayer]
+    first_turn: UserId
+
+
+class TurnChanged(ServerEvent):
+    """Whose turn it is; `turn_deadline` is when the server plays for them."""
+
+    type: Literal["games.event.turn_changed"] = "games.event.turn_changed"
+    room_id: RoomId
+    current_turn: UserId
+    turn_number: int
+    turn_deadline: datetime | None = None
+
+
+class PlayerLeft(ServerEvent):
+    type: Literal["games.event.player_left"] = "games.event.player_left"
+    room_id: RoomId
+    player_id: UserId
+    player_name: Username
+
+
+class PlayerKicked(ServerEvent):
+    type: Literal["games.event.player_kicked"] = "games.event.player_kicked"
+    room_id: RoomId
+    player_id: UserId
+    player_name: Username
+
+
+class PlayerBanned(ServerEvent):
+    type: Literal["games.event.player_banned"] = "games.event.player_banned"
+    room_id: RoomId
+    player_id: UserId
+    player_name: Username
+
+
+class PlayerUnbanned(ServerEvent):
+    type: Literal["games.event.player_unbanned"] = "games.event.player_unbanned"
+    room_id: RoomId
+    player_id: UserId
+    player_name: Username
+
+
+class PlayerDisconnected(ServerEvent):
+    """A player's last socket dropped during the game; they have until `timeout_at`."""
+
+    type: Literal["games.event.player_disconnected"] = "games.event.player_disconnected"
+    room_id: RoomId
+    user_id: UserId
+    username: Username
+    timeout_at: datetime
+
+
+class PlayerRejoined(ServerEvent):
+    type: Literal["games.event.player_rejoined"] = "games.event.player_rejoined"
+    room_id: RoomId
+    user_id: UserId
+    username: Username
+
+
+class KickVoteReceived(ServerEvent):
+    """A vote against a disconnected player; the vote passes at `votes_required`."""
+
+    type: Literal["games.event.kick_vote_received"] = "games.event.kick_vote_received"
+    room_id: RoomId
+    target_user_id: UserId
+    voter_id: UserId
+    votes: int
+    votes_required: int
+
+
+class PlayerAutoEnabled(ServerEvent):
+    type: Literal["games.event.player_auto_enabled"] = "games.event.player_auto_enabled"
+    room_id: RoomId
+    user_id: UserId
+    username: Username
+    reason: Literal["voluntary", "vote_kick"] = "voluntary"
+
+
+class PlayerAutoDisabled(ServerEvent):
+    type: Literal["games.event.player_auto_disabled"] = "games.event.player_auto_disabled"
+    room_id: RoomId
+    user_id: UserId
+    username: Username
+
+
+class SpectatorJoined(ServerEvent):
+    type: Literal["games.event.spectator_joined"] = "games.event.spectator_joined"
+    room_id: RoomId
+    spectator: SpectatorInfo
+    spectator_count: int
+
+
+class SpectatorLeft(ServerEvent):
+    type: Literal["games.event.spectator_left"] = "games.event.spectator_left"
+    room_id: RoomId
+    user_id: UserId
+    username: Username
+    spectator_count: int
+
+
+class SpectatorKicked(ServerEvent):
+    type: Literal["games.event.spectator_kicked"] = "games.event.spectator_kicked"
+    room_id: RoomId
+    user_id: UserId
+    username: Username
+    spectator_count: int
+
+
+class AdminSpectatorDesignated(ServerEvent):
+    type: Literal["games.event.admin_spectator_designated"] = (
+        "games.event.admin_spectator_designated"
+    )
+    room_id: RoomId
+    user_id: UserId
+    username: Username
+
+
+CLIENT_COMMANDS: tuple[type[ClientCommand], ...] = (
+    ListRooms,
+    CreateRoom,
+    JoinRoom,
+    JoinAsSpectator,
+    RejoinRoom,
+    LeaveRoom,
+    StopSpectating,
+    Ready,
+    SetReady,
+    StartGame,
+    SelectPlayer,
+    DeselectPlayer,
+    KickPlayer,
+    KickSpectator,
+    BanPlayer,
+    UnbanPlayer,
+    VoteKickDisconnected,
+    DesignateAdminSpectator,
+)
+
+SERVER_EVENTS: tuple[type[ServerEvent], ...] = (
+    RoomCreated,
+    RoomStateEvent,
+    RoomList,
+    RoomRemoved,
+    NotInRoom,
+    LobbyJoined,
+    PlayerSelected,
+    PlayerDeselected,
+    SelectedPlayersUpdated,
+    GameStarting,
+    RemovedFromGame,
+    PlayerReady,
+    PlayerReadyChanged,
+    GameStarted,
+    TurnChanged,
+    PlayerLeft,
+    PlayerKicked,
+    PlayerBanned,
+    PlayerUnbanned,
+    PlayerDisconnected,
+    PlayerRejoined,
+    KickVoteReceived,
+    PlayerAutoEnabled,
+    PlayerAutoDisabled,
+    SpectatorJoined,
+    SpectatorLeft,
+    SpectatorKicked,
+    AdminSpectatorDesignated,
+)
