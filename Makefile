@@ -1,0 +1,91 @@
+# Parlour developer commands. `make help` lists them.
+#
+# Everything runs from the project's virtualenv in .venv/ (created by `make install` with
+# python3.11, packages pinned by constraints.txt) and the local Kafka + Redis that
+# `make infra-up` starts or finds (scripts/infra.py; state in .infra/).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# `down` and `status` must work before (or without) the virtualenv
+INFRA_PY = $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+
+# the packages mypy checks, as configured in pyproject.toml, minus any without a module yet
+# (mypy refuses a directory with no .py file in it)
+PACKAGES := libs/protocol/parlour_protocol services/gateway/parlour_gateway \
+            services/game_engine/parlour_engine
+MYPY_PACKAGES = $(foreach p,$(PACKAGES),$(if $(shell find $(p) -name '*.py' -print -quit 2>/dev/null),$(p)))
+# infra and test-support code owned next to the packages, type-checked with them
+MYPY_EXTRA := scripts tests/conftest.py tests/integration/conftest.py tests/integration/test_infra.py
+
+.PHONY: help install lock lint test run infra-up infra-down infra-status clean
+
+help:
+	@echo "make run           install, start Kafka + Redis, run gateway and engine (Ctrl-C stops)"
+	@echo "make test          install, start Kafka + Redis, lint, run every test"
+	@echo "make install       create .venv/ and install the pinned dependencies"
+	@echo "make lint          ruff check, ruff format --check, mypy"
+	@echo "make infra-up      start (or reuse) Kafka on 127.0.0.1:9092 and Redis on :6379"
+	@echo "make infra-status  say what runs where"
+	@echo "make infra-down    stop what infra-up started from this checkout"
+	@echo "make lock          re-resolve dependencies and rewrite constraints.txt"
+	@echo "make clean         infra-down, then remove .venv/ .infra/ and caches"
+
+install: $(STAMP)
+
+# Re-installs when pyproject.toml or constraints.txt change. PIP_CONSTRAINT (not -c) so the
+# pins also hold inside pip's isolated build environment (hatchling).
+$(STAMP): pyproject.toml constraints.txt
+	@if [ ! -x $(BIN)/python ]; then \
+	  command -v $(PYTHON) >/dev/null || { echo "install: $(PYTHON) not found (set PYTHON=...)"; exit 1; }; \
+	  echo "install: creating $(VENV) with $$($(PYTHON) --version)"; \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
+	@echo "install: pinned dependencies from constraints.txt ..."
+	@PIP_CONSTRAINT="$(CURDIR)/constraints.txt" $(BIN)/python -m pip install -q \
+	  --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+# Resolve afresh in a throw-away venv and pin everything it installed, the build backend too.
+lock:
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/pip" install -q --disable-pip-version-check -e '.[dev]' hatchling; \
+	{ echo "# Pinned versions for \`make install\` (PIP_CONSTRAINT). Rewrite with \`make lock\`."; \
+	  echo "# Resolved with $$($$tmp/venv/bin/python --version) on $$(date -u +%F)."; \
+	  "$$tmp/venv/bin/pip" freeze --exclude-editable --all | grep -v '^pip==' ; \
+	} > constraints.txt
+	@echo "lock: wrote constraints.txt ($$(grep -c '==' constraints.txt) pins)"
+	@$(MAKE) install
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	MYPYPATH=scripts $(BIN)/mypy $(MYPY_PACKAGES) $(MYPY_EXTRA)
+
+test: $(STAMP)
+	@$(MAKE) infra-up
+	@$(MAKE) lint
+	@set -a; . .infra/run/env; set +a; $(BIN)/pytest
+
+run: $(STAMP)
+	@$(MAKE) infra-up
+	@exec bash scripts/run.sh
+
+infra-up: $(STAMP)
+	@$(BIN)/python scripts/infra.py up
+
+infra-down:
+	@$(INFRA_PY) scripts/infra.py down
+
+infra-status:
+	@$(INFRA_PY) scripts/infra.py status
+
+clean: infra-down
+	rm -rf $(VENV) .infra .mypy_cache .ruff_cache .pytest_cache .hypothesis
