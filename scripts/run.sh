@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Run the gateway and the game engine in the foreground, their logs interleaved with a
+# [gateway] / [engine] prefix. Ctrl-C (or either service exiting) stops both.
+# `make run` calls this after `make install` and `make infra-up`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=.venv/bin
+if [[ ! -x $BIN/python ]]; then
+  echo "run: no virtualenv in .venv/; use \`make run\`" >&2
+  exit 1
+fi
+# the addresses `make infra-up` found or started
+if [[ -f .infra/run/env ]]; then
+  set -a
+  # shellcheck source=/dev/null
+  . .infra/run/env
+  set +a
+fi
+
+pids=()
+names=()
+
+has_module() {
+  "$BIN/python" - "$1" <<'PY' 2>/dev/null
+import importlib.util, sys
+try:
+    found = importlib.util.find_spec(sys.argv[1]) is not None
+except ImportError:  # the parent package does not exist yet
+    found = False
+sys.exit(0 if found else 1)
+PY
+}
+
+start() {
+  local name=$1 module=$2 script=$3
+  if ! has_module "$module"; then
+    echo "run: $module does not exist yet: $name not started"
+    return 0
+  fi
+  # own process group (set -m): a Ctrl-C in the terminal reaches this script only,
+  # which then stops each service once, with SIGTERM, instead of signalling them twice
+  set -m
+  "$BIN/$script" > >(sed -u "s/^/[$name] /") 2>&1 &
+  set +m
+  pids+=($!)
+  names+=("$name")
+  echo "run: $name started (pid $!)"
+}
+
+stop_all() {
+  trap - INT TERM EXIT
+  local pid
+  for pid in "${pids[@]}"; do
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  echo "run: stopped"
+}
+
+start gateway parlour_gateway.main parlour-gateway
+start engine parlour_engine.main parlour-engine
+
+if ((${#pids[@]} == 0)); then
+  echo "run: nothing to run yet (neither parlour_gateway.main nor parlour_engine.main exists)"
+  exit 1
+fi
+trap stop_all INT TERM EXIT
+
+echo "run: Parlour on http://127.0.0.1:9998/  (Kafka ${KAFKA_BOOTSTRAP_SERVERS:-?}, Redis ${REDIS_URL:-?}); Ctrl-C stops"
+status=0
+wait -n "${pids[@]}" || status=$?
+echo "run: a service exited (status $status); stopping the rest"
+exit "$status"
