@@ -1,0 +1,67 @@
+"""Engine-side game plugins. Each module here defines `RULES`, an object satisfying
+`GameRules`, registered under its game name; a second game adds one module and nothing else.
+
+The generic room/lobby logic in `parlour_engine.rules` calls a plugin at these points only:
+the game starts, a game command arrives, a turn timer fires, a player's turns were handed to
+the server, and a (re)joining user needs the game's state.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from parlour_engine.rules.context import Ctx
+    from parlour_engine.rules.state import GameState, RoomState
+    from parlour_protocol.v1 import ServerEvent
+    from parlour_protocol.v1.base import ClientCommand
+
+
+class GameRules(Protocol):
+    """What a game adds to the engine. Methods raise `rules.context.Rejected` to refuse."""
+
+    name: str
+    """The protocol game name (`parlour_protocol.v1.GAMES` key)."""
+    state_model: type[GameState]
+    """The game's frozen state model, kept in `RoomState.game`."""
+    command_types: frozenset[str]
+    """Wire `type`s of the game's commands."""
+
+    def start(self, ctx: Ctx) -> None:
+        """`ctx.state.players` is seated and the status is in_progress: initialise the game
+        state and emit its opening events (e.g. the first `turn_changed`)."""
+
+    def handle(self, ctx: Ctx, command: ClientCommand) -> None:
+        """Apply one of the game's own commands."""
+
+    def on_turn_timeout(self, ctx: Ctx) -> None:
+        """The current turn's deadline passed: play for `ctx.state.current_turn`."""
+
+    def on_auto_play(self, ctx: Ctx) -> None:
+        """Someone's turns were just handed to the server: play if it is their turn."""
+
+    def snapshot_for(self, state: RoomState, user_id: str) -> ServerEvent | None:
+        """The game's state for a (re)joining player or spectator, or None."""
+
+
+def _discover() -> dict[str, GameRules]:
+    found: dict[str, GameRules] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        rules = getattr(module, "RULES", None)
+        if rules is not None:
+            found[rules.name] = rules
+    return found
+
+
+_REGISTRY: dict[str, GameRules] | None = None
+
+
+def game_rules(name: str) -> GameRules | None:
+    """The plugin for game `name`, or None when the engine has no rules for it."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = _discover()
+    return _REGISTRY.get(name)

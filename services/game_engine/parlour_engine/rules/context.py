@@ -1,0 +1,144 @@
+"""The working context of one `apply` call: the state being built and everything the command
+produces. Handlers and game plugins write through it so seq numbering and audience
+resolution live in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from parlour_engine.rules.state import RoomState
+from parlour_engine.rules.types import ChatAppend, ChatRead, Emit, Rng, RulesConfig, TimerRequest
+from parlour_protocol.v1 import Audience, AudienceKind, CommandEnvelope, ErrorCode, ServerEvent
+from parlour_protocol.v1.internal import TimerKind
+from parlour_protocol.v1.rooms import TurnChanged
+
+_ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://parlour.invalid/engine/rules")
+
+
+class Rejected(Exception):
+    """Raised by a handler before it changes anything: the command does not take effect."""
+
+    def __init__(self, code: ErrorCode, message: str | None = None) -> None:
+        super().__init__(code.value)
+        self.code = code
+        self.message = message
+
+
+class Ctx:
+    """Mutable scratchpad of one command. `state` is a shallow copy of the input state; see
+    `state.py` for the copy-on-write discipline."""
+
+    def __init__(
+        self,
+        state: RoomState,
+        command: CommandEnvelope,
+        rng: Rng,
+        now: datetime,
+        config: RulesConfig,
+    ) -> None:
+        self.state = state
+        self.command = command
+        self.rng = rng
+        self.now = now
+        self.config = config
+        self.emits: list[Emit] = []
+        self.timers: list[TimerRequest] = []
+        self.chat: list[ChatAppend] = []
+        self.chat_read: ChatRead | None = None
+        self.removed = False
+        self._minted = 0
+
+    @property
+    def actor_id(self) -> str:
+        return self.command.actor.user_id
+
+    @property
+    def actor_name(self) -> str:
+        return self.command.actor.username
+
+    def mint_id(self, purpose: str) -> str:
+        """A new id derived from the command's msg_id, so recomputing gives the same id."""
+        self._minted += 1
+        return str(derive_id(self.command.msg_id, f"{purpose}:{self._minted}"))
+
+    # --- emitting -------------------------------------------------------------------------
+
+    def room(self, message: ServerEvent, *, also: Iterable[str] = ()) -> None:
+        """To every member (players, lobby, spectators) now, plus `also` (e.g. a leaver);
+        takes the room's next seq."""
+        self.state.seq += 1
+        user_ids = self.state.member_ids()
+        for extra in also:
+            if extra not in user_ids:
+                user_ids.append(extra)
+        self.emits.append(
+            Emit(
+                Audience(kind=AudienceKind.ROOM, user_ids=user_ids),
+                message.model_copy(update={"seq": self.state.seq}),
+            )
+        )
+
+    def users(self, user_ids: Iterable[str], message: ServerEvent) -> None:
+        ids = list(dict.fromkeys(user_ids))
+        if ids:
+            kind = AudienceKind.USER if len(ids) == 1 else AudienceKind.USERS
+            self.emits.append(Emit(Audience(kind=kind, user_ids=ids), message))
+
+    def user(self, user_id: str, message: ServerEvent) -> None:
+        self.users((user_id,), message)
+
+    def spectators(self, message: ServerEvent) -> None:
+        ids = [s.user_id for s in self.state.spectators]
+        self.emits.append(Emit(Audience(kind=AudienceKind.SPECTATORS, user_ids=ids), message))
+
+    def broadcast(self, message: ServerEvent) -> None:
+        self.emits.append(Emit(Audience(kind=AudienceKind.BROADCAST), message))
+
+    def reply(self, message: ServerEvent) -> None:
+        """To the acting connection (or, lacking one, every socket of the actor)."""
+        self.emits.append(Emit(reply_audience(self.command), message))
+
+    # --- turns ----------------------------------------------------------------------------
+
+    def set_turn(self, user_id: str) -> None:
+        """Give the turn to `user_id`: new turn number and deadline, `turn_changed` to the
+        room and a turn timer whose token is the turn number."""
+        st = self.state
+        st.turn_number += 1
+        st.current_turn = user_id
+        st.turn_deadline = self.now + timedelta(seconds=self.config.turn_timeout_secs)
+        self.room(
+            TurnChanged(
+                room_id=st.room_id,
+                current_turn=user_id,
+                turn_number=st.turn_number,
+                turn_deadline=st.turn_deadline,
+            )
+        )
+        self.timers.append(TimerRequest(TimerKind.TURN, turn_token(st), st.turn_deadline))
+
+    def clear_turn(self) -> None:
+        self.state.current_turn = None
+        self.state.turn_deadline = None
+
+
+def turn_token(state: RoomState) -> str:
+    """The token of the current turn's timer."""
+    return str(state.turn_number)
+
+
+def derive_id(msg_id: UUID, purpose: str) -> UUID:
+    return uuid5(_ID_NAMESPACE, f"{msg_id}:{purpose}")
+
+
+def reply_audience(command: CommandEnvelope) -> Audience:
+    if command.connection_id is not None:
+        return Audience(
+            kind=AudienceKind.CONNECTION,
+            user_ids=[command.actor.user_id],
+            connection_id=command.connection_id,
+            gateway_id=command.gateway_id,
+        )
+    return Audience(kind=AudienceKind.USER, user_ids=[command.actor.user_id])

@@ -1,0 +1,157 @@
+"""The authoritative state of one room, stored by the worker as one JSON string.
+
+Copy-on-write discipline: every nested model is frozen and every collection is a tuple (or a
+dict that is replaced, never mutated), so `apply` can work on a shallow `model_copy()` of the
+input and a rejected command can hand back the untouched input object.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validator
+
+from parlour_protocol.v1.rooms import RoomStatus
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Member(_Frozen):
+    """A lobby member or a player (same shape; `score` matters once the game runs)."""
+
+    user_id: str
+    username: str
+    score: int = 0
+    is_ready: bool = False
+    joined_at: datetime
+
+
+class Spectator(_Frozen):
+    user_id: str
+    username: str
+    joined_at: datetime
+
+
+class Banned(_Frozen):
+    user_id: str
+    username: str
+
+
+class AutoPlayer(_Frozen):
+    """A player whose turns the server plays. `vote_kick` ones are also banned and never
+    regain control; `voluntary` ones regain it when they rejoin."""
+
+    user_id: str
+    reason: Literal["voluntary", "vote_kick"]
+
+
+class Disconnect(_Frozen):
+    """A player's connection dropped during the game. `number` makes the grace timer's token
+    unique per disconnect; `votes` are the user ids that voted to hand their turns over."""
+
+    user_id: str
+    username: str
+    number: int
+    timeout_at: datetime
+    votes: tuple[str, ...] = ()
+
+
+class GameState(_Frozen):
+    """Base of every game's own state model (see `parlour_engine.games`)."""
+
+
+class RoomState(BaseModel):
+    """Everything the engine knows about a room. `version` counts accepted changing
+    commands (optimistic concurrency in the store); `seq` is the last room-wide event seq."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    room_id: str
+    room_name: str
+    game_type: str
+    status: RoomStatus = RoomStatus.WAITING
+    host_id: str
+    host_name: str
+    password_hash: str | None = None
+    max_players: int
+    allow_spectators: bool = True
+    max_spectators: int = 10
+    lobby_chat_enabled: bool = True
+    admin_spectator_id: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    winner_id: str | None = None
+
+    players: tuple[Member, ...] = ()
+    lobby: tuple[Member, ...] = ()
+    selected: tuple[str, ...] = ()
+    spectators: tuple[Spectator, ...] = ()
+    banned: tuple[Banned, ...] = ()
+    auto_players: tuple[AutoPlayer, ...] = ()
+    disconnects: tuple[Disconnect, ...] = ()
+    disconnect_counter: int = 0
+    password_failures: dict[str, tuple[datetime, ...]] = Field(default_factory=dict)
+    mutes: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    current_turn: str | None = None
+    turn_number: int = 0
+    turn_deadline: datetime | None = None
+    game: SerializeAsAny[GameState] | None = None
+
+    version: int = 0
+    seq: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_game_state(cls, data: Any) -> Any:
+        # the stored JSON holds the game's state as a plain object: give it its game's model
+        if isinstance(data, dict) and isinstance(data.get("game"), dict):
+            from parlour_engine.games import game_rules
+
+            rules = game_rules(str(data.get("game_type")))
+            if rules is not None:
+                data = {**data, "game": rules.state_model.model_validate(data["game"])}
+        return data
+
+    # --- membership queries (pure, cheap) ---------------------------------------------------
+
+    def player(self, user_id: str) -> Member | None:
+        return next((m for m in self.players if m.user_id == user_id), None)
+
+    def lobby_member(self, user_id: str) -> Member | None:
+        return next((m for m in self.lobby if m.user_id == user_id), None)
+
+    def spectator(self, user_id: str) -> Spectator | None:
+        return next((s for s in self.spectators if s.user_id == user_id), None)
+
+    def is_banned(self, user_id: str) -> bool:
+        return any(b.user_id == user_id for b in self.banned)
+
+    def auto_player(self, user_id: str) -> AutoPlayer | None:
+        return next((a for a in self.auto_players if a.user_id == user_id), None)
+
+    def disconnect(self, user_id: str) -> Disconnect | None:
+        return next((d for d in self.disconnects if d.user_id == user_id), None)
+
+    def member_ids(self) -> list[str]:
+        """Everyone who receives room-wide events: players, lobby, spectators (in that order,
+        without duplicates)."""
+        seen: dict[str, None] = {}
+        for m in self.players:
+            seen[m.user_id] = None
+        for m in self.lobby:
+            seen[m.user_id] = None
+        for s in self.spectators:
+            seen[s.user_id] = None
+        return list(seen)
+
+    def is_member(self, user_id: str) -> bool:
+        return (
+            self.player(user_id) is not None
+            or self.lobby_member(user_id) is not None
+            or self.spectator(user_id) is not None
+        )

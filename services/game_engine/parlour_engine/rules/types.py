@@ -1,0 +1,121 @@
+"""Value types of the rules core's interface: configuration, randomness, and what one
+command produces (`Outcome`). Pure data: no I/O, no clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from parlour_protocol.v1 import Audience, ErrorCode, ServerEvent
+from parlour_protocol.v1.chat import ChatChannel, ChatMessageItem
+from parlour_protocol.v1.internal import TimerKind
+
+if TYPE_CHECKING:
+    from parlour_engine.rules.state import RoomState
+
+
+class Rng(Protocol):
+    """The only source of randomness the rules use: `secrets.SystemRandom()` in production,
+    `random.Random(seed)` in tests (both satisfy it)."""
+
+    def randint(self, a: int, b: int) -> int: ...
+
+    def randbytes(self, n: int) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    """Tunables of the rules; the worker builds one from its Settings at start-up."""
+
+    turn_timeout_secs: int = 30
+    """A player who does not act within this is rolled for by the server (`rolled.auto`)."""
+    disconnect_grace_secs: int = 30
+    """How long a disconnected player has before the others may vote them out."""
+    winning_score: int = 10
+    max_tiebreakers: int = 100
+    """After this many tiebreakers in one round the first tied player gets the point."""
+    max_spectators: int = 10
+    password_attempts: int = 5
+    """Wrong passwords one user may try per room within `password_window_secs`."""
+    password_window_secs: int = 300
+    chat_keep: int = 200
+    """Messages kept per room channel (the worker trims the store to this)."""
+    auto_roll_guard: int = 100
+    """Most server rolls one command may chain (auto players in a row); after that the turn
+    timer takes over, so the game never stalls and never loops."""
+    scrypt_n: int = 2**14
+    """scrypt cost for room passwords. Stored with each hash, so lowering it (tests) never
+    breaks verification of existing rooms."""
+
+
+@dataclass(frozen=True)
+class Emit:
+    """One event to publish. `audience.user_ids` is already resolved (except for the
+    `connection` and `broadcast` kinds). Events to the whole room (kind ROOM) carry their
+    `seq` in `message.seq`: consecutive, starting at the input state's `seq + 1`."""
+
+    audience: Audience
+    message: ServerEvent
+
+    @property
+    def seq(self) -> int | None:
+        return self.message.seq
+
+
+@dataclass(frozen=True)
+class TimerRequest:
+    """Arm a deadline: at `due` the timer loop publishes `games.command.timer_fired` with this
+    kind and token for the room. Timers are never cancelled: a fired timer whose token no
+    longer matches the state is ignored by the rules."""
+
+    kind: TimerKind
+    token: str
+    due: datetime
+
+
+@dataclass(frozen=True)
+class ChatAppend:
+    """Store one chat message in the room's channel (capped to `RulesConfig.chat_keep`)."""
+
+    channel: ChatChannel
+    item: ChatMessageItem
+
+
+@dataclass(frozen=True)
+class ChatRead:
+    """Read the newest `limit` messages of `channel` (oldest first), drop those whose
+    `user_id` is in `hidden_user_ids` (muted by the reader), and send
+    `games.event.chat_history` {room_id, channel, messages, seq null} to `audience`."""
+
+    room_id: str
+    channel: ChatChannel
+    limit: int
+    hidden_user_ids: frozenset[str]
+    audience: Audience
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one command did.
+
+    - `state`: the new state (`None` = the room is removed; delete it). On rejection this is
+      the very same object that was passed in.
+    - `changed`: the state must be stored (its `version` was bumped). False for a rejection
+      and for read-only commands (e.g. a rejoin of a waiting room, chat history), whose
+      `emits` must still be published. One rejection changes state: a wrong password records
+      the failed attempt (for `too_many_attempts`), so it has `rejected=WRONG_PASSWORD` and
+      `changed=True`.
+    - `rejected`: the error code when the command did not take effect; `emits` then holds the
+      `system.error` to the acting connection (nothing for internal commands).
+    """
+
+    state: RoomState | None
+    emits: tuple[Emit, ...] = ()
+    timers: tuple[TimerRequest, ...] = ()
+    chat: tuple[ChatAppend, ...] = ()
+    chat_read: ChatRead | None = None
+    rejected: ErrorCode | None = None
+    changed: bool = False
+    notes: tuple[str, ...] = field(default=())
+    """Short machine-readable facts for logs (never chat text or passwords)."""
