@@ -404,6 +404,11 @@ def stop(name: str, pid_file: Path, is_ours: Callable[[int], bool], grace: float
         while is_ours(pid):
             time.sleep(0.1)
     pid_file.unlink(missing_ok=True)
+    # a daemon's parent is init, which reaps it a moment later: wait, so that nothing of
+    # ours (not even a zombie) is listed once `down` returns
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     say(f"{name:<6} {how} (pid {pid})")
 
 
