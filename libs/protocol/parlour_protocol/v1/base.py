@@ -43,7 +43,12 @@ Password = Annotated[
 """An optional room password. An empty string means no password."""
 
 ChatContent = Annotated[
-    str, StringConstraints(min_length=1, max_length=limits.CHAT_CONTENT_MAX_LENGTH)
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=limits.CHAT_CONTENT_MAX_LENGTH,
+        pattern=limits.CHAT_CONTENT_PATTERN,
+    ),
 ]
 
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=limits.REQUEST_ID_MAX_LENGTH)]

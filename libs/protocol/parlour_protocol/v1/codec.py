@@ -5,6 +5,7 @@ Every decoder raises `ProtocolError` and nothing else for bad input.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -20,7 +21,9 @@ _server_adapter: TypeAdapter[ServerEvent] = TypeAdapter(ServerMessage)
 _command_envelope_adapter = TypeAdapter(CommandEnvelope)
 _event_envelope_adapter = TypeAdapter(EventEnvelope)
 
-_JSON_ERRORS = frozenset({"json_invalid", "json_type"})
+_JSON_ERRORS = frozenset({"json_invalid", "json_type", "string_unicode"})
+"""Error kinds that mean the frame itself is not JSON (`string_unicode`: a `str` frame with lone
+surrogates, which no UTF-8 JSON text can carry)."""
 _TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
 
 
@@ -32,7 +35,9 @@ def _to_protocol_error(exc: ValidationError, *, tag_is_first: bool) -> ProtocolE
     errors = exc.errors(include_url=False, include_input=False)
     kinds = {error["type"] for error in errors}
     if kinds & _JSON_ERRORS:
-        return ProtocolError(DecodeFailure.INVALID_JSON, "the frame is not a JSON object")
+        error = next(e for e in errors if e["type"] in _JSON_ERRORS)
+        detail = str((error.get("ctx") or {}).get("error") or error["msg"])
+        return ProtocolError(DecodeFailure.INVALID_JSON, f"the frame is not valid JSON: {detail}")
     if tag_is_first and kinds & _TAG_ERRORS:
         error = next(e for e in errors if e["type"] in _TAG_ERRORS)
         ctx: dict[str, Any] = dict(error.get("ctx") or {})
@@ -69,14 +74,16 @@ def _to_protocol_error(exc: ValidationError, *, tag_is_first: bool) -> ProtocolE
 def _request_id_of(data: bytes | str) -> str | None:
     """Best effort: a request_id to echo on the error about this frame."""
     try:
-        import json
-
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if isinstance(raw, dict):
         value = raw.get("request_id")
         if isinstance(value, str) and 0 < len(value) <= limits.REQUEST_ID_MAX_LENGTH:
+            try:
+                value.encode("utf-8")  # a lone surrogate could not be sent back
+            except UnicodeEncodeError:
+                return None
             return value
     return None
 

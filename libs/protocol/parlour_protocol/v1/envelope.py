@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID, uuid4
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from parlour_protocol.v1.base import Id, RequestId, UserId, Username, WireModel, utc_now
 from parlour_protocol.v1.messages import EngineCommand, ServerMessage
@@ -38,14 +38,25 @@ class CommandEnvelope(WireModel):
     timestamp: datetime = Field(default_factory=utc_now)
     payload: EngineCommand
 
+    @model_validator(mode="after")
+    def _type_matches_payload(self) -> CommandEnvelope:
+        # consumers route on `type` without opening the payload: the two must agree
+        if self.type != self.payload.type:
+            raise ValueError(f"type {self.type!r} differs from payload.type {self.payload.type!r}")
+        return self
+
 
 class AudienceKind(StrEnum):
     ROOM = "room"
     """Every member of the room (players, lobby, spectators). Such events carry `seq`."""
     PLAYERS = "players"
+    """The players of the running game (not the lobby, not the spectators)."""
     SPECTATORS = "spectators"
+    """The room's spectators only (e.g. spectator-channel chat)."""
     USER = "user"
+    """Every socket of one user (answers that concern the user, not one socket)."""
     USERS = "users"
+    """Every socket of each listed user (e.g. a direct message: recipient and sender)."""
     CONNECTION = "connection"
     """One socket: `connection_id` on `gateway_id` (errors, answers to one request)."""
     BROADCAST = "broadcast"
@@ -73,3 +84,10 @@ class EventEnvelope(WireModel):
     causation_id: UUID | None = Field(default=None, description="msg_id of the command")
     timestamp: datetime = Field(default_factory=utc_now)
     payload: ServerMessage
+
+    @model_validator(mode="after")
+    def _type_matches_payload(self) -> EventEnvelope:
+        # gateways route and deduplicate on `type`/`seq` without opening the payload
+        if self.type != self.payload.type:
+            raise ValueError(f"type {self.type!r} differs from payload.type {self.payload.type!r}")
+        return self

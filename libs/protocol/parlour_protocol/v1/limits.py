@@ -24,6 +24,9 @@ PASSWORD_MAX_LENGTH = 128
 TOKEN_MAX_LENGTH = 8_192
 
 CHAT_CONTENT_MAX_LENGTH = 1_000
+_CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+CHAT_CONTENT_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
+"""Chat text: at least one visible character; no control characters except tab, LF and CR."""
 CHAT_HISTORY_DEFAULT_LIMIT = 50
 CHAT_HISTORY_MAX_LIMIT = 200
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, computed_field, model_validator
 
 from parlour_protocol.v1 import limits
 from parlour_protocol.v1.base import (
@@ -59,7 +59,7 @@ class PlayerInfo(WireModel):
 
     user_id: UserId
     username: Username
-    score: int = 0
+    score: int = Field(default=0, ge=0)
     is_ready: bool = False
     joined_at: datetime | None = None
 
@@ -101,13 +101,13 @@ class RoomSnapshot(WireModel):
     auto_players: list[UserId] = Field(default_factory=list)
     disconnected_players: list[DisconnectInfo] = Field(default_factory=list)
     current_turn: UserId | None = None
-    turn_number: int = 0
+    turn_number: int = Field(default=0, ge=0)
     turn_deadline: datetime | None = None
     winner_id: UserId | None = None
     is_password_protected: bool = False
     max_players: int = Field(ge=limits.MIN_PLAYERS, le=limits.MAX_PLAYERS)
     allow_spectators: bool = True
-    max_spectators: int = limits.DEFAULT_MAX_SPECTATORS
+    max_spectators: int = Field(default=limits.DEFAULT_MAX_SPECTATORS, ge=0)
     admin_spectator_id: UserId | None = None
     lobby_chat_enabled: bool = True
     created_at: datetime
@@ -125,10 +125,10 @@ class RoomListItem(WireModel):
     host_id: UserId
     host_name: Username
     status: RoomStatus
-    player_count: int = Field(description="current number of players (in_progress) or lobby")
-    lobby_count: int
-    spectator_count: int
-    max_players: int
+    player_count: int = Field(ge=0, description="current number of players (in_progress) or lobby")
+    lobby_count: int = Field(ge=0)
+    spectator_count: int = Field(ge=0)
+    max_players: int = Field(ge=limits.MIN_PLAYERS, le=limits.MAX_PLAYERS)
     is_password_protected: bool
     allow_spectators: bool
     can_rejoin: bool
@@ -264,8 +264,15 @@ class RoomCreated(ServerEvent):
     host_id: UserId
     host_name: Username
     is_password_protected: bool
-    max_players: int
+    max_players: int = Field(ge=limits.MIN_PLAYERS, le=limits.MAX_PLAYERS)
     allow_spectators: bool
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def player_count(self) -> int:
+        """The original wire's name for the configured seats (= `max_players`); sent for
+        clients written against it, ignored on input."""
+        return self.max_players
 
 
 class RoomStateEvent(ServerEvent):
@@ -377,7 +384,7 @@ class TurnChanged(ServerEvent):
     type: Literal["games.event.turn_changed"] = "games.event.turn_changed"
     room_id: RoomId
     current_turn: UserId
-    turn_number: int
+    turn_number: int = Field(ge=1)
     turn_deadline: datetime | None = None
 
 
@@ -433,8 +440,8 @@ class KickVoteReceived(ServerEvent):
     room_id: RoomId
     target_user_id: UserId
     voter_id: UserId
-    votes: int
-    votes_required: int
+    votes: int = Field(ge=1)
+    votes_required: int = Field(ge=1)
 
 
 class PlayerAutoEnabled(ServerEvent):
@@ -456,7 +463,7 @@ class SpectatorJoined(ServerEvent):
     type: Literal["games.event.spectator_joined"] = "games.event.spectator_joined"
     room_id: RoomId
     spectator: SpectatorInfo
-    spectator_count: int
+    spectator_count: int = Field(ge=0)
 
 
 class SpectatorLeft(ServerEvent):
@@ -464,7 +471,7 @@ class SpectatorLeft(ServerEvent):
     room_id: RoomId
     user_id: UserId
     username: Username
-    spectator_count: int
+    spectator_count: int = Field(ge=0)
 
 
 class SpectatorKicked(ServerEvent):
@@ -472,7 +479,7 @@ class SpectatorKicked(ServerEvent):
     room_id: RoomId
     user_id: UserId
     username: Username
-    spectator_count: int
+    spectator_count: int = Field(ge=0)
 
 
 class AdminSpectatorDesignated(ServerEvent):

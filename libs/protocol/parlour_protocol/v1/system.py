@@ -58,7 +58,9 @@ class Welcome(ServerEvent):
     connection_id: Id
     timestamp: datetime = Field(default_factory=utc_now)
     protocol_version: str = limits.PROTOCOL_VERSION
-    heartbeat_interval: int = Field(default=15, description="seconds between client heartbeats")
+    heartbeat_interval: int = Field(
+        default=15, ge=1, description="seconds between client heartbeats"
+    )
 
 
 class Authenticated(ServerEvent):

@@ -4,7 +4,7 @@ re-rolled by the tied players only, first to 10 points wins. The server rolls.""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -22,7 +22,8 @@ from parlour_protocol.v1.registry import GameSpec
 GAME_NAME = "bigger_dice"
 WINNING_SCORE = 10
 
-Die = int
+Die = Annotated[int, Field(ge=1, le=6)]
+"""One die face."""
 
 # --- client -> server ---------------------------------------------------------------------
 
@@ -59,7 +60,7 @@ class Rolled(ServerEvent):
     player_id: UserId
     player_name: Username
     roll: Die = Field(ge=1, le=6)
-    new_score: int
+    new_score: int = Field(ge=0)
     is_first_roll: bool
     auto: bool = False
 
@@ -70,7 +71,7 @@ class RoundResult(ServerEvent):
 
     type: Literal["games.event.bigger_dice.round_result"] = "games.event.bigger_dice.round_result"
     room_id: RoomId
-    round_number: int
+    round_number: int = Field(ge=1)
     rolls: list[tuple[UserId, Die]]
     winner_id: UserId | None
     is_tie: bool
@@ -96,7 +97,7 @@ class RoundRoll(WireModel):
 
 
 class RoundHistoryItem(WireModel):
-    round_number: int
+    round_number: int = Field(ge=1)
     rolls: list[RoundRoll]
     winner_id: UserId | None
     winner_name: Username | None
@@ -108,7 +109,7 @@ class GameStateEvent(ServerEvent):
 
     type: Literal["games.event.bigger_dice.state"] = "games.event.bigger_dice.state"
     room_id: RoomId
-    round_number: int
+    round_number: int = Field(ge=1)
     current_rolls: list[tuple[UserId, Die]]
     pending_rollers: list[UserId]
     is_tiebreaker: bool
@@ -121,7 +122,7 @@ class GameStateEvent(ServerEvent):
 class FinalScore(WireModel):
     user_id: UserId
     username: Username
-    score: int
+    score: int = Field(ge=0)
 
 
 class GameOver(ServerEvent):
