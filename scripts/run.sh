@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # stop_all and on_signal run from traps
 # Run the gateway and the game engine in the foreground, their logs interleaved with a
 # [gateway] / [engine] prefix. Ctrl-C (or either service exiting) stops both.
 # `make run` calls this after `make install` and `make infra-up`.
@@ -41,7 +42,8 @@ start() {
   # own process group (set -m): a Ctrl-C in the terminal reaches this script only,
   # which then stops each service once, with SIGTERM, instead of signalling them twice
   set -m
-  "$BIN/$script" > >(sed -u "s/^/[$name] /") 2>&1 &
+  # the prefixing sed ignores Ctrl-C so it still prints what the service says while stopping
+  "$BIN/$script" > >(trap '' INT; exec sed -u "s/^/[$name] /") 2>&1 &
   set +m
   pids+=($!)
   names+=("$name")
@@ -50,11 +52,26 @@ start() {
 
 stop_all() {
   trap - INT TERM EXIT
-  local pid
+  echo "run: stopping ${names[*]}"
+  local pid i alive
+  # the service first, alone: its log prefixer shares its process group and must live on
+  # to print the shutdown lines
   for pid in "${pids[@]}"; do
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for ((i = 0; i < 150; i++)); do  # up to 15 s for a graceful stop
+    alive=0
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null && alive=1
+    done
+    ((alive)) || break
+    sleep 0.1
   done
   for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "run: pid $pid ignored SIGTERM for 15 s; killing its process group"
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
     wait "$pid" 2>/dev/null || true
   done
   echo "run: stopped"
@@ -67,7 +84,12 @@ if ((${#pids[@]} == 0)); then
   echo "run: nothing to run yet (neither parlour_gateway.main nor parlour_engine.main exists)"
   exit 1
 fi
-trap stop_all INT TERM EXIT
+on_signal() {
+  stop_all
+  exit 0
+}
+trap on_signal INT TERM
+trap stop_all EXIT
 
 echo "run: Parlour on http://127.0.0.1:9998/  (Kafka ${KAFKA_BOOTSTRAP_SERVERS:-?}, Redis ${REDIS_URL:-?}); Ctrl-C stops"
 status=0
