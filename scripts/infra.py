@@ -563,6 +563,13 @@ def _start_kafka(target: KafkaTarget) -> subprocess.Popen[bytes]:
 def kafka_up(target: KafkaTarget) -> tuple[str, bool]:
     """Make the target broker usable; returns (how, already_up)."""
     pid = our_pid(KAFKA_PID, _is_our_kafka)
+    if pid is not None:
+        match = re.search(r"^listeners=PLAINTEXT://[^,]*:(\d+)", KAFKA_CONFIG.read_text(), re.M)
+        if match and int(match.group(1)) != target.port:
+            raise InfraError(
+                f"the Kafka broker this checkout started (pid {pid}) listens on port "
+                f"{match.group(1)}, not {target.port}: run `make infra-down` first"
+            )
     if pid is None and port_open(target.host, target.port):
         why = kafka_check(target.bootstrap)
         if why is not None:
@@ -660,6 +667,13 @@ def redis_up(target: RedisTarget) -> tuple[str, bool]:
         if pid is not None:
             return f"already running (started by this checkout, pid {pid})", True
         return "already running (not started by this checkout)", True
+    if pid is not None:
+        match = re.search(r":(\d+)\b", " ".join(_cmdline(pid)))  # "redis-server 127.0.0.1:6379"
+        if match and int(match.group(1)) != target.port:
+            raise InfraError(
+                f"the redis-server this checkout started (pid {pid}) listens on port "
+                f"{match.group(1)}, not {target.port}: run `make infra-down` first"
+            )
     if pid is None and port_open(target.host, target.port):
         raise InfraError(f"something answers on {target.host}:{target.port} but not Redis: {why}")
     if pid is None:
