@@ -48,6 +48,8 @@ class Ctx:
         self.chat: list[ChatAppend] = []
         self.chat_read: ChatRead | None = None
         self.removed = False
+        self.read_only = False
+        """Set by handlers that answer without changing the room (a rejoin, chat history)."""
         self._minted = 0
 
     @property
