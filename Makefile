@@ -21,8 +21,9 @@ INFRA_PY = $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 PACKAGES := libs/protocol/parlour_protocol services/gateway/parlour_gateway \
             services/game_engine/parlour_engine
 MYPY_PACKAGES = $(foreach p,$(PACKAGES),$(if $(shell find $(p) -name '*.py' -print -quit 2>/dev/null),$(p)))
-# infra and test-support code owned next to the packages, type-checked with them
-MYPY_EXTRA := scripts tests/conftest.py tests/integration/conftest.py tests/integration/test_infra.py
+# the infra scripts and test support, type-checked with them
+MYPY_EXTRA := scripts/infra.py scripts/infra_topics.py \
+              tests/conftest.py tests/integration/conftest.py tests/integration/test_infra.py
 
 .PHONY: help install lock lint test run infra-up infra-down infra-status clean
 
