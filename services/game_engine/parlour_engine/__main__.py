@@ -1,0 +1,3 @@
+from parlour_engine.main import main
+
+main()

@@ -1,0 +1,242 @@
+"""The engine's wiring: one FastStream app with one batch subscriber on the commands topic
+(manual offset commits), the Redis client, the timer loop and the health server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka.errors import CommitFailedError, KafkaError
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker, Topic
+from faststream.kafka.annotations import KafkaMessage
+from redis.exceptions import RedisError
+
+from parlour_engine.health import HealthServer
+from parlour_engine.logging import get_logger
+from parlour_engine.metrics import EngineMetrics
+from parlour_engine.rules import RulesConfig
+from parlour_engine.settings import EngineSettings
+from parlour_engine.store import RoomStore
+from parlour_engine.timers import TimerLoop
+from parlour_engine.worker import (
+    CommandProcessor,
+    InfraError,
+    RawCommand,
+    production_rng,
+    seeded_rng,
+)
+from parlour_protocol.v1 import GAMES, CommandEnvelope, encode
+
+_log = get_logger(__name__)
+_GAUGE_SECONDS = 10.0
+
+
+def rules_config(settings: EngineSettings) -> RulesConfig:
+    return RulesConfig(
+        turn_timeout_secs=max(1, round(settings.engine_turn_timeout_seconds)),
+        disconnect_grace_secs=max(1, round(settings.engine_disconnect_grace_seconds)),
+    )
+
+
+class BrokerSink:
+    """EventSink over the FastStream broker's idempotent producer."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self._broker = broker
+
+    async def send(
+        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
+    ) -> Awaitable[Any]:
+        ack = await self._broker.publish(
+            value, topic=topic, key=key.encode(), headers=headers, no_confirm=True
+        )
+        if isinstance(ack, asyncio.Future):
+            return ack
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(ack)
+        return done
+
+
+@dataclass
+class Engine:
+    settings: EngineSettings
+    broker: KafkaBroker
+    app: FastStream
+    metrics: EngineMetrics
+    redis: aioredis.Redis
+    processor: CommandProcessor
+    timers: TimerLoop
+    health: HealthServer | None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def create_engine(settings: EngineSettings) -> Engine:
+    """Build every part from the settings; nothing connects until the app starts."""
+    topics = settings.topics
+    metrics = EngineMetrics()
+    broker = KafkaBroker(
+        settings.bootstrap_servers,
+        enable_idempotence=True,
+        acks="all",
+        allow_auto_create_topics=False,
+        max_batch_size=512 * 1024,
+        client_id=f"parlour-engine-{settings.engine_group_id}",
+        graceful_timeout=15.0,
+        logger=None,
+    )
+    redis = aioredis.from_url(settings.redis_dsn, health_check_interval=30)
+    store = RoomStore(
+        redis,
+        settings.keys,
+        applied_ttl_seconds=settings.engine_applied_ttl_seconds,
+        ended_room_ttl_seconds=settings.engine_ended_room_ttl_seconds,
+    )
+    if settings.engine_rng_seed is not None:
+        _log.warning(
+            "TEST_ONLY_SEEDED_DICE",
+            detail="ENGINE_RNG_SEED is set: every roll is predictable. Never in production.",
+        )
+        rng_for = seeded_rng(settings.engine_rng_seed)
+    else:
+        rng_for = production_rng()
+    sink = BrokerSink(broker)
+    processor = CommandProcessor(
+        redis=redis,
+        store=store,
+        sink=sink,
+        metrics=metrics,
+        config=rules_config(settings),
+        events_topic=topics.events,
+        dlq_topic=topics.commands_dlq,
+        max_tries=settings.engine_max_tries,
+        rng_for=rng_for,
+    )
+
+    async def publish_command(envelope: CommandEnvelope) -> None:
+        await broker.publish(encode(envelope), topic=topics.commands, key=envelope.key.encode())
+
+    timers = TimerLoop(
+        redis,
+        settings.keys,
+        publish_command,
+        metrics,
+        poll_seconds=settings.engine_timer_poll_ms / 1000,
+    )
+
+    @broker.subscriber(
+        Topic(topics.commands, declare=False),
+        group_id=settings.engine_group_id,
+        batch=True,
+        max_records=settings.engine_batch_max,
+        batch_timeout_ms=settings.engine_batch_timeout_ms,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+    )
+    async def on_commands(message: KafkaMessage) -> None:
+        raw = message.raw_message
+        records = raw if isinstance(raw, tuple) else (raw,)
+        batch = [
+            RawCommand(
+                key=(r.key or b"").decode("utf-8", "replace"),
+                value=r.value or b"",
+                topic=r.topic,
+                partition=r.partition,
+                offset=r.offset,
+            )
+            for r in records
+        ]
+        try:
+            await processor.process_batch(batch)
+        except InfraError as exc:
+            # nothing of this batch is committed: rewind and take it again
+            _log.warning("batch_retry", error=str(exc), size=len(batch))
+            await message.nack()
+            return
+        try:
+            await message.ack()
+        except CommitFailedError as exc:
+            # the partitions moved to another engine, which re-reads from the last commit;
+            # the store's msg_id record makes that redelivery harmless
+            _log.warning("commit_failed", error=str(exc))
+
+    engine_ref: dict[str, Engine] = {}
+
+    async def ready() -> dict[str, bool]:
+        checks = {"redis": False, "kafka": False}
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            checks["redis"] = bool(await asyncio.wait_for(redis.ping(), 2))
+        with contextlib.suppress(KafkaError, OSError, TimeoutError):
+            checks["kafka"] = await broker.ping(timeout=2)
+        return checks
+
+    health = (
+        HealthServer(settings.engine_health_host, settings.engine_health_port, metrics, ready)
+        if settings.engine_health_port
+        else None
+    )
+
+    async def after_startup() -> None:
+        engine = engine_ref["engine"]
+        if health is not None:
+            await health.start()
+        engine._tasks.append(asyncio.create_task(timers.run(), name="timers"))
+        engine._tasks.append(asyncio.create_task(_sample_gauges(engine), name="gauges"))
+        _log.info(
+            "engine_started",
+            commands=topics.commands,
+            group=settings.engine_group_id,
+            health_port=health.port if health else None,
+        )
+
+    async def on_shutdown() -> None:
+        engine = engine_ref["engine"]
+        processor.stopping = True
+        timers.stop()
+        for task in engine._tasks:
+            task.cancel()
+        await asyncio.gather(*engine._tasks, return_exceptions=True)
+        if health is not None:
+            await health.stop()
+
+    async def after_shutdown() -> None:
+        await redis.aclose()
+        _log.info("engine_stopped")
+
+    app = FastStream(
+        broker,
+        logger=None,
+        after_startup=[after_startup],
+        on_shutdown=[on_shutdown],
+        after_shutdown=[after_shutdown],
+    )
+    engine = Engine(
+        settings=settings,
+        broker=broker,
+        app=app,
+        metrics=metrics,
+        redis=redis,
+        processor=processor,
+        timers=timers,
+        health=health,
+    )
+    engine_ref["engine"] = engine
+    return engine
+
+
+async def _sample_gauges(engine: Engine) -> None:
+    keys = engine.settings.keys
+    while True:
+        try:
+            total = 0
+            for game in GAMES:
+                total += int(await engine.redis.scard(keys.rooms_by_game(game)))
+            engine.metrics.active_rooms.set(total)
+            engine.metrics.active_games.set(engine.processor.games_in_progress())
+        except (RedisError, OSError) as exc:
+            _log.warning("gauge_sample_failed", error=str(exc))
+        await asyncio.sleep(_GAUGE_SECONDS)

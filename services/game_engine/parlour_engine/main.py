@@ -1,0 +1,33 @@
+"""`parlour-engine`: run one engine process until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from parlour_engine.app import create_engine
+from parlour_engine.logging import configure_logging, get_logger
+from parlour_engine.settings import SettingsError, load_settings
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"parlour-engine: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.engine_log_level, settings.engine_log_format)
+    engine = create_engine(settings)
+    get_logger(__name__).info(
+        "engine_starting",
+        kafka=settings.bootstrap_servers,
+        topic_prefix=settings.kafka_topic_prefix,
+        key_prefix=settings.redis_key_prefix,
+    )
+    # FastStream installs the SIGINT/SIGTERM handlers: the subscriber finishes its current
+    # batch, the producer flushes, then the shutdown hooks run
+    asyncio.run(engine.app.run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Prometheus metrics of one engine process (own registry, so tests can build several)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+    DLQ = "dlq"
+    ANSWERED = "answered"
+    """A read-only command (list_rooms, chat history, direct message) was answered."""
+
+
+class EngineMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.commands = Counter(
+            "parlour_engine_commands",
+            "Commands handled, by type and outcome",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "parlour_engine_command_seconds",
+            "Time from taking a command off Kafka to its events being acknowledged by Kafka",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+            registry=self.registry,
+        )
+        self.dlq = Counter(
+            "parlour_engine_dlq", "Commands sent to the dead-letter topic", registry=self.registry
+        )
+        self.conflicts = Counter(
+            "parlour_engine_version_conflicts",
+            "Optimistic-concurrency conflicts (another engine wrote the room first)",
+            registry=self.registry,
+        )
+        self.timers_fired = Counter(
+            "parlour_engine_timers_fired",
+            "Due timers published as commands",
+            registry=self.registry,
+        )
+        self.active_rooms = Gauge(
+            "parlour_engine_active_rooms",
+            "Rooms listed in the game room sets",
+            registry=self.registry,
+        )
+        self.active_games = Gauge(
+            "parlour_engine_active_games",
+            "Rooms whose game is in progress",
+            registry=self.registry,
+        )

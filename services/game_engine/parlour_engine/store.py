@@ -1,0 +1,241 @@
+"""Redis access for one room: a load, and ONE Lua script that commits a command's effect.
+
+The script is the room's only write path. Over keys that share the `{room:<id>}` hash tag it
+1. returns the recorded outcome if the command's msg_id was already applied (nothing written),
+2. returns CONFLICT with the current state if the stored version is not the one the caller
+   read (the caller re-runs the rules on that state),
+3. writes (or deletes) the state, appends the room events to the replay stream (`seq`, `env`)
+   trimmed to REPLAY_MAX_EVENTS entries and REPLAY_MAX_AGE_SECONDS, appends chat messages to
+   their channel lists with a TTL, and records msg_id -> the produced outcome.
+
+A rejected command takes the same path with no state write, so a redelivery re-sends the same
+error and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from redis.asyncio import Redis
+
+from parlour_protocol.v1 import RedisKeys
+from parlour_protocol.v1.keys import (
+    CHAT_HISTORY_KEEP,
+    CHAT_HISTORY_TTL_SECONDS,
+    REPLAY_MAX_AGE_SECONDS,
+    REPLAY_MAX_EVENTS,
+)
+
+# KEYS: 1 state, 2 events stream, 3 applied hash, 4.. chat lists
+# ARGV: 1 msg_id, 2 expected version (0 = the room must not exist), 3 mode (w|d|n),
+#       4 new state JSON, 5 record, 6 applied TTL s, 7 stream max entries, 8 stream max age ms,
+#       9 TTL s of a deleted room's stream, 10 chat TTL s, 11 chat keep, 12 event count,
+#       then (seq, envelope) per room event, then per chat key: count, items (oldest first)
+_COMMIT_LUA = """
+local applied = redis.call('HGET', KEYS[3], ARGV[1])
+if applied then
+  return {'dup', applied}
+end
+local cur = redis.call('GET', KEYS[1])
+local version = 0
+if cur then
+  version = tonumber(cjson.decode(cur)['version'])
+end
+if version ~= tonumber(ARGV[2]) then
+  return {'conflict', cur or ''}
+end
+local mode = ARGV[3]
+if mode == 'w' then
+  redis.call('SET', KEYS[1], ARGV[4])
+elseif mode == 'd' then
+  redis.call('DEL', KEYS[1])
+end
+local n = tonumber(ARGV[12])
+local i = 13
+if n > 0 then
+  for _ = 1, n do
+    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], '*', 'seq', ARGV[i], 'env', ARGV[i + 1])
+    i = i + 2
+  end
+  local t = redis.call('TIME')
+  local min_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[8])
+  redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', min_ms))
+end
+if mode == 'd' then
+  redis.call('EXPIRE', KEYS[2], ARGV[9])
+end
+for k = 4, #KEYS do
+  local count = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, count do
+    redis.call('LPUSH', KEYS[k], ARGV[i])
+    i = i + 1
+  end
+  redis.call('LTRIM', KEYS[k], 0, tonumber(ARGV[11]) - 1)
+  redis.call('EXPIRE', KEYS[k], ARGV[10])
+end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+return {'ok'}
+"""
+
+
+def text(value: bytes | str) -> str:
+    """Redis replies are bytes (no decode_responses); typed stubs say bytes or str."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class StateWrite(Enum):
+    WRITE = "w"
+    DELETE = "d"
+    NONE = "n"
+
+
+class CommitStatus(Enum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class PublishedEvent:
+    """One event as it goes to Kafka: its key, its room seq (or None) and the envelope JSON."""
+
+    key: str
+    seq: int | None
+    envelope: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """What a command produced, kept under its msg_id: the exact events (re-published as they
+    are on a redelivery) and the projection work to redo after the commit."""
+
+    events: list[PublishedEvent]
+    projection: dict[str, Any] = field(default_factory=dict)
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {
+                "events": [[e.key, e.seq, e.envelope] for e in self.events],
+                "projection": self.projection,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def loads(cls, raw: str | bytes) -> Record:
+        data = json.loads(raw)
+        return cls(
+            events=[PublishedEvent(key=k, seq=s, envelope=e) for k, s, e in data["events"]],
+            projection=data.get("projection") or {},
+        )
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    status: CommitStatus
+    record: Record | None = None
+    """The earlier outcome, when DUPLICATE."""
+    current_state: str | None = None
+    """The stored state JSON (None: no room), when CONFLICT."""
+
+
+@dataclass(frozen=True)
+class ChatAppendJson:
+    channel: str
+    item: str
+    """A chat message item as JSON (oldest first within one commit)."""
+
+
+class RoomStore:
+    """Redis access for rooms. One instance per process; the script is registered once and
+    run by EVALSHA (redis-py reloads it if the server lost its script cache)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: RedisKeys,
+        *,
+        applied_ttl_seconds: int,
+        ended_room_ttl_seconds: int,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._applied_ttl = applied_ttl_seconds
+        self._ended_ttl = ended_room_ttl_seconds
+        self._commit = redis.register_script(_COMMIT_LUA)
+
+    @property
+    def keys(self) -> RedisKeys:
+        return self._keys
+
+    async def load(self, room_id: str) -> str | None:
+        """The room's state JSON, or None when there is no such room."""
+        raw: bytes | str | None = await self._redis.get(self._keys.room_state(room_id))
+        return None if raw is None else text(raw)
+
+    async def recorded(self, room_id: str, msg_id: str) -> Record | None:
+        raw: bytes | str | None = await self._redis.hget(self._keys.room_applied(room_id), msg_id)
+        return None if raw is None else Record.loads(raw)
+
+    async def commit(
+        self,
+        room_id: str,
+        *,
+        msg_id: str,
+        expected_version: int,
+        write: StateWrite,
+        state_json: str = "",
+        record: Record,
+        chat: list[ChatAppendJson] | None = None,
+    ) -> CommitResult:
+        keys = self._keys
+        chat_by_channel: dict[str, list[str]] = {}
+        for append in chat or ():
+            chat_by_channel.setdefault(append.channel, []).append(append.item)
+        room_events = [e for e in record.events if e.seq is not None]
+        script_keys: list[str] = [
+            keys.room_state(room_id),
+            keys.room_events(room_id),
+            keys.room_applied(room_id),
+            *(keys.room_chat(room_id, channel) for channel in chat_by_channel),
+        ]
+        args: list[str | int] = [
+            msg_id,
+            expected_version,
+            write.value,
+            state_json,
+            record.dumps(),
+            self._applied_ttl,
+            REPLAY_MAX_EVENTS,
+            REPLAY_MAX_AGE_SECONDS * 1000,
+            self._ended_ttl,
+            CHAT_HISTORY_TTL_SECONDS,
+            CHAT_HISTORY_KEEP,
+            len(room_events),
+        ]
+        for event in room_events:
+            args.append(event.seq)  # type: ignore[arg-type]  # filtered above
+            args.append(event.envelope)
+        for items in chat_by_channel.values():
+            args.append(len(items))
+            args.extend(items)
+        reply: list[bytes] = await self._commit(keys=script_keys, args=args)
+        status = reply[0].decode()
+        if status == "ok":
+            return CommitResult(CommitStatus.APPLIED)
+        if status == "dup":
+            return CommitResult(CommitStatus.DUPLICATE, record=Record.loads(reply[1]))
+        current = reply[1].decode() if reply[1] else None
+        return CommitResult(CommitStatus.CONFLICT, current_state=current)
+
+    async def chat_history(self, room_id: str, channel: str, limit: int) -> list[str]:
+        """The newest `limit` chat items of a channel as JSON, oldest first."""
+        raw: list[bytes | str] = await self._redis.lrange(
+            self._keys.room_chat(room_id, channel), 0, limit - 1
+        )
+        return [text(item) for item in reversed(raw)]
