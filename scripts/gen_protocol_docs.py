@@ -78,13 +78,13 @@ EVENT_AUDIENCE: dict[str, str] = {
     "when selection completes) - `seq` null; `room.last_seq` says where the room stands",
     "games.event.room_list": "the requesting socket - `seq` null",
     "games.event.room_removed": "broadcast: every authenticated socket - `seq` null",
-    "games.event.not_in_room": "the rejoining user - `seq` null",
+    "games.event.not_in_room": "the rejoining socket - `seq` null",
     "games.event.lobby_joined": ROOM_SEQ,
     "games.event.player_selected": ROOM_SEQ,
     "games.event.player_deselected": ROOM_SEQ,
     "games.event.selected_players_updated": ROOM_SEQ,
-    "games.event.game_starting": ROOM_SEQ + " (after the unselected lobby members left, the "
-    "room is the selected players and the spectators)",
+    "games.event.game_starting": "each selected player and each spectator (audience `users`), "
+    "followed by a fresh `room_state` - `seq` null",
     "games.event.removed_from_game": "each unselected lobby member, when every seat is taken "
     "- `seq` null",
     "games.event.player_ready": ROOM_SEQ,
@@ -107,7 +107,8 @@ EVENT_AUDIENCE: dict[str, str] = {
     "games.event.admin_spectator_designated": ROOM_SEQ,
     "games.event.chat_message": "channel `lobby` or `players`: " + ROOM_SEQ + "; channel "
     "`spectators`: the spectators only - `seq` null",
-    "games.event.chat_history": "the requesting user - `seq` null",
+    "games.event.chat_history": "the requesting socket; messages of users the requester "
+    "muted are left out - `seq` null",
     "games.event.user_muted": "the muting user only - `seq` null",
     "games.event.user_unmuted": "the unmuting user only - `seq` null",
     "chat.event.message_received": "every socket of the recipient and of the sender - `seq` null",
