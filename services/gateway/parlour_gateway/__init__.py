@@ -1,0 +1,1 @@
+"""Parlour WebSocket gateway: sockets, auth, presence, limits; no game rules."""

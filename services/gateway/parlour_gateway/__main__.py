@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from parlour_gateway.main import main
+
+main()

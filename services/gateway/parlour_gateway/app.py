@@ -1,0 +1,68 @@
+"""The two ASGI apps of one gateway process: `/ws` (with the lifespan that starts the
+clients) and the small operations app (`/health`, `/ready`, `/metrics`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from parlour_gateway.service import Gateway
+
+
+def _gateway_ws(websocket: WebSocket) -> Gateway:
+    gateway: Gateway = websocket.app.state.gateway
+    return gateway
+
+
+def _gateway_http(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+WsGateway = Annotated[Gateway, Depends(_gateway_ws)]
+HttpGateway = Annotated[Gateway, Depends(_gateway_http)]
+
+
+def create_ws_app(gateway: Gateway) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(title="parlour-gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.gateway = gateway
+
+    @app.websocket("/ws")
+    async def ws_endpoint(websocket: WebSocket, gw: WsGateway) -> None:
+        await gw.serve(websocket)
+
+    return app
+
+
+def create_ops_app(gateway: Gateway) -> FastAPI:
+    app = FastAPI(title="parlour-gateway-ops", docs_url=None, redoc_url=None)
+    app.state.gateway = gateway
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "gateway_id": gateway.settings.gateway_id}
+
+    @app.get("/ready")
+    async def ready(gw: HttpGateway) -> JSONResponse:
+        checks = await gw.readiness()
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def metrics(gw: HttpGateway) -> Response:
+        return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

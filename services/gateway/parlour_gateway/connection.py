@@ -1,0 +1,146 @@
+"""One socket's state, free of I/O: identity, bounded send queue, per-room seq dedup and the
+hold of live room events while a replay runs. The socket task drains `queue`."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from parlour_gateway.auth import Identity
+from parlour_protocol.v1 import CloseCode
+
+_ABOVE_FLOOR_MAX = 1024
+
+
+class CloseRequest(StrEnum):
+    """Why the socket task was asked to close (metric label)."""
+
+    SLOW_CONSUMER = "slow_consumer"
+    RATE_LIMITED = "rate_limited"
+    AUTH_TIMEOUT = "auth_timeout"
+    AUTH_FAILED = "auth_failed"
+    TOKEN_EXPIRED = "token_expired"
+    HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+    SHUTDOWN = "shutdown"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+
+
+@dataclass
+class SeqTracker:
+    """Which seqs of one room a socket has been given: all up to `floor`, plus `above`."""
+
+    floor: int = 0
+    above: set[int] = field(default_factory=set)
+
+    def seen(self, seq: int) -> bool:
+        return seq <= self.floor or seq in self.above
+
+    def mark(self, seq: int) -> None:
+        self.above.add(seq)
+        while self.floor + 1 in self.above:
+            self.floor += 1
+            self.above.discard(self.floor)
+        if len(self.above) > _ABOVE_FLOOR_MAX:  # a socket that joined mid-stream: bound memory
+            self.raise_floor(min(self.above))
+
+    def raise_floor(self, floor: int) -> None:
+        if floor > self.floor:
+            self.floor = floor
+            self.above = {s for s in self.above if s > floor}
+            while self.floor + 1 in self.above:
+                self.floor += 1
+                self.above.discard(self.floor)
+
+
+@dataclass
+class Outgoing:
+    text: str
+    event_ts: float | None = None
+    """epoch seconds of the event's timestamp, for the delivery latency metric"""
+
+
+@dataclass
+class _Held:
+    seq: int | None
+    out: Outgoing
+    floor: int | None
+
+
+class Connection:
+    def __init__(self, connection_id: str, queue_max: int) -> None:
+        self.connection_id = connection_id
+        self.identity: Identity | None = None
+        self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=queue_max)
+        self.seqs: dict[str, SeqTracker] = {}
+        self._holding: dict[str, list[_Held]] = {}
+        self.close_code: CloseCode | None = None
+        self.close_reason = ""
+        self.close_kind: CloseRequest | None = None
+        self.closing = asyncio.Event()
+
+    @property
+    def user_id(self) -> str | None:
+        return None if self.identity is None else self.identity.user_id
+
+    def request_close(self, kind: CloseRequest, code: CloseCode, reason: str) -> None:
+        """Ask the socket task to close; the first request wins."""
+        if self.close_code is None:
+            self.close_code, self.close_reason, self.close_kind = code, reason, kind
+            self.closing.set()
+
+    def offer(self, out: Outgoing) -> bool:
+        """Queue a frame; a full queue means the client stopped reading: ask to close."""
+        if self.close_code is not None:
+            return False
+        try:
+            self.queue.put_nowait(out)
+        except asyncio.QueueFull:
+            self.request_close(
+                CloseRequest.SLOW_CONSUMER, CloseCode.SLOW_CONSUMER, "send queue full"
+            )
+            return False
+        return True
+
+    def deliver(
+        self, room_id: str | None, seq: int | None, out: Outgoing, floor: int | None = None
+    ) -> bool:
+        """Deliver one event: held while the room replays, dropped when its seq was already
+        given to this socket. `floor` (a room_state's last_seq) marks older seqs as covered."""
+        if room_id is not None and room_id in self._holding:
+            self._holding[room_id].append(_Held(seq, out, floor))
+            return True
+        if room_id is not None and seq is not None:
+            tracker = self.seqs.setdefault(room_id, SeqTracker())
+            if tracker.seen(seq):
+                return False
+            tracker.mark(seq)
+        if room_id is not None and floor is not None:
+            self.seqs.setdefault(room_id, SeqTracker()).raise_floor(floor)
+        return self.offer(out)
+
+    # --- replay ---
+    def begin_hold(self, room_id: str, last_seq: int) -> None:
+        """From now on live events of the room wait until `end_hold`; the client says it has
+        every seq up to `last_seq`."""
+        self._holding.setdefault(room_id, [])
+        self.seqs.setdefault(room_id, SeqTracker()).raise_floor(last_seq)
+
+    def holding(self, room_id: str) -> bool:
+        return room_id in self._holding
+
+    def deliver_replayed(self, room_id: str, seq: int, out: Outgoing) -> bool:
+        tracker = self.seqs.setdefault(room_id, SeqTracker())
+        if tracker.seen(seq):
+            return False
+        tracker.mark(seq)
+        return self.offer(out)
+
+    def end_hold(self, room_id: str) -> int:
+        """Release the held live events (deduplicated against the replay); returns how many
+        went out."""
+        held = self._holding.pop(room_id, [])
+        sent = 0
+        for item in held:
+            sent += self.deliver(room_id, item.seq, item.out, item.floor)
+        return sent

@@ -1,0 +1,76 @@
+"""Events from Kafka to local sockets.
+
+Every gateway needs every event and starts from the newest offset, so it uses no consumer
+group: it assigns itself all partitions of the events topic at their end offsets. That avoids
+group rebalances (which would pause delivery on every gateway each time one starts or stops)
+and commits nothing; a restarted gateway has new sockets, and those resume through
+`rejoin_room` + the room's replay stream, not through Kafka offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from parlour_gateway.logs import get_logger
+from parlour_gateway.metrics import Metrics
+from parlour_gateway.routing import Hub
+from parlour_protocol.v1 import ProtocolError, decode_event_envelope
+
+log = get_logger("parlour_gateway.events")
+
+
+class EventConsumer:
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str, hub: Hub, metrics: Metrics) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._hub = hub
+        self._metrics = metrics
+        self.assigned = asyncio.Event()
+        self.healthy = False
+
+    async def assign(self, partitions: set[int]) -> None:
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the end offsets now, so events after start-up are never skipped
+            await self._consumer.position(tp)
+        self.assigned.set()
+        self.healthy = True
+
+    async def run(self) -> None:
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=2000)
+            except KafkaError as exc:
+                self.healthy = False
+                log.warning("events_fetch_failed", error=type(exc).__name__)
+                await asyncio.sleep(1)
+                continue
+            self.healthy = True
+            lag = 0
+            for tp, records in batches.items():
+                for record in records:
+                    self.handle(record.value or b"")
+                if records:
+                    high = self._consumer.highwater(tp)
+                    if high is not None:
+                        lag += max(0, high - (records[-1].offset + 1))
+            if batches:
+                self._metrics.consumer_lag.set(lag)
+            await asyncio.sleep(0)
+
+    def handle(self, value: bytes) -> int:
+        try:
+            envelope = decode_event_envelope(value)
+        except ProtocolError as exc:
+            self._metrics.bad_events.inc()
+            log.warning("event_undecodable", reason=exc.code.value)
+            return 0
+        event_ts = envelope.timestamp.timestamp()
+        delivered = self._hub.dispatch(envelope, event_ts)
+        if delivered:
+            self._metrics.messages_out.labels(envelope.type).inc(delivered)
+        return delivered

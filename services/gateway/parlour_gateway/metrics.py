@@ -1,0 +1,56 @@
+"""Prometheus metrics of one gateway (a registry per instance, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("parlour_gateway_connections_current", "open sockets", registry=r)
+        self.connections_total = Counter(
+            "parlour_gateway_connections_total", "sockets by outcome", ["outcome"], registry=r
+        )
+        self.auth_failures = Counter(
+            "parlour_gateway_auth_failures_total", "failed auth by reason", ["reason"], registry=r
+        )
+        self.messages_in = Counter(
+            "parlour_gateway_messages_in_total", "client frames by type", ["type"], registry=r
+        )
+        self.messages_out = Counter(
+            "parlour_gateway_messages_out_total", "events delivered by type", ["type"], registry=r
+        )
+        self.send_queue_closes = Counter(
+            "parlour_gateway_send_queue_closes_total", "sockets closed as slow", registry=r
+        )
+        self.rate_limited = Counter(
+            "parlour_gateway_rate_limited_total", "frames dropped by the rate limit", registry=r
+        )
+        self.publish_latency = Histogram(
+            "parlour_gateway_publish_seconds",
+            "command publish latency",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.publish_failures = Counter(
+            "parlour_gateway_publish_failures_total", "failed publishes", ["error"], registry=r
+        )
+        self.delivery_latency = Histogram(
+            "parlour_gateway_delivery_seconds",
+            "event timestamp to socket write",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "parlour_gateway_consumer_lag", "events topic lag (messages)", registry=r
+        )
+        self.bad_events = Counter(
+            "parlour_gateway_bad_events_total", "undecodable events skipped", registry=r
+        )
+        self.replayed = Counter(
+            "parlour_gateway_replayed_events_total", "events replayed on resume", registry=r
+        )

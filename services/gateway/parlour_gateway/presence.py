@@ -1,0 +1,165 @@
+"""Presence in Redis: socket records with a TTL, the user's socket set, the online set.
+
+A user is online while any of their sockets is alive on any gateway. A socket whose record
+expired (its gateway crashed) is dead: every script below drops dead members before counting,
+so the online->offline transition is seen by exactly one caller, which then publishes it.
+
+Note: the scripts touch the user's keys (`{uid}`-tagged), `presence:online` and the untagged
+`socket:<sid>` records, all passed through KEYS; that is valid on one Redis, not across
+Redis Cluster slots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from parlour_protocol.v1 import RedisKeys
+from parlour_protocol.v1.keys import RECONNECT_TTL_SECONDS
+
+# KEYS: user_sockets, online, socket, member sockets...; ARGV: sid, max, ttl, uid, username,
+# gateway, now, member sids...  -> -1 over the cap, else 1 when the user just came online
+_REGISTER = """
+local n = #KEYS - 3
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[3 + i]) == 0 then redis.call('SREM', KEYS[1], ARGV[7 + i]) end
+end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
+redis.call('HSET', KEYS[3], 'user_id', ARGV[4], 'username', ARGV[5], 'gateway_id', ARGV[6],
+  'connected_at', ARGV[7], 'last_seen', ARGV[7])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('SADD', KEYS[1], ARGV[1])
+return redis.call('SADD', KEYS[2], ARGV[4])
+"""
+
+# KEYS: user_sockets, online, socket (may be ''), member sockets...; ARGV: sid, uid, members...
+# -> 1 when this call took the user offline
+_UNREGISTER = """
+local n = #KEYS - 3
+if ARGV[1] ~= '' then
+  redis.call('DEL', KEYS[3])
+  redis.call('SREM', KEYS[1], ARGV[1])
+end
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[3 + i]) == 0 then redis.call('SREM', KEYS[1], ARGV[2 + i]) end
+end
+if redis.call('SCARD', KEYS[1]) == 0 then
+  return redis.call('SREM', KEYS[2], ARGV[2])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class SocketInfo:
+    socket_id: str
+    user_id: str
+    username: str
+
+
+class Presence:
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, gateway_id: str, ttl: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._gateway_id = gateway_id
+        self._ttl = ttl
+        self._register = redis.register_script(_REGISTER)
+        self._unregister = redis.register_script(_UNREGISTER)
+
+    async def _members(self, user_id: str, exclude: str = "") -> list[str]:
+        raw = await self._redis.smembers(self._keys.user_sockets(user_id))
+        members = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in raw)
+        return [m for m in members if m != exclude]
+
+    async def register(self, info: SocketInfo, max_sockets: int, now: float) -> bool | None:
+        """Record a live socket. None when the user is at the cap; True when the user just
+        came online (first live socket anywhere)."""
+        members = await self._members(info.user_id, exclude=info.socket_id)
+        keys = [
+            self._keys.user_sockets(info.user_id),
+            self._keys.presence_online(),
+            self._keys.socket(info.socket_id),
+            *(self._keys.socket(m) for m in members),
+        ]
+        args: list[str | int] = [
+            info.socket_id,
+            max_sockets,
+            self._ttl,
+            info.user_id,
+            info.username,
+            self._gateway_id,
+            f"{now:.3f}",
+            *members,
+        ]
+        result = int(await self._register(keys=keys, args=args))
+        if result < 0:
+            return None
+        return result == 1
+
+    async def unregister(self, user_id: str, socket_id: str) -> bool:
+        """Drop a socket (and any dead ones); True when the user just went offline."""
+        members = await self._members(user_id, exclude=socket_id)
+        return await self._drop(user_id, socket_id, members)
+
+    async def sweep_user(self, user_id: str) -> bool:
+        """Drop the user's dead sockets; True when that took the user offline."""
+        members = await self._members(user_id)
+        return await self._drop(user_id, "", members)
+
+    async def _drop(self, user_id: str, socket_id: str, members: list[str]) -> bool:
+        keys = [
+            self._keys.user_sockets(user_id),
+            self._keys.presence_online(),
+            self._keys.socket(socket_id) if socket_id else self._keys.socket("-"),
+            *(self._keys.socket(m) for m in members),
+        ]
+        result = await self._unregister(keys=keys, args=[socket_id, user_id, *members])
+        return int(result) == 1
+
+    async def touch(self, socket_id: str, now: float) -> None:
+        """Refresh a live socket's record (heartbeat or other activity)."""
+        key = self._keys.socket(socket_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, "last_seen", f"{now:.3f}")
+            pipe.expire(key, self._ttl)
+            await pipe.execute()
+
+    async def touch_many(self, socket_ids: list[str]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sid in socket_ids:
+                pipe.expire(self._keys.socket(sid), self._ttl)
+            await pipe.execute()
+
+    async def online_users(self) -> list[str]:
+        users: list[str] = []
+        async for member in self._redis.sscan_iter(self._keys.presence_online(), count=500):
+            users.append(member.decode() if isinstance(member, bytes) else str(member))
+        return users
+
+    async def user_rooms(self, user_id: str) -> dict[str, str]:
+        raw = await self._redis.hgetall(self._keys.user_rooms(user_id))
+        return {
+            (k.decode() if isinstance(k, bytes) else str(k)): (
+                v.decode() if isinstance(v, bytes) else str(v)
+            )
+            for k, v in raw.items()
+        }
+
+    async def mark_reconnect(self, user_id: str, username: str, room_id: str, now: float) -> None:
+        key = self._keys.reconnect(user_id, room_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "user_id": user_id,
+                    "username": username,
+                    "room_id": room_id,
+                    "disconnected_at": f"{now:.3f}",
+                },
+            )
+            pipe.expire(key, RECONNECT_TTL_SECONDS)
+            await pipe.execute()
+
+    async def heartbeat_gateway(self, ttl: int) -> None:
+        await self._redis.set(self._keys.gateway(self._gateway_id), "1", ex=ttl)

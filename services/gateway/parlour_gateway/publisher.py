@@ -1,0 +1,41 @@
+"""Commands to Kafka: idempotent producer (acks=all), bounded wait."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from parlour_gateway.metrics import Metrics
+from parlour_protocol.v1 import CommandEnvelope, encode
+
+
+class PublishError(Exception):
+    """The command was not handed to Kafka; it did not take effect."""
+
+
+class CommandPublisher:
+    def __init__(
+        self, producer: AIOKafkaProducer, topic: str, timeout: float, metrics: Metrics
+    ) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._timeout = timeout
+        self._metrics = metrics
+
+    async def publish(self, envelope: CommandEnvelope) -> None:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(
+                self._producer.send_and_wait(
+                    self._topic, encode(envelope), key=envelope.key.encode()
+                ),
+                self._timeout,
+            )
+        except (TimeoutError, KafkaError) as exc:
+            self._metrics.publish_failures.labels(type(exc).__name__).inc()
+            raise PublishError(f"{type(exc).__name__}") from None
+        finally:
+            self._metrics.publish_latency.observe(time.perf_counter() - started)

@@ -1,0 +1,274 @@
+"""The gateway's clients and background loops, built in the app's lifespan and passed down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket
+
+from parlour_gateway.auth import Identity, TokenVerifier
+from parlour_gateway.commands import build_envelope
+from parlour_gateway.connection import CloseRequest, Connection
+from parlour_gateway.events import EventConsumer
+from parlour_gateway.logs import get_logger
+from parlour_gateway.metrics import Metrics
+from parlour_gateway.origin import origin_allowed
+from parlour_gateway.presence import Presence
+from parlour_gateway.publisher import CommandPublisher, PublishError
+from parlour_gateway.routing import Hub
+from parlour_gateway.session import Session
+from parlour_gateway.settings import GatewaySettings
+from parlour_protocol.v1 import CloseCode, RedisKeys
+from parlour_protocol.v1.internal import PlayerDisconnectedCommand, PresenceChanged
+from parlour_protocol.v1.rooms import RoomRole
+
+log = get_logger("parlour_gateway.service")
+
+_PLAYING_ROLES = frozenset({RoomRole.PLAYER.value, RoomRole.HOST.value})
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.keys: RedisKeys = settings.keys
+        self.hub = Hub(settings.gateway_id)
+        key = settings.public_key
+        self.verifier = (
+            TokenVerifier(
+                public_key=key,
+                algorithms=settings.algorithms,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                max_bytes=settings.jwt_max_token_bytes,
+            )
+            if key is not None
+            else None
+        )
+        self.draining = False
+        self.started = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._redis: aioredis.Redis | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._events: EventConsumer | None = None
+        self._presence: Presence | None = None
+        self._publisher: CommandPublisher | None = None
+
+    # --- clients (available once started) ---
+    @property
+    def redis(self) -> aioredis.Redis:
+        assert self._redis is not None, "gateway not started"
+        return self._redis
+
+    @property
+    def presence(self) -> Presence:
+        assert self._presence is not None, "gateway not started"
+        return self._presence
+
+    @property
+    def publisher(self) -> CommandPublisher:
+        assert self._publisher is not None, "gateway not started"
+        return self._publisher
+
+    async def start(self) -> None:
+        s = self.settings
+        self._redis = aioredis.from_url(s.redis_dsn, socket_connect_timeout=5)
+        await self._redis.ping()
+        self._presence = Presence(self._redis, self.keys, s.gateway_id, s.socket_ttl_secs)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_servers,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=1,
+            request_timeout_ms=int(s.kafka_publish_timeout_secs * 1000),
+            client_id=f"parlour-gateway-{s.gateway_id}",
+        )
+        await self._producer.start()
+        self._publisher = CommandPublisher(
+            self._producer, s.topics.commands, s.kafka_publish_timeout_secs, self.metrics
+        )
+        partitions = await self._producer.partitions_for(s.topics.events)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            client_id=f"parlour-gateway-{s.gateway_id}",
+        )
+        await self._consumer.start()
+        self._events = EventConsumer(self._consumer, s.topics.events, self.hub, self.metrics)
+        await self._events.assign(set(partitions))
+        self._tasks = [
+            asyncio.create_task(self._events.run(), name="events"),
+            asyncio.create_task(self._sweeper(), name="presence-sweeper"),
+            asyncio.create_task(self._beat(), name="gateway-heartbeat"),
+        ]
+        self.started = True
+        log.info(
+            "gateway_started",
+            gateway_id=s.gateway_id,
+            events_partitions=len(partitions),
+            dev_mode=s.auth_dev_mode,
+        )
+
+    async def drain(self, within: float) -> None:
+        """Stop accepting sockets and close every open one with SERVICE_RESTART, so clients
+        reconnect elsewhere; wait (bounded) until each socket's cleanup ran."""
+        self.draining = True
+        for conn in list(self.hub.connections.values()):
+            conn.request_close(CloseRequest.SHUTDOWN, CloseCode.SERVICE_RESTART, "gateway restart")
+        deadline = time.monotonic() + within
+        while self.hub.connections and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._producer is not None:
+            with contextlib.suppress(Exception):  # flushing; a dead broker must not hang exit
+                await asyncio.wait_for(self._producer.stop(), 5)
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._consumer.stop(), 3)
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
+        self.started = False
+        log.info("gateway_stopped")
+
+    async def readiness(self) -> dict[str, bool]:
+        redis_ok = False
+        if self._redis is not None:
+            try:
+                redis_ok = bool(await asyncio.wait_for(self._redis.ping(), 2))
+            except (RedisError, TimeoutError, OSError):
+                redis_ok = False
+        producer_ok = self._producer is not None and self.started
+        consumer_ok = self._events is not None and self._events.healthy
+        return {
+            "redis": redis_ok,
+            "kafka_producer": producer_ok,
+            "kafka_consumer": consumer_ok,
+            "accepting": not self.draining,
+        }
+
+    # --- sockets ---
+    async def serve(self, ws: WebSocket) -> None:
+        s = self.settings
+        if not origin_allowed(ws.headers.get("origin"), s.origins):
+            self.metrics.connections_total.labels("origin_rejected").inc()
+            log.info("origin_rejected")
+            await ws.close(code=int(CloseCode.POLICY_VIOLATION))  # before accept: HTTP 403
+            return
+        await ws.accept()
+        if self.draining or not self.started:
+            self.metrics.connections_total.labels("draining").inc()
+            await ws.close(code=int(CloseCode.SERVICE_RESTART), reason="gateway restarting")
+            return
+        if len(self.hub.connections) >= s.ws_max_connections:
+            self.metrics.connections_total.labels("gateway_full").inc()
+            await ws.close(
+                code=int(CloseCode.TRY_AGAIN_LATER),
+                reason=f"gateway at its cap of {s.ws_max_connections} connections",
+            )
+            return
+        conn = Connection(uuid.uuid4().hex, s.ws_send_queue_max)
+        self.hub.add(conn)
+        self.metrics.connections.inc()
+        self.metrics.connections_total.labels("accepted").inc()
+        session = Session(self, conn, ws)
+        try:
+            await session.run()
+        finally:
+            self.hub.remove(conn)
+            self.metrics.connections.dec()
+            if session.registered and conn.identity is not None:
+                await self._socket_gone(conn.identity, conn.connection_id)
+
+    async def _socket_gone(self, identity: Identity, socket_id: str) -> None:
+        try:
+            offline = await self.presence.unregister(identity.user_id, socket_id)
+        except RedisError as exc:
+            log.warning("presence_unregister_failed", error=type(exc).__name__)
+            return
+        if offline:
+            await self.user_went_offline(identity)
+
+    async def user_went_offline(self, identity: Identity) -> None:
+        """The user's last socket anywhere is gone: tell the engine about each room they
+        play in, note where they were for a quick rejoin, and flip their presence."""
+        try:
+            rooms = await self.presence.user_rooms(identity.user_id)
+            now = time.time()
+            for room_id, role in sorted(rooms.items()):
+                if role not in _PLAYING_ROLES:
+                    continue
+                await self.presence.mark_reconnect(
+                    identity.user_id, identity.username, room_id, now
+                )
+                await self.publisher.publish(
+                    build_envelope(
+                        PlayerDisconnectedCommand(room_id=room_id),
+                        identity,
+                        connection_id=None,
+                        gateway_id=self.settings.gateway_id,
+                    )
+                )
+        except (RedisError, PublishError) as exc:
+            log.warning("disconnect_publish_failed", error=type(exc).__name__)
+        await self.presence_changed(identity, online=False)
+
+    async def presence_changed(self, identity: Identity, *, online: bool) -> None:
+        try:
+            await self.publisher.publish(
+                build_envelope(
+                    PresenceChanged(online=online),
+                    identity,
+                    connection_id=None,
+                    gateway_id=self.settings.gateway_id,
+                )
+            )
+        except PublishError as exc:
+            log.warning("presence_publish_failed", online=online, error=str(exc))
+
+    async def resolve_room_name(self, game_type: str, room_name: str) -> str | None:
+        raw = await self.redis.get(self.keys.room_name(game_type, room_name))
+        if raw is None:
+            return None
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    # --- background ---
+    async def _sweeper(self) -> None:
+        """Users whose sockets all died with their gateway (records expired) go offline."""
+        interval = self.settings.presence_sweep_secs
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+            try:
+                for user_id in await self.presence.online_users():
+                    if self.hub.local_sockets(user_id):
+                        continue
+                    if await self.presence.sweep_user(user_id):
+                        log.info("presence_swept", user_id=user_id)
+                        await self.user_went_offline(
+                            Identity(user_id=user_id, username=user_id, roles=[])
+                        )
+            except RedisError as exc:
+                log.warning("presence_sweep_failed", error=type(exc).__name__)
+
+    async def _beat(self) -> None:
+        ttl = max(3, self.settings.ws_heartbeat_interval_secs)
+        while True:
+            try:
+                await self.presence.heartbeat_gateway(ttl * 3)
+            except RedisError as exc:
+                log.warning("gateway_heartbeat_failed", error=type(exc).__name__)
+            await asyncio.sleep(ttl)

@@ -1,0 +1,447 @@
+"""One WebSocket from welcome to close: a reader, a writer draining the bounded send queue and
+a watchdog for the auth, idle and token-expiry deadlines. Every close goes through
+`Connection.request_close`, so the first reason wins and is the one the client sees."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from parlour_gateway.auth import AuthError, AuthFailure, Identity, dev_identity
+from parlour_gateway.commands import build_envelope, name_lookup
+from parlour_gateway.connection import CloseRequest, Connection, Outgoing
+from parlour_gateway.logs import get_logger
+from parlour_gateway.presence import SocketInfo
+from parlour_gateway.publisher import PublishError
+from parlour_gateway.ratelimit import TokenBucket
+from parlour_protocol.v1 import (
+    ClientCommand,
+    CloseCode,
+    ErrorCode,
+    ProtocolError,
+    decode_client_message,
+    decode_event_envelope,
+    encode,
+)
+from parlour_protocol.v1.rooms import RejoinRoom
+from parlour_protocol.v1.system import (
+    Ack,
+    Authenticate,
+    Authenticated,
+    Error,
+    FieldError,
+    Heartbeat,
+    HeartbeatAck,
+    ReauthRequired,
+    StateSnapshot,
+    SyncState,
+    Welcome,
+)
+
+if TYPE_CHECKING:
+    from parlour_gateway.service import Gateway
+
+log = get_logger("parlour_gateway.session")
+
+
+class Session:
+    def __init__(self, gateway: Gateway, conn: Connection, ws: WebSocket) -> None:
+        self.gw = gateway
+        self.settings = gateway.settings
+        self.conn = conn
+        self.ws = ws
+        self.started = time.monotonic()
+        self.last_activity = self.started
+        self.last_touch = 0.0
+        self.auth_failures = 0
+        self.strikes = 0
+        self.bucket = TokenBucket(
+            rate=self.settings.ws_rate_limit_per_sec,
+            burst=self.settings.ws_rate_limit_burst,
+            updated=self.started,
+        )
+        self.reauth_deadline: datetime | None = None
+        self.registered = False
+        self._wake = asyncio.Event()
+
+    # --- output ---
+    def send(self, message: BaseModel) -> bool:
+        return self.conn.offer(Outgoing(encode(message).decode()))
+
+    def error(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        request_id: str | None = None,
+        room_id: str | None = None,
+        error: ProtocolError | None = None,
+    ) -> None:
+        self.send(
+            Error(
+                code=code,
+                message=message,
+                request_id=request_id,
+                room_id=room_id,
+                reason=error.code if error else None,
+                fields=[FieldError(path=f.path, message=f.message) for f in error.fields]
+                if error and error.fields
+                else None,
+            )
+        )
+
+    # --- lifecycle ---
+    async def run(self) -> None:
+        self.send(
+            Welcome(
+                connection_id=self.conn.connection_id,
+                heartbeat_interval=self.settings.ws_heartbeat_interval_secs,
+            )
+        )
+        reader = asyncio.create_task(self._reader())
+        writer = asyncio.create_task(self._writer())
+        watchdog = asyncio.create_task(self._watchdog())
+        closing = asyncio.create_task(self.conn.closing.wait())
+        tasks = {reader, writer, watchdog, closing}
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if self.conn.close_code is not None and not reader.done():
+                await self._close(writer)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _close(self, writer: asyncio.Task[None]) -> None:
+        conn = self.conn
+        assert conn.close_code is not None
+        if conn.close_kind is CloseRequest.SLOW_CONSUMER:
+            self.gw.metrics.send_queue_closes.inc()
+        elif not writer.done():
+            # let the error that explains the close reach the client first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conn.queue.join(), 1.0)
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        self.gw.metrics.connections_total.labels(
+            conn.close_kind.value if conn.close_kind else "closed"
+        ).inc()
+        log.info("socket_closing", code=int(conn.close_code), why=conn.close_kind)
+        with contextlib.suppress(TimeoutError, RuntimeError, WebSocketDisconnect, OSError):
+            await asyncio.wait_for(
+                self.ws.close(code=int(conn.close_code), reason=conn.close_reason[:120]),
+                self.settings.ws_close_timeout_secs,
+            )
+
+    async def _writer(self) -> None:
+        queue = self.conn.queue
+        metrics = self.gw.metrics
+        while True:
+            out = await queue.get()
+            try:
+                await self.ws.send_text(out.text)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                return
+            finally:
+                queue.task_done()
+            if out.event_ts is not None:
+                metrics.delivery_latency.observe(max(0.0, time.time() - out.event_ts))
+
+    async def _reader(self) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("text")
+            if data is None:
+                data = message.get("bytes")
+            if data is None:
+                continue
+            self.last_activity = time.monotonic()
+            await self._on_frame(data)
+
+    async def _watchdog(self) -> None:
+        s = self.settings
+        while True:
+            now_mono = time.monotonic()
+            now = datetime.now(UTC)
+            waits: list[float] = []
+            idle_left = self.last_activity + s.ws_heartbeat_timeout_secs - now_mono
+            if idle_left <= 0:
+                self.conn.request_close(
+                    CloseRequest.HEARTBEAT_TIMEOUT, CloseCode.HEARTBEAT_TIMEOUT, "idle timeout"
+                )
+                return
+            waits.append(idle_left)
+            identity = self.conn.identity
+            if identity is None:
+                auth_left = self.started + s.auth_timeout - now_mono
+                if auth_left <= 0:
+                    self.gw.metrics.auth_failures.labels("timeout").inc()
+                    self.conn.request_close(
+                        CloseRequest.AUTH_TIMEOUT, CloseCode.AUTH_TIMEOUT, "no authentication"
+                    )
+                    return
+                waits.append(auth_left)
+            elif identity.expires_at is not None:
+                if self.reauth_deadline is None:
+                    exp_left = (identity.expires_at - now).total_seconds()
+                    if exp_left <= 0:
+                        self.reauth_deadline = identity.expires_at + timedelta(
+                            seconds=s.auth_reauth_grace_secs
+                        )
+                        self.send(ReauthRequired(deadline=self.reauth_deadline))
+                        continue
+                    waits.append(exp_left)
+                else:
+                    grace_left = (self.reauth_deadline - now).total_seconds()
+                    if grace_left <= 0:
+                        self.error(ErrorCode.TOKEN_EXPIRED, "the token expired; reconnect")
+                        self.conn.request_close(
+                            CloseRequest.TOKEN_EXPIRED, CloseCode.TOKEN_EXPIRED, "token expired"
+                        )
+                        return
+                    waits.append(grace_left)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(waits) + 0.01)
+
+    # --- input ---
+    async def _on_frame(self, data: str | bytes) -> None:
+        s = self.settings
+        metrics = self.gw.metrics
+        if not self.bucket.take(time.monotonic()):
+            self.strikes += 1
+            metrics.rate_limited.inc()
+            if self.strikes >= s.ws_rate_limit_strikes:
+                self.conn.request_close(
+                    CloseRequest.RATE_LIMITED, CloseCode.RATE_LIMITED, "rate limit exceeded"
+                )
+            else:
+                self.error(ErrorCode.RATE_LIMITED, "too many messages; this one was dropped")
+            return
+        self.strikes = 0
+        try:
+            command = decode_client_message(data, max_bytes=s.ws_max_message_size)
+        except ProtocolError as exc:
+            metrics.messages_in.labels("invalid").inc()
+            self.error(exc.error_code, exc.message, request_id=exc.request_id, error=exc)
+            return
+        metrics.messages_in.labels(command.type).inc()
+        structlog.contextvars.bind_contextvars(
+            conn_id=self.conn.connection_id, user_id=self.conn.user_id
+        )
+        try:
+            await self._on_command(command)
+        finally:
+            structlog.contextvars.clear_contextvars()
+
+    async def _on_command(self, command: ClientCommand) -> None:
+        if isinstance(command, Authenticate):
+            await self._authenticate(command)
+            return
+        if isinstance(command, Heartbeat):
+            self.send(HeartbeatAck())
+            if self.conn.identity is not None:
+                await self._touch(force=True)
+            return
+        identity = self.conn.identity
+        if identity is None:
+            self.error(
+                ErrorCode.AUTH_REQUIRED,
+                "send system.authenticate first",
+                request_id=command.request_id,
+            )
+            return
+        await self._touch()
+        if isinstance(command, SyncState):
+            try:
+                rooms = await self.gw.presence.user_rooms(identity.user_id)
+            except RedisError:
+                self.error(
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    "state is unavailable",
+                    request_id=command.request_id,
+                )
+                return
+            self.send(StateSnapshot(active_rooms=sorted(rooms)))
+            return
+        await self._forward(command, identity)
+
+    async def _touch(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_touch < self.settings.ws_heartbeat_interval_secs / 2:
+            return
+        self.last_touch = now
+        try:
+            await self.gw.presence.touch(self.conn.connection_id, time.time())
+        except RedisError as exc:
+            log.warning("presence_touch_failed", error=type(exc).__name__)
+
+    async def _authenticate(self, command: Authenticate) -> None:
+        s = self.settings
+        metrics = self.gw.metrics
+        try:
+            if command.token is None and s.auth_dev_mode:
+                identity = dev_identity(command.user_id, command.username)
+            elif self.gw.verifier is None:
+                raise AuthError(AuthFailure.DEV_DISABLED, "a token is required")
+            else:
+                identity = self.gw.verifier.verify(command.token)
+        except AuthError as exc:
+            self.auth_failures += 1
+            metrics.auth_failures.labels(exc.reason.value).inc()
+            log.info("auth_failed", reason=exc.reason.value, failures=self.auth_failures)
+            self.error(ErrorCode.AUTH_FAILED, exc.message, request_id=command.request_id)
+            if self.auth_failures >= s.auth_max_failures and self.conn.identity is None:
+                self.conn.request_close(
+                    CloseRequest.AUTH_FAILED, CloseCode.AUTH_FAILED, "authentication failed"
+                )
+            return
+        current = self.conn.identity
+        if current is not None:
+            if identity.user_id != current.user_id:
+                metrics.auth_failures.labels(AuthFailure.USER_CHANGED.value).inc()
+                self.error(
+                    ErrorCode.ALREADY_AUTHENTICATED,
+                    "this socket belongs to another user",
+                    request_id=command.request_id,
+                )
+                return
+            self.conn.identity = identity  # a fresh token: new expiry
+            self.reauth_deadline = None
+            self._wake.set()
+            self._send_authenticated(identity)
+            return
+        try:
+            became_online = await self.gw.presence.register(
+                SocketInfo(self.conn.connection_id, identity.user_id, identity.username),
+                s.ws_max_connections_per_user,
+                time.time(),
+            )
+        except RedisError as exc:
+            log.warning("presence_register_failed", error=type(exc).__name__)
+            self.error(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "presence is unavailable; retry",
+                request_id=command.request_id,
+            )
+            return
+        if became_online is None:
+            metrics.auth_failures.labels("too_many_connections").inc()
+            self.conn.request_close(
+                CloseRequest.TOO_MANY_CONNECTIONS,
+                CloseCode.TOO_MANY_CONNECTIONS,
+                f"at most {s.ws_max_connections_per_user} connections per user",
+            )
+            return
+        self.registered = True
+        self.last_touch = time.monotonic()
+        self.conn.identity = identity
+        self._send_authenticated(identity)
+        self.gw.hub.bind(self.conn)
+        self._wake.set()
+        log.info("authenticated", user_id=identity.user_id)
+        if became_online:
+            await self.gw.presence_changed(identity, online=True)
+
+    def _send_authenticated(self, identity: Identity) -> None:
+        self.send(
+            Authenticated(
+                user_id=identity.user_id,
+                username=identity.username,
+                roles=identity.roles,
+                expires_at=identity.expires_at,
+            )
+        )
+
+    async def _forward(self, command: ClientCommand, identity: Identity) -> None:
+        resolved: str | None = None
+        lookup = name_lookup(command)
+        if lookup is not None:
+            try:
+                resolved = await self.gw.resolve_room_name(*lookup)
+            except RedisError:
+                self.error(
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    "the command did not take effect; retry",
+                    request_id=command.request_id,
+                )
+                return
+        envelope = build_envelope(
+            command,
+            identity,
+            connection_id=self.conn.connection_id,
+            gateway_id=self.settings.gateway_id,
+            resolved_room_id=resolved,
+        )
+        replay_from: int | None = None
+        room_id = envelope.room_id
+        if isinstance(command, RejoinRoom) and command.last_seq is not None and room_id:
+            replay_from = command.last_seq
+            self.conn.begin_hold(room_id, replay_from)
+        try:
+            try:
+                await self.gw.publisher.publish(envelope)
+            except PublishError as exc:
+                log.warning("publish_failed", type=command.type, error=str(exc))
+                self.error(
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    "the command did not take effect; retry",
+                    request_id=command.request_id,
+                    room_id=room_id,
+                )
+                return
+            log.info("command_forwarded", type=command.type, msg_id=str(envelope.msg_id))
+            if command.request_id is not None:
+                self.send(Ack(request_id=command.request_id, msg_id=str(envelope.msg_id)))
+            if replay_from is not None and room_id is not None:
+                await self._replay(room_id, replay_from, identity.user_id)
+        finally:
+            if room_id is not None and self.conn.holding(room_id):
+                self.conn.end_hold(room_id)
+
+    async def _replay(self, room_id: str, last_seq: int, user_id: str) -> None:
+        """Send the room's events after `last_seq` from its replay stream, in order; skip when
+        the stream no longer holds `last_seq + 1` (the engine's fresh room_state covers it)."""
+        try:
+            entries = await self.gw.redis.xrange(self.gw.keys.room_events(room_id))
+        except RedisError as exc:
+            log.warning("replay_read_failed", room_id=room_id, error=type(exc).__name__)
+            return
+        items: list[tuple[int, bytes | str]] = []
+        for _, fields in entries or []:
+            if not fields:
+                continue
+            try:
+                items.append((int(fields[b"seq"]), fields[b"env"]))
+            except (KeyError, ValueError):
+                continue
+        items.sort(key=lambda item: item[0])
+        newer = [item for item in items if item[0] > last_seq]
+        if not newer or newer[0][0] != last_seq + 1:
+            log.info("replay_skipped", room_id=room_id, last_seq=last_seq, kept=len(items))
+            return
+        sent = 0
+        for seq, raw in newer:
+            try:
+                envelope = decode_event_envelope(raw)
+            except ProtocolError:
+                self.gw.metrics.bad_events.inc()
+                continue
+            # a stream holds the whole room's history: only replay what this user was sent
+            if user_id not in envelope.audience.user_ids:
+                continue
+            sent += self.conn.deliver_replayed(
+                room_id, seq, Outgoing(encode(envelope.payload).decode())
+            )
+        self.gw.metrics.replayed.inc(sent)
+        log.info("replayed", room_id=room_id, last_seq=last_seq, sent=sent)

@@ -1,0 +1,186 @@
+"""The gateway's configuration: read once from the environment at start-up and passed down.
+A bad value fails start-up with a message that names the environment variable."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from parlour_protocol.v1 import RedisKeys, Topics
+from parlour_protocol.v1.limits import MAX_FRAME_BYTES, TOKEN_MAX_LENGTH
+
+_ASYMMETRIC = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+)
+
+
+class SettingsError(Exception):
+    """The environment holds an unusable gateway setting; the message names it."""
+
+
+def _default_gateway_id() -> str:
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+    return f"{host[:40] or 'gw'}-{secrets.token_hex(3)}"
+
+
+class GatewaySettings(BaseSettings):
+    """Every field maps to the environment variable of the same name in upper case."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    gateway_id: str = Field(default_factory=_default_gateway_id, pattern=r"^[A-Za-z0-9_.:@-]+$")
+
+    # --- listeners ---
+    ws_host: str = "0.0.0.0"
+    ws_port: int = Field(default=9998, ge=0, le=65535)
+    ws_health_host: str = "0.0.0.0"
+    ws_health_port: int = Field(default=9997, ge=0, le=65535)
+
+    # --- auth ---
+    jwt_public_key_path: Path | None = None
+    jwt_algorithms: str = "RS256"
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_max_token_bytes: int = Field(default=TOKEN_MAX_LENGTH, ge=256, le=TOKEN_MAX_LENGTH)
+    auth_timeout: float = Field(default=10.0, gt=0)
+    auth_max_failures: int = Field(default=3, ge=1)
+    auth_reauth_grace_secs: float = Field(default=30.0, gt=0)
+    auth_dev_mode: bool = False
+
+    # --- heartbeat ---
+    ws_heartbeat_interval_secs: int = Field(default=15, ge=1)
+    ws_heartbeat_timeout_secs: float = Field(default=45.0, gt=0)
+    ws_ping_interval_secs: float | None = Field(default=20.0, gt=0)
+    ws_ping_timeout_secs: float | None = Field(default=20.0, gt=0)
+
+    # --- limits ---
+    allowed_origins: str = Field(default="", description="comma-separated; empty = any origin")
+    ws_max_message_size: int = Field(default=MAX_FRAME_BYTES, ge=1024)
+    ws_per_message_deflate: bool = False
+    ws_rate_limit_per_sec: float = Field(default=50.0, gt=0)
+    ws_rate_limit_burst: int = Field(default=100, ge=1)
+    ws_rate_limit_strikes: int = Field(
+        default=20, ge=1, description="dropped frames in a row before the socket is closed"
+    )
+    ws_max_connections_per_user: int = Field(default=5, ge=1)
+    ws_max_connections: int = Field(default=20_000, ge=1)
+    ws_send_queue_max: int = Field(default=256, ge=1)
+    ws_close_timeout_secs: float = Field(default=5.0, gt=0)
+
+    # --- Kafka ---
+    kafka_bootstrap_servers: str | None = None
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    kafka_topic_prefix: str = ""
+    kafka_publish_timeout_secs: float = Field(default=5.0, gt=0)
+
+    # --- Redis ---
+    redis_url: str | None = None
+    redis_host: str = "127.0.0.1"
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    redis_key_prefix: str = ""
+    presence_sweep_secs: float = Field(
+        default=5.0, gt=0, description="how often dead sockets of crashed gateways are swept"
+    )
+
+    # --- ops ---
+    shutdown_timeout_secs: float = Field(default=10.0, gt=0)
+    gateway_log_level: str = "INFO"
+    gateway_log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("gateway_log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value.upper()
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: str) -> str:
+        names = [name.strip().upper() for name in value.split(",") if name.strip()]
+        if not names:
+            raise ValueError("needs at least one algorithm")
+        bad = [name for name in names if name not in _ASYMMETRIC]
+        if bad:
+            raise ValueError(f"only asymmetric algorithms are allowed, not {', '.join(bad)}")
+        return ",".join(names)
+
+    @model_validator(mode="after")
+    def _key_readable(self) -> GatewaySettings:
+        if self.auth_dev_mode and self.jwt_public_key_path is None:
+            return self
+        if self.jwt_public_key_path is None:
+            raise ValueError(
+                "JWT_PUBLIC_KEY_PATH is not set (set it to the RSA public key PEM, or "
+                "AUTH_DEV_MODE=true for token-less local development)"
+            )
+        try:
+            text = self.jwt_public_key_path.read_text()
+        except OSError as exc:
+            raise ValueError(
+                f"JWT_PUBLIC_KEY_PATH={self.jwt_public_key_path} cannot be read: {exc.strerror}"
+            ) from None
+        if "PUBLIC KEY" not in text:
+            raise ValueError(f"JWT_PUBLIC_KEY_PATH={self.jwt_public_key_path} is not a PEM key")
+        return self
+
+    # --- derived ---
+    @property
+    def algorithms(self) -> list[str]:
+        return self.jwt_algorithms.split(",")
+
+    @property
+    def public_key(self) -> str | None:
+        return None if self.jwt_public_key_path is None else self.jwt_public_key_path.read_text()
+
+    @property
+    def origins(self) -> frozenset[str]:
+        return frozenset(
+            o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip()
+        )
+
+    @property
+    def kafka_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def redis_dsn(self) -> str:
+        return self.redis_url or f"redis://{self.redis_host}:{self.redis_port}/0"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(prefix=self.kafka_topic_prefix)
+
+    @property
+    def keys(self) -> RedisKeys:
+        return RedisKeys(prefix=self.redis_key_prefix)
+
+    @property
+    def socket_ttl_secs(self) -> int:
+        """A socket's presence record outlives three missed heartbeats, no more."""
+        return 3 * self.ws_heartbeat_interval_secs
+
+    @property
+    def server_max_frame(self) -> int:
+        """uvicorn's own frame cap: above the app's, so the app can answer message_too_large
+        for frames between the two; beyond it the server closes with 1009."""
+        return self.ws_max_message_size * 2
+
+
+def load_settings() -> GatewaySettings:
+    """Build the settings from the environment, turning validation errors into one message
+    that names each bad variable."""
+    try:
+        return GatewaySettings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False, include_input=False):
+            name = "_".join(str(p) for p in error["loc"]).upper() or "settings"
+            lines.append(f"{name}: {error['msg']}")
+        raise SettingsError("invalid gateway settings: " + "; ".join(lines)) from None
