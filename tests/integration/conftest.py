@@ -211,9 +211,9 @@ def _kafka_container() -> Iterator[str]:
     except ImportError:  # testcontainers < 4.14 kept the modules at the top level
         from testcontainers.kafka import KafkaContainer
     image = os.environ.get("PARLOUR_TC_KAFKA_IMAGE", "confluentinc/cp-kafka:7.6.0")
-    container = KafkaContainer(image).with_kraft()
-    container.with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
-    try:
+    try:  # even the constructor talks to the Docker engine
+        container = KafkaContainer(image).with_kraft()
+        container.with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
         container.start(timeout=120)
     except Exception as exc:  # noqa: BLE001
         pytest.fail(f"Docker answers but the Kafka container ({image}) did not start: {exc}")
@@ -230,8 +230,8 @@ def _redis_container() -> Iterator[str]:
     except ImportError:
         from testcontainers.redis import RedisContainer
     image = os.environ.get("PARLOUR_TC_REDIS_IMAGE", "redis:7")
-    container = RedisContainer(image)
     try:
+        container = RedisContainer(image)
         container.start()
     except Exception as exc:  # noqa: BLE001
         pytest.fail(f"Docker answers but the Redis container ({image}) did not start: {exc}")
