@@ -339,6 +339,8 @@ def _type_str(prop: dict[str, Any]) -> str:
         if "prefixItems" in prop:
             return "[" + ", ".join(_type_str(item) for item in prop["prefixItems"]) + "]"
         return f"list[{_type_str(prop.get('items', {}))}]"
+    if kind == "integer" and ("minimum" in prop or "maximum" in prop):
+        return f"integer {prop.get('minimum', '')}..{prop.get('maximum', '')}"
     if kind == "string" and prop.get("format") == "date-time":
         return "timestamp"
     if kind == "string" and prop.get("format") == "uuid":

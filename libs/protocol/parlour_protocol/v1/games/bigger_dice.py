@@ -72,12 +72,12 @@ class RoundResult(ServerEvent):
     type: Literal["games.event.bigger_dice.round_result"] = "games.event.bigger_dice.round_result"
     room_id: RoomId
     round_number: int = Field(ge=1)
-    rolls: list[tuple[UserId, Die]]
+    rolls: list[tuple[UserId, Die]] = Field(description="[player id, roll] in roll order")
     winner_id: UserId | None
     is_tie: bool
     is_tiebreaker: bool
     tiebreaker_players: list[UserId] = Field(default_factory=list)
-    scores: list[tuple[UserId, int]]
+    scores: list[tuple[UserId, int]] = Field(description="[player id, score] in seat order")
     by_tiebreaker_limit: bool = False
 
 
@@ -110,10 +110,12 @@ class GameStateEvent(ServerEvent):
     type: Literal["games.event.bigger_dice.state"] = "games.event.bigger_dice.state"
     room_id: RoomId
     round_number: int = Field(ge=1)
-    current_rolls: list[tuple[UserId, Die]]
-    pending_rollers: list[UserId]
+    current_rolls: list[tuple[UserId, Die]] = Field(
+        description="[player id, roll] of this round so far, in roll order"
+    )
+    pending_rollers: list[UserId] = Field(description="who still rolls this round, in order")
     is_tiebreaker: bool
-    scores: list[tuple[UserId, int]]
+    scores: list[tuple[UserId, int]] = Field(description="[player id, score] in seat order")
     current_turn: UserId | None
     turn_deadline: datetime | None = None
     round_history: list[RoundHistoryItem] = Field(default_factory=list)
