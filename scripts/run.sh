@@ -19,6 +19,12 @@ if [[ -f .infra/run/env ]]; then
   set +a
 fi
 
+# local development: without a JWT public key the gateway accepts dev-mode logins
+if [[ -z ${JWT_PUBLIC_KEY_PATH:-} && -z ${AUTH_DEV_MODE:-} ]]; then
+  export AUTH_DEV_MODE=true
+  echo "run: JWT_PUBLIC_KEY_PATH not set: AUTH_DEV_MODE=true (token-less local logins)"
+fi
+
 pids=()
 names=()
 
