@@ -798,6 +798,27 @@ def fields_snapshot() -> dict[str, dict[str, Any]]:
     return snapshot
 
 
+def breaking_changes(
+    recorded: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]]
+) -> list[str]:
+    """What `current` breaks against `recorded`: a model or field removed or renamed, a
+    message `type` changed, an optional field made required."""
+    problems: list[str] = []
+    for key, entry in recorded.items():
+        if key not in current:
+            problems.append(f"model {key} was removed or renamed")
+            continue
+        if entry["type"] != current[key]["type"]:
+            problems.append(f"{key}: type {entry['type']!r} became {current[key]['type']!r}")
+        for name, kind in entry["fields"].items():
+            now = current[key]["fields"].get(name)
+            if now is None:
+                problems.append(f"{key}.{name} was removed or renamed")
+            elif kind != "required" and now == "required":
+                problems.append(f"{key}.{name} was {kind} and is now required")
+    return problems
+
+
 def merged_fields_snapshot(recorded: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The recorded snapshot plus what is new; nothing recorded is ever dropped or loosened."""
     merged = {key: {"type": v["type"], "fields": dict(v["fields"])} for key, v in recorded.items()}
@@ -854,4 +875,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["fields_snapshot", "main", "merged_fields_snapshot", "render"]
+__all__ = ["breaking_changes", "fields_snapshot", "main", "merged_fields_snapshot", "render"]

@@ -327,3 +327,28 @@ def test_protocol_error_is_an_exception_with_a_readable_str() -> None:
     error = _fail(b"{")
     assert isinstance(error, Exception)
     assert str(error).startswith("invalid_json: ")
+
+
+def test_envelope_payload_paths_leave_out_the_union_tag() -> None:
+    envelope = _golden("_envelope.event.json")
+    envelope["payload"]["roll"] = 9
+    with pytest.raises(ProtocolError) as caught:
+        decode_event_envelope(json.dumps(envelope))
+    assert [p.path for p in caught.value.fields] == ["payload.roll"]
+    envelope["payload"]["type"] = envelope["type"] = "games.event.nope"
+    with pytest.raises(ProtocolError) as caught:
+        decode_event_envelope(json.dumps(envelope))
+    assert [(p.path, p.message) for p in caught.value.fields] == [
+        ("payload", "unknown message type 'games.event.nope'")
+    ]
+
+
+def test_error_size_is_bounded() -> None:
+    long_type = _fail(json.dumps({"type": "x" * 5_000}))
+    assert long_type.code is DecodeFailure.UNKNOWN_TYPE
+    assert len(long_type.message) < 100
+    frame = {"type": "games.event.room_list", "game_type": "bigger_dice", "rooms": [{}] * 500}
+    with pytest.raises(ProtocolError) as caught:
+        decode_server_message(json.dumps(frame))
+    assert len(caught.value.fields) == 20
+    assert caught.value.message.endswith("more")

@@ -120,21 +120,34 @@ def _recorded() -> dict[str, dict[str, Any]]:
 
 
 def test_no_model_or_field_removed_or_renamed() -> None:
-    current = gen_docs().fields_snapshot()
-    problems: list[str] = []
-    for key, entry in _recorded().items():
-        if key not in current:
-            problems.append(f"model {key} was removed or renamed")
-            continue
-        if entry["type"] != current[key]["type"]:
-            problems.append(f"{key}: type {entry['type']!r} became {current[key]['type']!r}")
-        for name, kind in entry["fields"].items():
-            now = current[key]["fields"].get(name)
-            if now is None:
-                problems.append(f"{key}.{name} was removed or renamed")
-            elif kind != "required" and now == "required":
-                problems.append(f"{key}.{name} was {kind} and is now required")
+    problems = gen_docs().breaking_changes(_recorded(), gen_docs().fields_snapshot())
     assert not problems, "breaking changes inside v1:\n" + "\n".join(problems)
+
+
+def test_the_snapshot_check_catches_breaking_changes() -> None:
+    """The guard itself: simulated removals, renames and tightenings are reported."""
+    recorded = _recorded()
+    current = gen_docs().fields_snapshot()
+    rolled = "games.bigger_dice:Rolled"
+    broken = json.loads(json.dumps(current))
+    del broken[rolled]["fields"]["new_score"]  # removed
+    fields = broken["rooms:TurnChanged"]["fields"]
+    fields["deadline"] = fields.pop("turn_deadline")  # renamed
+    broken["rooms:CreateRoom"]["fields"]["password"] = "required"  # optional -> required
+    broken["chat:SendChat"]["type"] = "games.command.chat"  # message renamed
+    del broken["system:Heartbeat"]  # model removed
+    problems = gen_docs().breaking_changes(recorded, broken)
+    assert len(problems) == 5, problems
+    assert any("new_score" in p for p in problems)
+    assert any("turn_deadline" in p for p in problems)
+    assert any("password" in p for p in problems)
+    assert any("SendChat" in p for p in problems)
+    assert any("Heartbeat" in p for p in problems)
+    # additions are not breaking
+    grown = json.loads(json.dumps(current))
+    grown[rolled]["fields"]["bonus"] = "optional"
+    grown["rooms:CreateRoom"]["fields"]["password"] = "optional"
+    assert gen_docs().breaking_changes(recorded, grown) == []
 
 
 def test_new_fields_are_recorded_and_optional() -> None:

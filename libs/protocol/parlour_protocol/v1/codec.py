@@ -25,6 +25,10 @@ _JSON_ERRORS = frozenset({"json_invalid", "json_type", "string_unicode"})
 """Error kinds that mean the frame itself is not JSON (`string_unicode`: a `str` frame with lone
 surrogates, which no UTF-8 JSON text can carry)."""
 _TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
+_MAX_REPORTED_FIELDS = 20
+"""A frame can fail on thousands of list items; the error names the first few."""
+_MAX_ECHOED_TYPE = 64
+"""An unknown `type` is echoed in the error message, cut to this many characters."""
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
@@ -44,8 +48,9 @@ def _to_protocol_error(exc: ValidationError, *, tag_is_first: bool) -> ProtocolE
         tag = ctx.get("tag")
         if error["type"] == "union_tag_not_found":
             return ProtocolError(DecodeFailure.UNKNOWN_TYPE, "the message has no `type` field")
+        shown = str(tag)[:_MAX_ECHOED_TYPE]
         return ProtocolError(
-            DecodeFailure.UNKNOWN_TYPE, f"unknown message type {tag!r}", message_type=str(tag)
+            DecodeFailure.UNKNOWN_TYPE, f"unknown message type {shown!r}", message_type=shown
         )
     if (
         len(errors) == 1
@@ -54,15 +59,24 @@ def _to_protocol_error(exc: ValidationError, *, tag_is_first: bool) -> ProtocolE
     ):
         return ProtocolError(DecodeFailure.INVALID_JSON, "the frame is not a JSON object")
     # locations of a discriminated union start with the tag value: drop it from the path
+    # (for envelopes, the tag follows `payload`)
     message_type = None
     problems: list[FieldProblem] = []
-    for error in errors:
+    for error in errors[:_MAX_REPORTED_FIELDS]:
         loc = tuple(error["loc"])
         if tag_is_first and loc:
             message_type = str(loc[0])
             loc = loc[1:]
-        problems.append(FieldProblem(path=_path(loc) or "(message)", message=error["msg"]))
+        elif len(loc) >= 2 and loc[0] == "payload" and error["type"] not in _TAG_ERRORS:
+            loc = loc[:1] + loc[2:]
+        message = error["msg"]
+        if error["type"] == "union_tag_invalid":
+            tag = str((error.get("ctx") or {}).get("tag"))[:_MAX_ECHOED_TYPE]
+            message = f"unknown message type {tag!r}"
+        problems.append(FieldProblem(path=_path(loc) or "(message)", message=message))
     paths = ", ".join(problem.path for problem in problems)
+    if len(errors) > _MAX_REPORTED_FIELDS:
+        paths += f" and {len(errors) - _MAX_REPORTED_FIELDS} more"
     return ProtocolError(
         DecodeFailure.INVALID_FIELDS,
         f"invalid fields: {paths}",
