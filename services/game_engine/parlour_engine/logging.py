@@ -44,5 +44,5 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
 
 
 def get_logger(name: str) -> FilteringBoundLogger:
-    logger: FilteringBoundLogger = structlog.get_logger(logger=name)
+    logger: FilteringBoundLogger = structlog.get_logger(logger_name=name)
     return logger

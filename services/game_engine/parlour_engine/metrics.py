@@ -27,7 +27,7 @@ class EngineMetrics:
         )
         self.latency = Histogram(
             "parlour_engine_command_seconds",
-            "Time from taking a command off Kafka to its events being acknowledged by Kafka",
+            "Time from decoding a command to its events being handed to the producer",
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
             registry=self.registry,
         )

@@ -40,6 +40,7 @@ from parlour_engine import rules
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics, Outcome
 from parlour_engine.rules import ChatRead, Emit, RoomState, RulesConfig
+from parlour_engine.rules.context import derive_id
 from parlour_engine.store import (
     ChatAppendJson,
     CommitStatus,
@@ -353,9 +354,8 @@ class CommandProcessor:
     async def _room_id_for(self, command: CommandEnvelope) -> str | None:
         payload = command.payload
         if isinstance(payload, CreateRoom):
-            if command.room_id is None:
-                raise ValueError("create_room needs the room_id the gateway minted")
-            return command.room_id
+            # the gateway mints the id; lacking one, the rules derive it from the msg_id
+            return command.room_id or str(derive_id(command.msg_id, "room"))
         if isinstance(payload, RejoinRoom) and payload.room_id is not None:
             return payload.room_id
         if isinstance(payload, JoinRoom | JoinAsSpectator | RejoinRoom):
