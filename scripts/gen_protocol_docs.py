@@ -530,7 +530,8 @@ def _render_markdown() -> str:
             "",
             "Names take an optional prefix (`KAFKA_TOPIC_PREFIX`, `Topics(prefix)`). "
             "`CommandEnvelope.msg_id` is the idempotency key; `EventEnvelope.causation_id` names "
-            "the command. The envelope's `type` always equals its payload's `type`. The "
+            "the command. The envelope's `type` (and an event envelope's `seq`) always equals "
+            "its payload's; the "
             "`Audience` is resolved by the engine to explicit `user_ids` for every kind but "
             "`connection` and `broadcast`:",
             "",

@@ -151,6 +151,11 @@ def test_envelope_type_must_match_its_payload() -> None:
     with pytest.raises(ProtocolError) as caught:
         decode_event_envelope(json.dumps(envelope))
     assert caught.value.code is DecodeFailure.INVALID_FIELDS
+    envelope = _golden("_envelope.event.json")
+    envelope["seq"] = 57  # the payload says 56
+    with pytest.raises(ProtocolError) as caught:
+        decode_event_envelope(json.dumps(envelope))
+    assert caught.value.code is DecodeFailure.INVALID_FIELDS
     command = _golden("_envelope.command.json")
     command["type"] = "games.command.leave_room"
     with pytest.raises(ProtocolError):

@@ -90,4 +90,6 @@ class EventEnvelope(WireModel):
         # gateways route and deduplicate on `type`/`seq` without opening the payload
         if self.type != self.payload.type:
             raise ValueError(f"type {self.type!r} differs from payload.type {self.payload.type!r}")
+        if self.seq != self.payload.seq:
+            raise ValueError(f"seq {self.seq!r} differs from payload.seq {self.payload.seq!r}")
         return self
