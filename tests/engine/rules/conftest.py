@@ -125,7 +125,7 @@ class Table:
         """Host u1 creates a room for n players and u2..un join."""
         self.create(max_players=n, **kw)
         for i in range(2, n + 1):
-            self.join(uid(i))
+            self.join(uid(i), password=kw.get("password"))
 
     def start(self, n: int, **kw: Any) -> Outcome:
         """A running n-player game, seats in order u1..un; returns the last ready's outcome."""
@@ -186,3 +186,19 @@ def emits_of(outcome: Outcome, type_: str) -> list[Any]:
 @pytest.fixture
 def table() -> Table:
     return Table()
+
+
+class ScriptedRng:
+    """Dice come from a script (then from a seeded rng); salts from the seeded rng."""
+
+    def __init__(self, rolls: list[int], seed: int = 1) -> None:
+        self.rolls = list(rolls)
+        self._random = random.Random(seed)
+
+    def randint(self, a: int, b: int) -> int:
+        if self.rolls:
+            return self.rolls.pop(0)
+        return self._random.randint(a, b)
+
+    def randbytes(self, n: int) -> bytes:
+        return self._random.randbytes(n)
