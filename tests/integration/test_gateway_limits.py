@@ -365,12 +365,16 @@ async def test_frame_size_limits(gw: GatewayProc, keys: Keys) -> None:
 
 async def test_rate_limit_errors_then_closes_a_flooder(gw: GatewayProc, keys: Keys) -> None:
     client = await user(gw, keys)
-    for _ in range(12):  # burst 10: two are dropped
+    for _ in range(12):  # burst 10 (auth took one): a few are dropped, each one answered
         await client.send({"type": "system.heartbeat"})
+    answers = [
+        await client.expect(lambda f: f["type"] in ("system.heartbeat_ack", "system.error"))
+        for _ in range(12)
+    ]
+    limited = [f for f in answers if f.get("code") == "rate_limited"]
+    assert 1 <= len(limited) <= 4
     await asyncio.sleep(0.5)
     await client.ping_ok()
-    limited = [f for f in client.frames if f.get("code") == "rate_limited"]
-    assert 1 <= len(limited) <= 3
     await asyncio.sleep(2.5)  # the bucket refills
     await client.ping_ok()
     for _ in range(60):
@@ -434,7 +438,7 @@ async def test_gateway_connection_cap(
 async def test_slow_consumer_is_closed(gw: GatewayProc, keys: Keys, kafka: Kafka) -> None:
     sub = f"slow-{uuid.uuid4().hex[:6]}"
     # a reader that stops reading: tiny client queue and receive buffer
-    slow = await user(gw, keys, sub, max_queue=1, read_limit=1024)
+    slow = await user(gw, keys, sub, max_queue=1)
     watcher = await user(gw, keys)
     text = "y" * 900
     room = uuid.uuid4().hex
@@ -448,11 +452,13 @@ async def test_slow_consumer_is_closed(gw: GatewayProc, keys: Keys, kafka: Kafka
     ]
     await asyncio.gather(*[await s for s in sends])
     code, _ = await slow.expect_close(within=60)
-    assert code in (CloseCode.SLOW_CONSUMER, None), code
+    assert code == CloseCode.SLOW_CONSUMER, code
     metrics = gw.http("/metrics").text
-    assert "parlour_gateway_send_queue_closes_total 1.0" in metrics or (
-        "parlour_gateway_send_queue_closes_total" in metrics
-    )
+    closes = [
+        line for line in metrics.splitlines()
+        if line.startswith("parlour_gateway_send_queue_closes_total ")
+    ]
+    assert closes and float(closes[0].split()[1]) >= 1
     await watcher.ping_ok()
     await watcher.close()
 

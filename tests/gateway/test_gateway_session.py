@@ -1,0 +1,156 @@
+"""One socket's input handling before auth (decode errors, auth_required) with an in-process
+WebSocket stand-in, and command envelopes (pure). No Redis or Kafka here: the integration
+tests in tests/integration/test_gateway_limits.py cover those paths for real."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from starlette.websockets import WebSocket
+
+from parlour_gateway.auth import Identity
+from parlour_gateway.commands import build_envelope, name_lookup
+from parlour_gateway.connection import Connection
+from parlour_gateway.dev_tokens import generate_keypair
+from parlour_gateway.metrics import Metrics
+from parlour_gateway.routing import Hub
+from parlour_gateway.session import Session
+from parlour_gateway.settings import GatewaySettings
+from parlour_protocol.v1 import CloseCode, decode_client_message
+from parlour_protocol.v1.rooms import CreateRoom
+
+
+class FakeSocket:
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.sent: list[dict[str, Any]] = []
+        self.closed: tuple[int, str] | None = None
+        self.got = asyncio.Event()
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.inbox.get()
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+        self.got.set()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = (code, reason)
+        await self.inbox.put({"type": "websocket.disconnect", "code": code})
+
+    def feed(self, data: str | bytes) -> None:
+        key = "text" if isinstance(data, str) else "bytes"
+        self.inbox.put_nowait({"type": "websocket.receive", key: data})
+
+    async def wait_for(self, count: int) -> list[dict[str, Any]]:
+        async with asyncio.timeout(5):
+            while len(self.sent) < count:
+                self.got.clear()
+                await self.got.wait()
+        return self.sent
+
+
+class FakeGateway:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.hub = Hub(settings.gateway_id)
+        self.verifier = None
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> GatewaySettings:
+    _, public = generate_keypair(tmp_path)
+    return GatewaySettings(
+        jwt_public_key_path=public,
+        ws_max_message_size=2048,
+        auth_timeout=0.5,
+        ws_rate_limit_burst=100,
+    )
+
+
+async def _run(settings: GatewaySettings, frames: list[str | bytes], expect: int) -> FakeSocket:
+    ws = FakeSocket()
+    conn = Connection("c1", 16)
+    session = Session(cast(Any, FakeGateway(settings)), conn, cast(WebSocket, ws))
+    task = asyncio.create_task(session.run())
+    for frame in frames:
+        ws.feed(frame)
+    await ws.wait_for(expect)
+    await ws.inbox.put({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.wait_for(task, 5)
+    return ws
+
+
+async def test_decode_errors_are_answered_and_the_socket_stays(settings: GatewaySettings) -> None:
+    frames: list[str | bytes] = [
+        "{oops",
+        json.dumps({"type": "nope.nope", "request_id": "r1"}),
+        json.dumps({"type": "games.command.ready", "request_id": "r2"}),
+        json.dumps({"type": "system.heartbeat", "pad": "x" * 3000}),
+        b"\x80\x81",
+        json.dumps({"type": "system.heartbeat"}),
+    ]
+    ws = await _run(settings, frames, expect=7)
+    welcome, *answers = ws.sent[:7]
+    assert welcome["type"] == "system.welcome"
+    assert [(a["type"], a.get("code"), a.get("reason")) for a in answers] == [
+        ("system.error", "invalid_message", "invalid_json"),
+        ("system.error", "invalid_message", "unknown_type"),
+        ("system.error", "invalid_message", "invalid_fields"),
+        ("system.error", "message_too_large", "too_large"),
+        ("system.error", "invalid_message", "invalid_json"),
+        ("system.heartbeat_ack", None, None),
+    ]
+    assert answers[1]["request_id"] == "r1"
+    assert answers[2]["request_id"] == "r2"
+    assert answers[2]["fields"] == [{"path": "room_id", "message": "Field required"}]
+    assert ws.closed is None
+
+
+async def test_commands_before_auth_are_refused(settings: GatewaySettings) -> None:
+    ws = await _run(
+        settings, [json.dumps({"type": "games.command.list_rooms", "request_id": "x"})], 2
+    )
+    assert ws.sent[1]["code"] == "auth_required"
+    assert ws.sent[1]["request_id"] == "x"
+
+
+async def test_auth_timeout_closes(settings: GatewaySettings) -> None:
+    ws = FakeSocket()
+    session = Session(cast(Any, FakeGateway(settings)), Connection("c2", 16), cast(WebSocket, ws))
+    await asyncio.wait_for(session.run(), 5)
+    assert ws.closed is not None
+    assert ws.closed[0] == CloseCode.AUTH_TIMEOUT
+
+
+def test_envelopes_take_identity_from_the_token_and_key_by_room() -> None:
+    me = Identity(user_id="u1", username="Me", roles=["user"])
+    create = decode_client_message(
+        b'{"type":"games.command.create_room","game_type":"bigger_dice","room_name":"T",'
+        b'"actor":{"user_id":"root"},"request_id":"q"}'
+    )
+    assert isinstance(create, CreateRoom)
+    env = build_envelope(create, me, connection_id="c", gateway_id="g")
+    assert env.actor.user_id == "u1"
+    assert env.room_id is not None
+    assert env.key == env.room_id
+    assert env.request_id == "q"
+    assert build_envelope(create, me, connection_id="c", gateway_id="g").room_id != env.room_id
+    ready = decode_client_message(b'{"type":"games.command.ready","room_id":"r7"}')
+    assert build_envelope(ready, me, connection_id="c", gateway_id="g").key == "r7"
+    listing = decode_client_message(b'{"type":"games.command.list_rooms"}')
+    env = build_envelope(listing, me, connection_id="c", gateway_id="g")
+    assert (env.key, env.room_id) == ("u1", None)
+    join = decode_client_message(b'{"type":"games.command.join_room","room_name":"Big One"}')
+    assert name_lookup(join) == ("bigger_dice", "Big One")
+    env = build_envelope(join, me, connection_id="c", gateway_id="g", resolved_room_id="r9")
+    assert (env.key, env.room_id) == ("r9", "r9")
+    rejoin_by_id = decode_client_message(b'{"type":"games.command.rejoin_room","room_id":"r1"}')
+    assert name_lookup(rejoin_by_id) is None
+    rejoin_by_name = decode_client_message(b'{"type":"games.command.rejoin_room","room_name":"A"}')
+    assert name_lookup(rejoin_by_name) == ("bigger_dice", "A")
