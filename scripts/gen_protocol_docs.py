@@ -276,6 +276,11 @@ FIXED: list[tuple[str, str]] = [
     ("`players` audience not filtered", "each audience resolved to explicit user ids"),
     ("forbidden chat / failed set_ready / designate: no reply", "`system.error` with a code"),
     ("events of a room had no order marker", "room-wide events carry `seq`; resume by `last_seq`"),
+    (
+        "`player_count` meant seats in `room_created` but players in `room_list`",
+        "`max_players` is the seats everywhere; `room_created` also keeps `player_count` "
+        "(= `max_players`) for old clients",
+    ),
 ]
 
 # --------------------------------------------------------------------------------------------

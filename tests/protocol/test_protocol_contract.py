@@ -76,3 +76,23 @@ def test_protocol_md_lists_what_was_left_out() -> None:
         "your_turn",
     ):
         assert name in markdown, name
+
+
+def test_golden_examples_fit_their_schema_top_level() -> None:
+    """Without a JSON Schema validator installed: every required property is in the example,
+    every example key is a declared property, and `type` is the schema's const."""
+    files = gen_docs().render()
+    for folder, models in (
+        ("client", CLIENT_COMMANDS),
+        ("internal", INTERNAL_COMMANDS),
+        ("server", SERVER_EVENTS),
+    ):
+        for model in models:
+            tag = type_tag(model)
+            schema = json.loads(files[gen_docs().DOCS_DIR / "schemas" / folder / f"{tag}.json"])
+            example = json.loads(
+                (REPO_ROOT / "tests" / "protocol" / "golden" / f"{tag}.json").read_text()
+            )
+            assert set(schema.get("required", [])) <= set(example), tag
+            assert set(example) <= set(schema["properties"]), tag
+            assert example["type"] == schema["properties"]["type"]["const"]

@@ -7,11 +7,16 @@ from enum import IntEnum
 
 class CloseCode(IntEnum):
     NORMAL = 1000
+    """Closed on purpose (the client left, or the user logged out)."""
     GOING_AWAY = 1001
+    """The peer is leaving (browser tab closed, page navigated away)."""
     POLICY_VIOLATION = 1008
     """Origin not allowed."""
     MESSAGE_TOO_BIG = 1009
+    """A frame exceeded the transport limit; oversized JSON frames below it only get
+    `system.error` `message_too_large`."""
     INTERNAL_ERROR = 1011
+    """An unexpected gateway fault on this socket: reconnect and resume."""
     SERVICE_RESTART = 1012
     """The gateway is shutting down: reconnect (to another gateway) and resume."""
     TRY_AGAIN_LATER = 1013
