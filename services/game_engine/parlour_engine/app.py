@@ -136,6 +136,8 @@ def create_engine(settings: EngineSettings) -> Engine:
         batch_timeout_ms=settings.engine_batch_timeout_ms,
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
+        session_timeout_ms=settings.engine_session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.engine_session_timeout_ms // 4),
     )
     async def on_commands(message: KafkaMessage) -> None:
         raw = message.raw_message

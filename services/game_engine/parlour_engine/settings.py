@@ -36,6 +36,11 @@ class EngineSettings(BaseSettings):
     engine_group_id: str = Field(default="parlour-engine", min_length=1)
 
     # --- processing ---
+    engine_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1_000,
+        description="Kafka group session: how soon a dead engine's partitions move to another",
+    )
     engine_max_tries: int = Field(default=3, ge=1, le=100, description="tries before the DLQ")
     engine_batch_max: int = Field(
         default=500, ge=1, le=10_000, description="most commands taken from Kafka in one poll"
