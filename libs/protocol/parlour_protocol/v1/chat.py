@@ -37,7 +37,7 @@ class ChatMessageItem(WireModel):
     user_id: UserId
     username: Username
     content: str
-    is_system: bool = False
+    is_system: bool = Field(default=False, description="written by the server, not a user")
     timestamp: datetime
 
 
@@ -90,7 +90,7 @@ class ChatMessage(ServerEvent):
     user_id: UserId
     username: Username
     content: str
-    is_system: bool = False
+    is_system: bool = Field(default=False, description="written by the server, not a user")
     timestamp: datetime
 
 

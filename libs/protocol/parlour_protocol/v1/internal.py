@@ -35,7 +35,9 @@ class TimerFired(RoomCommand):
 
     type: Literal["games.command.timer_fired"] = "games.command.timer_fired"
     kind: TimerKind
-    token: str = Field(min_length=1, max_length=200)
+    token: str = Field(
+        min_length=1, max_length=200, description="names the deadline the timer was set for"
+    )
 
 
 INTERNAL_COMMANDS: tuple[type[ClientCommand], ...] = (

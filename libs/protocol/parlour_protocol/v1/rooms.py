@@ -80,7 +80,7 @@ class DisconnectInfo(WireModel):
 
     user_id: UserId
     username: Username
-    timeout_at: datetime
+    timeout_at: datetime = Field(description="end of the reconnect grace; then others may vote")
 
 
 class RoomSnapshot(WireModel):
@@ -94,10 +94,14 @@ class RoomSnapshot(WireModel):
     host_name: Username
     players: list[PlayerInfo] = Field(default_factory=list)
     lobby: list[PlayerInfo] = Field(default_factory=list)
-    selected_players: list[UserId] = Field(default_factory=list)
+    selected_players: list[UserId] = Field(
+        default_factory=list, description="lobby members the host picked for a seat, in order"
+    )
     banned_users: list[UserRef] = Field(default_factory=list)
-    spectators: list[UserId] = Field(default_factory=list)
-    spectators_data: list[SpectatorInfo] = Field(default_factory=list)
+    spectators: list[UserId] = Field(default_factory=list, description="spectator ids")
+    spectators_data: list[SpectatorInfo] = Field(
+        default_factory=list, description="the same spectators with names and join times"
+    )
     auto_players: list[UserId] = Field(default_factory=list)
     disconnected_players: list[DisconnectInfo] = Field(default_factory=list)
     current_turn: UserId | None = None
@@ -108,7 +112,9 @@ class RoomSnapshot(WireModel):
     max_players: int = Field(ge=limits.MIN_PLAYERS, le=limits.MAX_PLAYERS)
     allow_spectators: bool = True
     max_spectators: int = Field(default=limits.DEFAULT_MAX_SPECTATORS, ge=0)
-    admin_spectator_id: UserId | None = None
+    admin_spectator_id: UserId | None = Field(
+        default=None, description="a spectator the host designated (informational)"
+    )
     lobby_chat_enabled: bool = True
     created_at: datetime
     started_at: datetime | None = None
@@ -131,8 +137,8 @@ class RoomListItem(WireModel):
     max_players: int = Field(ge=limits.MIN_PLAYERS, le=limits.MAX_PLAYERS)
     is_password_protected: bool
     allow_spectators: bool
-    can_rejoin: bool
-    rejoin_role: RoomRole | None = None
+    can_rejoin: bool = Field(description="the caller is a member and can rejoin_room")
+    rejoin_role: RoomRole | None = Field(default=None, description="the caller's role there")
     created_at: datetime
 
 
@@ -179,7 +185,9 @@ class RejoinRoom(ClientCommand):
     room_id: RoomId | None = None
     room_name: RoomName | None = None
     game_type: GameType = "bigger_dice"
-    last_seq: int | None = Field(default=None, ge=0)
+    last_seq: int | None = Field(
+        default=None, ge=0, description="the newest room `seq` the client has applied"
+    )
 
     @model_validator(mode="after")
     def _needs_id_or_name(self) -> RejoinRoom:
@@ -384,8 +392,10 @@ class TurnChanged(ServerEvent):
     type: Literal["games.event.turn_changed"] = "games.event.turn_changed"
     room_id: RoomId
     current_turn: UserId
-    turn_number: int = Field(ge=1)
-    turn_deadline: datetime | None = None
+    turn_number: int = Field(ge=1, description="1 for the first turn, +1 on every change")
+    turn_deadline: datetime | None = Field(
+        default=None, description="when the server plays for `current_turn`"
+    )
 
 
 class PlayerLeft(ServerEvent):
@@ -423,7 +433,7 @@ class PlayerDisconnected(ServerEvent):
     room_id: RoomId
     user_id: UserId
     username: Username
-    timeout_at: datetime
+    timeout_at: datetime = Field(description="end of the reconnect grace; then others may vote")
 
 
 class PlayerRejoined(ServerEvent):

@@ -68,7 +68,7 @@ class Authenticated(ServerEvent):
     user_id: UserId
     username: Username
     roles: list[str] = Field(default_factory=list)
-    expires_at: datetime | None = None
+    expires_at: datetime | None = Field(default=None, description="when the token expires")
     timestamp: datetime = Field(default_factory=utc_now)
 
 
@@ -90,9 +90,13 @@ class Error(ServerEvent):
     code: ErrorCode
     message: str
     request_id: RequestId | None = None
-    reason: DecodeFailure | None = None
-    fields: list[FieldError] | None = None
-    room_id: Id | None = None
+    reason: DecodeFailure | None = Field(
+        default=None, description="for `invalid_message`/`message_too_large`: why decoding failed"
+    )
+    fields: list[FieldError] | None = Field(
+        default=None, description="for `invalid_fields`: each failing field path and why"
+    )
+    room_id: Id | None = Field(default=None, description="the room the command was about")
     timestamp: datetime = Field(default_factory=utc_now)
 
 
@@ -101,7 +105,7 @@ class Ack(ServerEvent):
 
     type: Literal["system.ack"] = "system.ack"
     request_id: RequestId
-    msg_id: str
+    msg_id: str = Field(description="the command envelope's msg_id (its idempotency key)")
 
 
 class ReauthRequired(ServerEvent):

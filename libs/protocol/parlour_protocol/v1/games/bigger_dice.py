@@ -60,9 +60,11 @@ class Rolled(ServerEvent):
     player_id: UserId
     player_name: Username
     roll: Die = Field(ge=1, le=6)
-    new_score: int = Field(ge=0)
-    is_first_roll: bool
-    auto: bool = False
+    new_score: int = Field(
+        ge=0, description="the roller's score before this round's point (see round_result)"
+    )
+    is_first_roll: bool = Field(description="false when this is a tiebreaker re-roll")
+    auto: bool = Field(default=False, description="the server rolled for the player")
 
 
 class RoundResult(ServerEvent):
@@ -87,7 +89,7 @@ class TiebreakerStarted(ServerEvent):
     )
     room_id: RoomId
     tied_players: list[UserId]
-    tied_roll: Die
+    tied_roll: Die = Field(description="the highest roll, which the tied players share")
 
 
 class RoundRoll(WireModel):
@@ -117,7 +119,9 @@ class GameStateEvent(ServerEvent):
     is_tiebreaker: bool
     scores: list[tuple[UserId, int]] = Field(description="[player id, score] in seat order")
     current_turn: UserId | None
-    turn_deadline: datetime | None = None
+    turn_deadline: datetime | None = Field(
+        default=None, description="when the server rolls for `current_turn`"
+    )
     round_history: list[RoundHistoryItem] = Field(default_factory=list)
 
 
