@@ -149,15 +149,48 @@ def _room_id_of(state: RoomState | None, command: CommandEnvelope) -> str | None
 
 
 def replay(
-    commands: Iterable[Any], rng: Rng, config: RulesConfig, state: RoomState | None
+    commands: Iterable[Any],
+    rng: Rng | Callable[[CommandEnvelope], Rng],
+    config: RulesConfig,
+    state: RoomState | None,
 ) -> RoomState | None:
     for item in commands:
         if isinstance(item, tuple):
             command, now = item
         else:
             command, now = item, item.timestamp
-        state = apply(state, command, rng, now, config).state
+        step_rng: Rng = rng(command) if callable(rng) else rng
+        state = apply(state, command, step_rng, now, config).state
     return state
+
+
+_WALL_CLOCK_FIELDS = frozenset(
+    {
+        "created_at",
+        "started_at",
+        "finished_at",
+        "joined_at",
+        "turn_deadline",
+        "timeout_at",
+        "password_failures",
+        "password_hash",
+    }
+)
+
+
+def _strip_times(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_times(v) for k, v in value.items() if k not in _WALL_CLOCK_FIELDS}
+    if isinstance(value, list):
+        return [_strip_times(v) for v in value]
+    return value
+
+
+def comparable(state: RoomState | None) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    result: dict[str, Any] = _strip_times(state.model_dump(mode="json"))
+    return result
 
 
 def list_rooms(

@@ -20,8 +20,9 @@ Non-room commands have their own pure functions: `list_rooms`, `direct_message`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Any
 
 from parlour_engine.rules import _core
 from parlour_engine.rules.state import RoomState
@@ -47,6 +48,7 @@ __all__ = [
     "RulesConfig",
     "TimerRequest",
     "apply",
+    "comparable",
     "direct_message",
     "list_rooms",
     "presence_changed",
@@ -70,14 +72,26 @@ def apply(
 
 def replay(
     commands: Iterable[tuple[CommandEnvelope, datetime]] | Iterable[CommandEnvelope],
-    rng: Rng,
+    rng: Rng | Callable[[CommandEnvelope], Rng],
     config: RulesConfig | None = None,
     state: RoomState | None = None,
 ) -> RoomState | None:
-    """Fold `apply` over commands of ONE room: the oracle integration tests compare the
-    store against. Items are `(command, now)` pairs, or bare envelopes (then `now` is each
-    envelope's `timestamp`). Rejected commands are skipped like the engine skips them."""
+    """Fold `apply` over commands of ONE room, in the order the engine applied them: the
+    oracle integration tests compare the store against.
+
+    Items are `(command, now)` pairs, or bare envelopes (then `now` is each envelope's
+    `timestamp`). `rng` is one generator for the whole fold, or a factory giving each
+    command its own (e.g. `lambda c: random.Random(f"{seed}:{c.msg_id}")`, matching an engine
+    that seeds per command). Rejected commands change nothing, as in the engine. Timestamps
+    in the state (joined_at, deadlines) follow the `now` given here, so compare them only when
+    the engine's clock is known; `comparable()` drops them."""
     return _core.replay(commands, rng, config or RulesConfig(), state)
+
+
+def comparable(state: RoomState | None) -> dict[str, Any] | None:
+    """The state as a JSON-like dict without wall-clock fields (timestamps, deadlines,
+    password failure times): what an oracle comparison against a live engine can check."""
+    return _core.comparable(state)
 
 
 def list_rooms(
