@@ -192,3 +192,23 @@ def test_turn_numbers_increase_and_timers_follow_the_turn() -> None:
         assert table.state is not None
         assert [tm.token for tm in out.timers] == [str(table.state.turn_number)]
     assert numbers == list(range(2, 2 + len(numbers)))
+
+
+def test_game_command_for_a_room_of_another_game_is_wrong_game_type(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import parlour_engine.games as games
+    from parlour_engine.rules.state import GameState
+
+    class OtherGame:
+        name = "other_game"
+        state_model = GameState
+        command_types: frozenset[str] = frozenset()
+
+    registry = {"bigger_dice": games.game_rules("bigger_dice"), "other_game": OtherGame()}
+    monkeypatch.setattr(games, "_REGISTRY", registry)
+    table = Table()
+    table.lobby_of(2)
+    assert table.state is not None
+    table.state = table.state.model_copy(update={"game_type": "other_game"})
+    table.err("u1", dice.Roll(room_id=ROOM), ErrorCode.WRONG_GAME_TYPE)

@@ -49,10 +49,34 @@ def test_password_is_stored_salted_and_never_echoed(table: Table) -> None:
         assert "hunter2" not in dumped
         assert stored not in dumped
     assert of_type(out, "games.event.room_created")[0].is_password_protected  # type: ignore[attr-defined]
-    other = Table()
+    other = Table(seed=8)
     other.create(password="hunter2")
     assert other.state is not None
-    assert other.state.password_hash != stored or other.rng is not table.rng
+    assert other.state.password_hash != stored  # another salt
+    other.join("u2", password="hunter2")
+
+
+def test_create_over_an_existing_room_id_is_refused(table: Table) -> None:
+    table.create()
+    out = table.send("u2", r.CreateRoom(game_type="bigger_dice", room_name="Other"))
+    assert out.rejected is ErrorCode.ROOM_NAME_TAKEN
+
+
+def test_lobby_is_bounded() -> None:
+    table = Table(config=RulesConfig(scrypt_n=16, max_lobby=3))
+    table.lobby_of(3)
+    table.err("u4", r.JoinRoom(room_name="Table One"), ErrorCode.ROOM_FULL)
+
+
+def test_selecting_beyond_the_seats_is_room_full() -> None:
+    table = Table()
+    table.lobby_of(3)
+    table.ok("u1", r.SelectPlayer(room_id=ROOM, target_user_id="u2"))
+    table.ok("u1", r.SelectPlayer(room_id=ROOM, target_user_id="u3"))
+    table.ok("u4", r.JoinRoom(room_name="Table One"))
+    table.ok("u1", r.SelectPlayer(room_id=ROOM, target_user_id="u4"))  # seats full: u1 removed
+    table.ok("u1", r.RejoinRoom(room_id=ROOM))  # the host comes back to the lobby
+    table.err("u1", r.SelectPlayer(room_id=ROOM, target_user_id="u1"), ErrorCode.ROOM_FULL)
 
 
 def test_join_sends_state_to_joiner_then_lobby_joined_to_room(table: Table) -> None:

@@ -363,6 +363,8 @@ def _join_room(ctx: Ctx, payload: room_msgs.JoinRoom) -> None:
         raise Rejected(ErrorCode.USER_BANNED)
     if st.is_member(uid):
         raise Rejected(ErrorCode.ALREADY_IN_ROOM)
+    if len(st.lobby) >= ctx.config.max_lobby:
+        raise Rejected(ErrorCode.ROOM_FULL)
     _check_password(ctx, payload.password)
     member = Member(user_id=uid, username=ctx.actor_name, joined_at=ctx.now)
     st.lobby = (*st.lobby, member)

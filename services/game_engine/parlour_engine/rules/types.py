@@ -36,6 +36,9 @@ class RulesConfig:
     max_tiebreakers: int = 100
     """After this many tiebreakers in one round the first tied player gets the point."""
     max_spectators: int = 10
+    max_lobby: int = 100
+    """Most users one waiting room's lobby holds (`room_full` beyond); bounds the state a
+    single room can grow to. The original had no limit."""
     password_attempts: int = 5
     """Wrong passwords one user may try per room within `password_window_secs`."""
     password_window_secs: int = 300
