@@ -197,3 +197,20 @@ def test_selection_order_is_seat_order() -> None:
     turn = of_type(out, "games.event.turn_changed")[0]
     assert turn.turn_deadline == table.now + timedelta(seconds=30)  # type: ignore[attr-defined]
     assert [(t.kind.value, t.token) for t in out.timers] == [("turn", "1")]
+
+
+def test_kicking_the_last_lobby_member_abandons_the_room() -> None:
+    table = Table()
+    table.lobby_of(2)
+    table.join("u3")
+    table.ok("u1", r.SelectPlayer(room_id=ROOM, target_user_id="u2"))
+    table.ok("u1", r.SelectPlayer(room_id=ROOM, target_user_id="u3"))  # host left out
+    table.ok("u1", r.KickPlayer(room_id=ROOM, target_user_id="u2"))
+    out = table.ok("u1", r.BanPlayer(room_id=ROOM, target_user_id="u3"))
+    assert out.state is None
+    assert types(out) == [
+        "games.event.player_banned",
+        "games.event.selected_players_updated",
+        "games.event.room_removed",
+    ]
+    assert of_type(out, "games.event.room_removed")[0].reason is RemovalReason.ABANDONED  # type: ignore[attr-defined]

@@ -94,6 +94,10 @@ def apply(
 
 
 def _finish(before: RoomState, ctx: Ctx) -> Outcome:
+    st = ctx.state
+    if not ctx.removed and not st.players and not st.lobby and before.is_occupied():
+        # the last lobby member was kicked or banned while the host was not in the lobby
+        _remove_room(ctx, RemovalReason.ABANDONED)
     if ctx.removed:
         return Outcome(
             state=None,
@@ -101,7 +105,6 @@ def _finish(before: RoomState, ctx: Ctx) -> Outcome:
             chat=tuple(ctx.chat),
             changed=True,
         )
-    st = ctx.state
     changed = not ctx.read_only or st.seq != before.seq
     if changed:
         st.version = before.version + 1

@@ -149,6 +149,11 @@ class RoomState(BaseModel):
             seen[s.user_id] = None
         return list(seen)
 
+    def is_occupied(self) -> bool:
+        """A room lives while someone is in its players or lobby (spectators alone do not
+        keep it, as in the original)."""
+        return bool(self.players or self.lobby)
+
     def is_member(self, user_id: str) -> bool:
         return (
             self.player(user_id) is not None
