@@ -9,6 +9,7 @@ checked. First to `winning_score` wins. The server rolls with the injected rng.
 
 from __future__ import annotations
 
+from parlour_engine.rules.absence import enable_auto_play
 from parlour_engine.rules.context import Ctx, Rejected
 from parlour_engine.rules.state import AutoPlayer, GameState, RoomState
 from parlour_protocol.v1 import ErrorCode, ServerEvent
@@ -62,9 +63,8 @@ class BiggerDiceRules:
     def handle(self, ctx: Ctx, command: ClientCommand) -> None:
         st = ctx.state
         if isinstance(command, proto.EnableAutoPlay):
-            from parlour_engine.rules._core import enable_auto_play
-
             enable_auto_play(ctx)
+            _auto_chain(ctx)
             return
         if st.status is not RoomStatus.IN_PROGRESS:
             raise Rejected(ErrorCode.GAME_NOT_IN_PROGRESS)

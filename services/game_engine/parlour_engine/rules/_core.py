@@ -958,28 +958,6 @@ def _vote_kick(ctx: Ctx, payload: room_msgs.VoteKickDisconnected) -> None:
         game.on_auto_play(ctx)
 
 
-def enable_auto_play(ctx: Ctx) -> None:
-    """The caller hands their own turns to the server (a game's `enable_auto_play`)."""
-    st = ctx.state
-    uid = ctx.actor_id
-    if st.status is not RoomStatus.IN_PROGRESS:
-        raise Rejected(ErrorCode.GAME_NOT_IN_PROGRESS)
-    player = st.player(uid)
-    if player is None:
-        raise Rejected(ErrorCode.NOT_A_PLAYER)
-    if st.auto_player(uid) is not None:
-        raise Rejected(ErrorCode.ALREADY_AUTO_PLAY)
-    st.auto_players = (*st.auto_players, AutoPlayer(user_id=uid, reason="voluntary"))
-    ctx.room(
-        room_msgs.PlayerAutoEnabled(
-            room_id=st.room_id, user_id=uid, username=player.username, reason="voluntary"
-        )
-    )
-    game = game_rules(st.game_type)
-    if game is not None:
-        game.on_auto_play(ctx)
-
-
 # --- room chat ----------------------------------------------------------------------------
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
