@@ -65,6 +65,8 @@ class Table:
         outcome = apply(before, envelope, self.rng, self.now, self.config)
         self.log.append((envelope, self.now))
         self.outcomes.append(outcome)
+        # a fault inside the rules is reported as internal_error: never acceptable in tests
+        assert outcome.rejected is not ErrorCode.INTERNAL_ERROR, outcome.notes
         # invariant: the input is never modified
         if before is not None:
             assert before.model_dump_json() == before_json

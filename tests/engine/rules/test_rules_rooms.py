@@ -287,3 +287,28 @@ def test_non_room_command_on_room_is_refused(n: str) -> None:
     table.lobby_of(3)
     out = table.send(n, r.ListRooms())
     assert out.rejected is ErrorCode.INVALID_MESSAGE
+
+
+def test_a_fault_in_the_rules_refuses_the_command_and_tells_the_sender(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import random
+
+    from parlour_engine.rules import _core, apply
+
+    table = Table()
+    table.lobby_of(2)
+    before = table.state
+
+    def broken(ctx: object, payload: object) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setitem(_core._HANDLERS, r.Ready, broken)
+    envelope = table.envelope("u2", r.Ready(room_id=ROOM))
+    out = apply(before, envelope, random.Random(1), table.now, RulesConfig())
+    assert out.rejected is ErrorCode.INTERNAL_ERROR
+    assert out.state is before
+    assert not out.changed
+    assert out.notes == ("rules_fault:KeyError:'boom'",)
+    assert types(out) == ["system.error"]
+    assert out.emits[0].audience.kind is AudienceKind.CONNECTION

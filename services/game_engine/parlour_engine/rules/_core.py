@@ -88,6 +88,17 @@ def apply(
         if internal_cmd:
             return Outcome(state=state, rejected=rejection.code)
         return _rejected(state, command, now, rejection)
+    except Exception as fault:  # noqa: BLE001 - reported, not swallowed (see below)
+        # A fault in the rules themselves: the command must not take effect, its sender is
+        # told so, and the worker logs `notes` (the rules do no logging). Other commands and
+        # rooms are unaffected.
+        note = f"rules_fault:{type(fault).__name__}:{fault}"[:300]
+        if internal_cmd:
+            return Outcome(state=state, rejected=ErrorCode.INTERNAL_ERROR, notes=(note,))
+        outcome = _rejected(state, command, now, Rejected(ErrorCode.INTERNAL_ERROR))
+        return Outcome(
+            state=state, emits=outcome.emits, rejected=ErrorCode.INTERNAL_ERROR, notes=(note,)
+        )
     assert state is not None
     assert ctx is not None
     return _finish(state, ctx)

@@ -121,4 +121,5 @@ class Outcome:
     rejected: ErrorCode | None = None
     changed: bool = False
     notes: tuple[str, ...] = field(default=())
-    """Short machine-readable facts for logs (never chat text or passwords)."""
+    """Short machine-readable facts for the worker's log (never chat text or passwords).
+    With `rejected=INTERNAL_ERROR` it says which fault in the rules refused the command."""
