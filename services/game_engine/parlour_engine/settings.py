@@ -25,6 +25,9 @@ class EngineSettings(BaseSettings):
     redis_host: str = "127.0.0.1"
     redis_port: int = Field(default=6379, ge=1, le=65535)
     redis_key_prefix: str = ""
+    redis_max_connections: int = Field(
+        default=64, ge=2, le=10_000, description="pool size; commands wait for a free one"
+    )
 
     # --- Kafka ---
     kafka_bootstrap_servers: str | None = Field(

@@ -167,6 +167,10 @@ def role_of(state: RoomState, user_id: str) -> RoomRole | None:
     return RoomRole.SPECTATOR
 
 
+def _roles(state: RoomState) -> dict[str, RoomRole | None]:
+    return {user_id: role_of(state, user_id) for user_id in state.member_ids()}
+
+
 class CommandProcessor:
     """Handles batches of command records. Pure wiring: every decision is the rules'."""
 
@@ -199,6 +203,7 @@ class CommandProcessor:
         self._clock = clock
         self._release_name = redis.register_script(_RELEASE_NAME_LUA)
         self._cache: OrderedDict[str, RoomState] = OrderedDict()
+        self._batch_timers: dict[str, int] = {}
         self.stopping = False
 
     def games_in_progress(self) -> int:
@@ -220,11 +225,24 @@ class CommandProcessor:
         )
         for result in results:
             if isinstance(result, BaseException):
+                self._batch_timers.clear()
                 raise result
+        await self._flush_timers()
         try:
             await asyncio.gather(*pending)
         except KafkaError as exc:
             raise InfraError(f"event publish failed: {exc}") from exc
+
+    async def _flush_timers(self) -> None:
+        """Arm the batch's timers in one ZADD. A crash before it leaves the batch uncommitted,
+        and the redelivery re-arms them from the commands' records."""
+        if not self._batch_timers:
+            return
+        timers, self._batch_timers = self._batch_timers, {}
+        try:
+            await self._redis.zadd(self._keys.timers(), timers)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise InfraError(f"arming timers failed: {exc}") from exc
 
     async def _process_group(self, group: list[RawCommand], pending: list[Awaitable[Any]]) -> None:
         for record in group:
@@ -535,8 +553,19 @@ class CommandProcessor:
         idempotent, so a redelivery can simply run it again."""
         keys = self._keys
         game: str | None = projection.get("game")
+        for member, due in projection.get("timers") or ():
+            # armed once per batch, before its offsets are committed (see flush_timers)
+            self._batch_timers[member] = due
+        unchanged = (
+            before is not None
+            and after is not None
+            and before.status is after.status
+            and _roles(before) == _roles(after)
+        )
+        if unchanged:
+            return  # most game moves: no index to touch
         async with self._redis.pipeline(transaction=False) as pipe:
-            if after is not None:
+            if after is not None and not unchanged:
                 for user_id in after.member_ids():
                     role = role_of(after, user_id)
                     if role is not None:
@@ -544,14 +573,11 @@ class CommandProcessor:
             for user_id in projection.get("gone", ()):
                 if after is None or not after.is_member(user_id):
                     pipe.hdel(keys.user_rooms(user_id), room_id)
-            if game is not None:
+            if game is not None and not unchanged:
                 if after is None or after.status in _ENDED:
                     pipe.srem(keys.rooms_by_game(game), room_id)
                 else:
                     pipe.sadd(keys.rooms_by_game(game), room_id)
-            timers = projection.get("timers") or []
-            if timers:
-                pipe.zadd(keys.timers(), {member: due for member, due in timers})
             await pipe.execute()
         if after is None and game is not None and projection.get("name"):
             await self._release_name(

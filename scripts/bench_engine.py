@@ -1,0 +1,478 @@
+"""Benchmark one engine process through real Kafka and Redis (no gateway).
+
+    .venv/bin/python scripts/bench_engine.py [--rooms 1000] [--players 4] [--seconds 10]
+
+1. starts `python -m parlour_engine` on fresh prefixed topics and Redis keys;
+2. sets up `--rooms` rooms and starts a Bigger Dice game in each (create, joins, selects,
+   readies), tracking whose turn it is from the `turn_changed` events;
+3. throughput: keeps one roll in flight per room (the current player's), as fast as the engine
+   answers, and counts rolls per second;
+4. latency: sends rolls open-loop at half that rate and measures command-sent to first-event-
+   received (p50/p99);
+5. floor: a raw aiokafka produce -> consume round trip on the same broker (acks=all).
+
+Targets (reported, not asserted): >= 5,000 commands/s per process, p99 <= 10 ms at half load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from parlour_protocol.v1 import Topics
+
+_CAUSE = re.compile(rb'"causation_id":"([0-9a-f-]{36})"')
+_TURN = re.compile(rb'"room_id":"([^"]+)","current_turn":"([^"]+)","turn_number":(\d+)')
+_ROOM = re.compile(rb'"room_id":"([^"]+)"')
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.prefix = f"bench{uuid.uuid4().hex[:6]}."
+        self.topics = Topics(prefix=self.prefix)
+        self.bootstrap = args.kafka
+        self.turn: dict[str, tuple[str, int]] = {}  # room -> (user, turn number)
+        self.over: set[str] = set()
+        self.in_flight: dict[str, tuple[str, float]] = {}  # msg_id -> (room, sent at)
+        self.room_busy: set[str] = set()
+        self.latencies: list[float] = []
+        self.caused: dict[str, float] = {}
+        self.events = 0
+        self.seen_types: dict[bytes, int] = {}
+        self.turn_event = asyncio.Event()
+        self.producer: AIOKafkaProducer | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.engine: subprocess.Popen[bytes] | None = None
+        self.waiters: dict[str, asyncio.Future[None]] = {}
+
+    # --- set-up --------------------------------------------------------------------------
+
+    async def create_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            names = {**self.topics.with_partitions(), f"{self.prefix}floor": 1}
+            await admin.create_topics([NewTopic(n, p, 1) for n, p in names.items()])
+            for _ in range(300):
+                described = await admin.describe_topics(list(names))
+                if all(
+                    t["error_code"] == 0 and all(p["leader"] >= 0 for p in t["partitions"])
+                    for t in described
+                ):
+                    return
+                await asyncio.sleep(0.1)
+            raise RuntimeError("topics not ready")
+        finally:
+            await admin.close()
+
+    async def delete_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([*self.topics.with_partitions(), f"{self.prefix}floor"])
+        finally:
+            await admin.close()
+
+    def start_engine(self, log: Path) -> int:
+        port = _free_port()
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "KAFKA_TOPIC_PREFIX": self.prefix,
+            "REDIS_URL": self.args.redis,
+            "REDIS_KEY_PREFIX": self.prefix,
+            "ENGINE_GROUP_ID": f"{self.prefix}engine",
+            "ENGINE_HEALTH_HOST": "127.0.0.1",
+            "ENGINE_HEALTH_PORT": str(port),
+            "ENGINE_LOG_FORMAT": "json",
+            "ENGINE_LOG_LEVEL": self.args.engine_log_level,
+            "ENGINE_TURN_TIMEOUT_SECONDS": "3600",
+        }
+        with log.open("wb") as out:
+            profile = ["-m", "cProfile", "-o", self.args.profile] if self.args.profile else []
+            self.engine = subprocess.Popen(
+                [sys.executable, *profile, "-m", "parlour_engine"],
+                env=env,
+                stdout=out,
+                stderr=out,
+            )
+        return port
+
+    async def wait_engine_ready(self, port: int) -> None:
+        for _ in range(600):
+            with contextlib.suppress(OSError):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+                await writer.drain()
+                status = await reader.readline()
+                writer.close()
+                if b" 200 " in status:
+                    return
+            await asyncio.sleep(0.1)
+        raise RuntimeError("engine not ready")
+
+    def engine_cpu(self) -> float:
+        """CPU seconds the engine process used so far (user + system)."""
+        assert self.engine is not None
+        fields = Path(f"/proc/{self.engine.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    # --- events --------------------------------------------------------------------------
+
+    async def read_events(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
+        )
+        await consumer.start()
+        parts = [TopicPartition(self.topics.events, p) for p in range(6)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=50)
+                now = time.perf_counter()
+                for records in batches.values():
+                    for record in records:
+                        self._on_event(record.value, now)
+        finally:
+            await consumer.stop()
+
+    def _on_event(self, value: bytes, now: float) -> None:
+        self.events += 1
+        cause = _CAUSE.search(value)
+        if cause is not None:
+            msg_id = cause.group(1).decode()
+            sent = self.in_flight.pop(msg_id, None)
+            if sent is not None:
+                room, at = sent
+                self.latencies.append(now - at)
+                self.room_busy.discard(room)
+            waiter = self.waiters.pop(msg_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        if b'"type":"games.event.turn_changed"' in value[:200]:
+            turn = _TURN.search(value)
+            if turn is not None:
+                room, user, number = (
+                    turn.group(1).decode(),
+                    turn.group(2).decode(),
+                    int(turn.group(3)),
+                )
+                if number > self.turn.get(room, ("", 0))[1]:
+                    self.turn[room] = (user, number)
+                    self.turn_event.set()
+        elif b"games.event.bigger_dice.game_over" in value[:200]:
+            room_match = _ROOM.search(value)
+            if room_match is not None:
+                self.over.add(room_match.group(1).decode())
+
+    # --- commands ------------------------------------------------------------------------
+
+    def envelope(
+        self, kind: str, user: str, room: str | None, payload: dict[str, object]
+    ) -> tuple[str, bytes, bytes]:
+        msg_id = str(uuid.uuid4())
+        key = room or user
+        body = {
+            "msg_id": msg_id,
+            "type": kind,
+            "key": key,
+            "room_id": room,
+            "actor": {"user_id": user, "username": user, "roles": ["user"]},
+            "connection_id": f"c-{user}",
+            "gateway_id": "bench",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "payload": {"type": kind, **payload},
+        }
+        return msg_id, key.encode(), json.dumps(body, separators=(",", ":")).encode()
+
+    async def send(
+        self, kind: str, user: str, room: str | None, payload: dict[str, object]
+    ) -> asyncio.Future[None]:
+        assert self.producer is not None
+        msg_id, key, value = self.envelope(kind, user, room, payload)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters[msg_id] = waiter
+        await self.producer.send(self.topics.commands, value, key=key)
+        return waiter
+
+    async def phase(self, label: str, waiters: list[asyncio.Future[None]]) -> None:
+        started = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*waiters), 300)
+        took = time.perf_counter() - started
+        print(f"  set-up {label:<8} {len(waiters):>6} commands in {took:5.1f}s", flush=True)
+
+    async def setup_rooms(self) -> list[str]:
+        rooms = [str(uuid.uuid4()) for _ in range(self.args.rooms)]
+        players = self.args.players
+        users = {r: [f"u{i}-{r[:8]}" for i in range(players)] for r in rooms}
+        await self.phase(
+            "create",
+            [
+                await self.send(
+                    "games.command.create_room",
+                    users[r][0],
+                    r,
+                    {
+                        "game_type": "bigger_dice",
+                        "room_name": f"bench {r[:13]}",
+                        "max_players": players,
+                    },
+                )
+                for r in rooms
+            ],
+        )
+        await self.phase(
+            "join",
+            [
+                await self.send(
+                    "games.command.join_room", u, None, {"room_name": f"bench {r[:13]}"}
+                )
+                for r in rooms
+                for u in users[r][1:]
+            ],
+        )
+        await self.phase(
+            "select",
+            [
+                await self.send(
+                    "games.command.select_player",
+                    users[r][0],
+                    r,
+                    {"room_id": r, "target_user_id": u},
+                )
+                for r in rooms
+                for u in users[r]
+            ],
+        )
+        await self.phase(
+            "ready",
+            [
+                await self.send("games.command.ready", u, r, {"room_id": r})
+                for r in rooms
+                for u in users[r]
+            ],
+        )
+        missing = [r for r in rooms if r not in self.turn]
+        if missing:
+            raise RuntimeError(f"{len(missing)} rooms did not start")
+        return rooms
+
+    async def roll(self, room: str) -> None:
+        assert self.producer is not None
+        user, _ = self.turn[room]
+        msg_id, key, value = self.envelope(
+            "games.command.bigger_dice.roll", user, room, {"room_id": room}
+        )
+        self.room_busy.add(room)
+        self.in_flight[msg_id] = (room, time.perf_counter())
+        await self.producer.send(self.topics.commands, value, key=key)
+
+    def ready_rooms(self, rooms: list[str]) -> list[str]:
+        return [r for r in rooms if r not in self.room_busy and r not in self.over]
+
+    async def closed_loop(self, rooms: list[str], seconds: float) -> tuple[int, float]:
+        """One roll in flight per room, as fast as the engine answers."""
+        self.latencies.clear()
+        started = time.perf_counter()
+        sent = 0
+        while time.perf_counter() - started < seconds:
+            active = [r for r in rooms if r not in self.over]
+            if len(active) < len(rooms) * 0.5:
+                break  # most games are over; what is left would measure the tail
+            batch = self.ready_rooms(rooms)
+            for room in batch:
+                await self.roll(room)
+            sent += len(batch)
+            self.turn_event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.turn_event.wait(), 0.05)
+        elapsed = time.perf_counter() - started
+        done = len(self.latencies)
+        return done, elapsed
+
+    async def open_loop(self, rooms: list[str], rate: float, seconds: float) -> list[float]:
+        """Rolls at a fixed rate, each for a room with no roll in flight."""
+        await self.drain()
+        self.latencies.clear()
+        interval = 1.0 / rate
+        started = time.perf_counter()
+        next_at = started
+        cursor = 0
+        while time.perf_counter() - started < seconds:
+            now = time.perf_counter()
+            due = int((now - next_at) / interval) + 1 if now >= next_at else 0
+            for _ in range(due):
+                candidates = self.ready_rooms(rooms)
+                if not candidates:
+                    break
+                cursor = (cursor + 1) % len(candidates)
+                await self.roll(candidates[cursor])
+                next_at += interval
+            await asyncio.sleep(max(0.0, min(interval, next_at - time.perf_counter())))
+        await self.drain()
+        return list(self.latencies)
+
+    async def drain(self) -> None:
+        for _ in range(500):
+            if not self.in_flight:
+                return
+            await asyncio.sleep(0.01)
+
+    async def floor(self, count: int = 2000, rate: float = 1000.0) -> list[float]:
+        """Raw aiokafka produce -> consume round trip on the same broker."""
+        topic = f"{self.prefix}floor"
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, enable_idempotence=True)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
+        )
+        await producer.start()
+        await consumer.start()
+        part = TopicPartition(topic, 0)
+        consumer.assign([part])
+        await consumer.seek_to_end(part)
+        sent: dict[int, float] = {}
+        latencies: list[float] = []
+
+        async def read() -> None:
+            while len(latencies) < count:
+                batches = await consumer.getmany(timeout_ms=50)
+                now = time.perf_counter()
+                for records in batches.values():
+                    for record in records:
+                        at = sent.pop(int(record.value.split(b" ", 1)[0]), None)
+                        if at is not None:
+                            latencies.append(now - at)
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.5)  # let the consumer's first fetch settle before timing
+        try:
+            for i in range(count):
+                sent[i] = time.perf_counter()
+                await producer.send(topic, str(i).encode() + b" " + b"x" * 600)
+                await asyncio.sleep(1.0 / rate)
+            await asyncio.wait_for(reader, 30)
+        finally:
+            reader.cancel()
+            await producer.stop()
+            await consumer.stop()
+        return latencies
+
+    async def run(self) -> None:
+        args = self.args
+        log = Path(args.log)
+        print(
+            f"bench: prefix {self.prefix}, {args.rooms} rooms x {args.players} players", flush=True
+        )
+        await self.create_topics()
+        port = self.start_engine(log)
+        try:
+            await self.wait_engine_ready(port)
+            self.producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, enable_idempotence=True
+            )
+            await self.producer.start()
+            self.reader = asyncio.create_task(self.read_events())
+            rooms = await self.setup_rooms()
+
+            cpu_before = self.engine_cpu()
+            done, elapsed = await self.closed_loop(rooms, args.seconds)
+            cpu_used = self.engine_cpu() - cpu_before
+            throughput = done / elapsed
+            closed_lat = list(self.latencies)
+            print(f"  throughput {done} rolls in {elapsed:.1f}s", flush=True)
+
+            half = max(1.0, throughput / 2)
+            # games end as they are played: keep rooms available for the latency phase
+            latencies = await self.open_loop(rooms, half, args.latency_seconds)
+            floor = await self.floor()
+            ms = 1000.0
+            rows = [
+                (f"sustained rolls/s, {args.rooms} rooms (closed loop)", f"{throughput:,.0f}"),
+                (
+                    "  latency p50 / p99 at full load (ms)",
+                    f"{_pct(closed_lat, 0.5) * ms:.1f} / {_pct(closed_lat, 0.99) * ms:.1f}",
+                ),
+                ("  engine CPU busy (% of one core)", f"{100 * cpu_used / elapsed:.0f}"),
+                ("  engine CPU per roll (ms)", f"{1000 * cpu_used / max(done, 1):.3f}"),
+                ("open-loop rate (half), rolls/s", f"{half:,.0f}"),
+                ("  command->event p50 (ms)", f"{_pct(latencies, 0.5) * ms:.2f}"),
+                ("  command->event p99 (ms)", f"{_pct(latencies, 0.99) * ms:.2f}"),
+                ("  samples", f"{len(latencies)}"),
+                ("floor: aiokafka produce->consume p50 (ms)", f"{_pct(floor, 0.5) * ms:.2f}"),
+                ("floor: aiokafka produce->consume p99 (ms)", f"{_pct(floor, 0.99) * ms:.2f}"),
+                ("  floor mean (ms)", f"{statistics.fmean(floor) * ms:.2f}" if floor else "-"),
+                ("events consumed", f"{self.events:,}"),
+            ]
+            print()
+            print(f"{'measure':<46} {'value':>15}")
+            print(f"{'-' * 46} {'-' * 15}")
+            for label, value in rows:
+                print(f"{label:<46} {value:>15}")
+        finally:
+            if self.reader is not None:
+                self.reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.reader
+            if self.producer is not None:
+                await self.producer.stop()
+            if self.engine is not None:
+                self.engine.send_signal(signal.SIGTERM)
+                try:
+                    self.engine.wait(20)
+                except subprocess.TimeoutExpired:
+                    self.engine.kill()
+            with contextlib.suppress(Exception):
+                await self.delete_topics()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--kafka", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    )
+    parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--rooms", type=int, default=1000)
+    parser.add_argument("--players", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=10.0, help="closed-loop phase length")
+    parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument("--engine-log-level", default="WARNING")
+    parser.add_argument("--log", default="/tmp/parlour-bench-engine.log")
+    parser.add_argument("--profile", default="", help="write the engine's cProfile stats here")
+    asyncio.run(Bench(parser.parse_args()).run())
+
+
+if __name__ == "__main__":
+    main()
