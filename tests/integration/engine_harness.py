@@ -278,21 +278,20 @@ class PlayedGame:
     """Every command sent for this room, in the order the room applied them."""
 
 
-async def play_game(
+async def start_game(
     bus: Bus, players: list[Actor], *, room_name: str, within: float = DEFAULT_TIMEOUT
-) -> PlayedGame:
-    """From create_room to game_over, driven only by commands. Each command is sent after
-    the previous one took effect, so the send order is the room's order."""
+) -> tuple[str, set[uuid.UUID]]:
+    """create_room, joins, selects and readies: the game is running when this returns.
+    Returns the room id and the msg_ids of the joins (sent without a room id)."""
     host = players[0]
     room_id = str(uuid.uuid4())
-    sent_before = len(bus.sent)
     create = await bus.send(
         CreateRoom(game_type="bigger_dice", room_name=room_name, max_players=len(players)),
         host,
         room_id=room_id,
     )
     await bus.wait_caused(create, "games.event.room_state", within)
-    joins: set[uuid.UUID] = set()
+    joins: set[uuid.UUID] = {create.msg_id}
     for player in players[1:]:
         join = await bus.send(JoinRoom(room_name=room_name), player)
         joins.add(join.msg_id)
@@ -310,6 +309,19 @@ async def play_game(
     for player in players:
         ready = await bus.send(Ready(room_id=room_id), player)
         await bus.wait_caused(ready, within=within)
+    await bus.wait_for(
+        lambda e: e.type == "games.event.game_started", room_id=room_id, within=within
+    )
+    return room_id, joins
+
+
+async def play_game(
+    bus: Bus, players: list[Actor], *, room_name: str, within: float = DEFAULT_TIMEOUT
+) -> PlayedGame:
+    """From create_room to game_over, driven only by commands. Each command is sent after
+    the previous one took effect, so the send order is the room's order."""
+    sent_before = len(bus.sent)
+    room_id, joins = await start_game(bus, players, room_name=room_name, within=within)
     by_id = {p.user_id: p for p in players}
     seen = 0
     while True:
@@ -328,11 +340,7 @@ async def play_game(
         )
         seen = event.seq or seen
         if event.type == "games.event.bigger_dice.game_over":
-            mine = [
-                c
-                for c in bus.sent[sent_before:]
-                if c.room_id == room_id or c.msg_id in {create.msg_id, *joins}
-            ]
+            mine = [c for c in bus.sent[sent_before:] if c.room_id == room_id or c.msg_id in joins]
             return PlayedGame(room_id, event, mine)
         turn: Any = event.payload
         roll = await bus.send(Roll(room_id=room_id), by_id[turn.current_turn])
