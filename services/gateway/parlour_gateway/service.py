@@ -80,7 +80,12 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
-        self._redis = aioredis.from_url(s.redis_dsn, socket_connect_timeout=5)
+        # a bounded pool that waits for a free connection: a burst of logins queues up
+        # instead of failing with MaxConnectionsError
+        pool = aioredis.BlockingConnectionPool.from_url(
+            s.redis_dsn, max_connections=64, timeout=5, socket_connect_timeout=5
+        )
+        self._redis = aioredis.Redis(connection_pool=pool)
         await self._redis.ping()
         self._presence = Presence(self._redis, self.keys, s.gateway_id, s.socket_ttl_secs)
         self._producer = AIOKafkaProducer(
