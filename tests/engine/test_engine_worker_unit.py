@@ -1,0 +1,79 @@
+"""CommandProcessor paths that need neither Redis nor Kafka: undecodable records are
+dead-lettered (with the reason) and never raise; the store record survives a round trip."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from parlour_engine.metrics import EngineMetrics
+from parlour_engine.rules import RulesConfig
+from parlour_engine.store import PublishedEvent, Record, RoomStore
+from parlour_engine.worker import CommandProcessor, RawCommand, seeded_rng
+from parlour_protocol.v1 import RedisKeys
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, bytes, dict[str, str] | None]] = []
+
+    async def send(
+        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
+    ) -> Awaitable[Any]:
+        self.sent.append((topic, key, value, headers))
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def _processor(sink: RecordingSink) -> tuple[CommandProcessor, EngineMetrics]:
+    # an unconnected client: these paths must not touch Redis at all
+    redis = aioredis.Redis(host="127.0.0.1", port=1)
+    metrics = EngineMetrics()
+    store = RoomStore(redis, RedisKeys("x."), applied_ttl_seconds=60, ended_room_ttl_seconds=60)
+    processor = CommandProcessor(
+        redis=redis,
+        store=store,
+        sink=sink,
+        metrics=metrics,
+        config=RulesConfig(),
+        events_topic="events",
+        dlq_topic="dlq",
+        max_tries=3,
+        rng_for=seeded_rng(1),
+    )
+    return processor, metrics
+
+
+async def test_engine_undecodable_records_are_dead_lettered() -> None:
+    sink = RecordingSink()
+    processor, metrics = _processor(sink)
+    records = [
+        RawCommand(key="u1", value=b"\xff\xfe not json", topic="cmd", partition=2, offset=7),
+        RawCommand(key="u2", value=b'{"type": "games.command.nope"}', offset=8),
+        RawCommand(key="u3", value=b"[]", offset=9),
+    ]
+    await processor.process_batch(records)
+    assert [(topic, key, value) for topic, key, value, _ in sink.sent] == [
+        ("dlq", r.key, r.value) for r in records
+    ]
+    first_headers = sink.sent[0][3]
+    assert first_headers is not None
+    assert first_headers["x-origin"] == "cmd:2:7"
+    assert first_headers["x-tries"] == "0"
+    assert first_headers["x-error"].startswith("undecodable: invalid_json")
+    assert metrics.registry.get_sample_value("parlour_engine_dlq_total") == 3
+
+
+def test_engine_record_round_trip() -> None:
+    record = Record(
+        events=[
+            PublishedEvent(key="room", seq=3, envelope='{"a":"b\\n"}'),
+            PublishedEvent(key="u1", seq=None, envelope="{}"),
+        ],
+        projection={"now": "2026-01-01T00:00:00+00:00", "gone": ["u2"], "timers": []},
+    )
+    assert Record.loads(record.dumps()) == record
