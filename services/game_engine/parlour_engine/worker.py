@@ -364,8 +364,8 @@ class CommandProcessor:
         if isinstance(payload, CreateRoom):
             owner = await self._claim_name(payload.game_type, payload.room_name, room_id)
             if owner != room_id:
-                emit = error_emit(command, ErrorCode.ROOM_NAME_TAKEN)
-                await self._send(self._envelopes((emit,), command, None, now, room_id), pending)
+                emit = error_emit(command, ErrorCode.ROOM_NAME_TAKEN, room_id)
+                await self._send(self._envelopes((emit,), command, room_id, now, room_id), pending)
                 return Outcome.REJECTED
         return await self._room_command(command, room_id, now, pending)
 
