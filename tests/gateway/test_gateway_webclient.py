@@ -1,0 +1,96 @@
+"""The browser client route: `/` and `/static/...` serve the files, with cache and CSP headers,
+and nothing outside the listed files."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from parlour_gateway.app import create_ws_app
+from parlour_gateway.webclient import CONTENT_SECURITY_POLICY, WEBCLIENT_DIR, mount_web_client
+
+
+@pytest.fixture
+def client() -> TestClient:
+    app = FastAPI()
+    mount_web_client(app)
+    return TestClient(app)
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "media"),
+    [
+        ("/", "index.html", "text/html"),
+        ("/static/app.js", "app.js", "text/javascript"),
+        ("/static/style.css", "style.css", "text/css"),
+    ],
+)
+def test_webclient_serves_each_file(client: TestClient, path: str, name: str, media: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.content == (WEBCLIENT_DIR / name).read_bytes()
+    assert response.headers["content-type"].startswith(media)
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["etag"]
+
+
+def test_webclient_csp_allows_only_self_and_websockets() -> None:
+    directives = dict(d.strip().split(" ", 1) for d in CONTENT_SECURITY_POLICY.split(";"))
+    assert directives["default-src"] == "'self'"
+    assert directives["script-src"] == "'self'"
+    assert set(directives["connect-src"].split()) == {"'self'", "ws:", "wss:"}
+
+
+def test_webclient_revalidation_gets_304(client: TestClient) -> None:
+    first = client.get("/static/app.js")
+    again = client.get("/static/app.js", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+    assert again.content == b""
+    changed = client.get("/static/app.js", headers={"If-None-Match": '"something-else"'})
+    assert changed.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/index.html.bak",
+        "/static/nope.js",
+        "/static/..%2fwebclient.py",
+        "/static/%2e%2e/webclient.py",
+        "/static/",
+    ],
+)
+def test_webclient_serves_nothing_else(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert b"import" not in response.content
+
+
+def test_webclient_is_mounted_on_the_gateway_app() -> None:
+    gateway: Any = object()  # the lifespan (which would start it) does not run here
+    app = create_ws_app(gateway)
+    with_client = TestClient(app)
+    response = with_client.get("/")
+    assert response.status_code == 200
+    assert b'src="/static/app.js"' in response.content
+
+
+def test_webclient_loads_nothing_from_elsewhere() -> None:
+    """Offline users: no CDN, no external fonts or scripts in any file."""
+    for name in ("index.html", "app.js", "style.css"):
+        text = (WEBCLIENT_DIR / name).read_text()
+        assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), name
+        assert "@import" not in text, name
+
+
+def test_webclient_never_writes_html_from_strings() -> None:
+    """XSS: server and user text reaches the page through textContent only."""
+    source = (WEBCLIENT_DIR / "app.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in source, sink
