@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from parlour_gateway.service import Gateway
+from parlour_gateway.webclient import mount_web_client
 
 
 def _gateway_ws(websocket: WebSocket) -> Gateway:
@@ -44,6 +45,7 @@ def create_ws_app(gateway: Gateway) -> FastAPI:
     async def ws_endpoint(websocket: WebSocket, gw: WsGateway) -> None:
         await gw.serve(websocket)
 
+    mount_web_client(app)
     return app
 
 
