@@ -102,6 +102,35 @@ class Presence:
         members = await self._members(user_id, exclude=socket_id)
         return await self._drop(user_id, socket_id, members)
 
+    async def sweep(self, batch: int = 500) -> list[str]:
+        """Drop dead sockets of every online user (two pipelined reads per `batch` users; the
+        script runs only for users with a dead or no socket). Returns the users this call
+        took offline."""
+        users = await self.online_users()
+        offline: list[str] = []
+        for start in range(0, len(users), batch):
+            chunk = users[start : start + batch]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for user_id in chunk:
+                    pipe.smembers(self._keys.user_sockets(user_id))
+                members_of = await pipe.execute()
+            pairs = [
+                (user_id, sorted(m.decode() if isinstance(m, bytes) else str(m) for m in raw))
+                for user_id, raw in zip(chunk, members_of, strict=True)
+            ]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for _, members in pairs:
+                    for sid in members:
+                        pipe.exists(self._keys.socket(sid))
+                alive = iter(await pipe.execute())
+            for user_id, members in pairs:
+                live = [bool(next(alive)) for _ in members]
+                if members and all(live):
+                    continue
+                if await self._drop(user_id, "", members):
+                    offline.append(user_id)
+        return offline
+
     async def sweep_user(self, user_id: str) -> bool:
         """Drop the user's dead sockets; True when that took the user offline."""
         members = await self._members(user_id)

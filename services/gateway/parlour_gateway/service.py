@@ -258,22 +258,24 @@ class Gateway:
         while True:
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
             try:
-                for user_id in await self.presence.online_users():
-                    if self.hub.local_sockets(user_id):
-                        continue
-                    if await self.presence.sweep_user(user_id):
-                        log.info("presence_swept", user_id=user_id)
-                        await self.user_went_offline(
-                            Identity(user_id=user_id, username=user_id, roles=[])
-                        )
+                for user_id in await self.presence.sweep():
+                    log.info("presence_swept", user_id=user_id)
+                    await self.user_went_offline(
+                        Identity(user_id=user_id, username=user_id, roles=[])
+                    )
             except RedisError as exc:
                 log.warning("presence_sweep_failed", error=type(exc).__name__)
 
     async def _beat(self) -> None:
-        ttl = max(3, self.settings.ws_heartbeat_interval_secs)
+        """While this process runs, its open sockets' records stay alive (a quiet but open
+        socket is still online); when it dies they expire within one socket TTL."""
+        interval = self.settings.ws_heartbeat_interval_secs
         while True:
             try:
-                await self.presence.heartbeat_gateway(ttl * 3)
+                await self.presence.heartbeat_gateway(self.settings.socket_ttl_secs)
+                sockets = [c.connection_id for c in self.hub.connections.values() if c.identity]
+                for start in range(0, len(sockets), 1000):
+                    await self.presence.touch_many(sockets[start : start + 1000])
             except RedisError as exc:
                 log.warning("gateway_heartbeat_failed", error=type(exc).__name__)
-            await asyncio.sleep(ttl)
+            await asyncio.sleep(interval)
