@@ -71,9 +71,11 @@ lint: $(STAMP)
 	MYPYPATH=scripts $(BIN)/mypy $(MYPY_PACKAGES) $(MYPY_EXTRA)
 
 test: $(STAMP)
+	@command -v chromium >/dev/null || { echo "test: chromium is not installed; the browser" \
+	  "tests drive it (apt-get install -y chromium; .ci/run installs it)" >&2; exit 1; }
 	@$(MAKE) infra-up
 	@$(MAKE) lint
-	@set -a; . .infra/run/env; set +a; $(BIN)/pytest
+	@set -a; . .infra/run/env; set +a; PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest
 
 run: $(STAMP)
 	@$(MAKE) infra-up
