@@ -412,7 +412,7 @@ class Bench:
             closed_lat = list(self.latencies)
             print(f"  throughput {done} rolls in {elapsed:.1f}s", flush=True)
 
-            half = max(1.0, throughput / 2)
+            half = args.rate or max(1.0, throughput / 2)
             # games end as they are played: keep rooms available for the latency phase
             latencies = await self.open_loop(rooms, half, args.latency_seconds)
             floor = await self.floor()
@@ -468,6 +468,7 @@ def main() -> None:
     parser.add_argument("--players", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0, help="closed-loop phase length")
     parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument("--rate", type=float, default=0.0, help="latency phase rate (default half)")
     parser.add_argument("--engine-log-level", default="WARNING")
     parser.add_argument("--log", default="/tmp/parlour-bench-engine.log")
     parser.add_argument("--profile", default="", help="write the engine's cProfile stats here")

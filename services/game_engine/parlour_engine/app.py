@@ -11,12 +11,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.annotations import KafkaMessage
 from redis.exceptions import RedisError
 
+from parlour_engine.commits import OffsetCommitter, batch_offsets
 from parlour_engine.health import HealthServer
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics
@@ -127,12 +128,12 @@ def create_engine(settings: EngineSettings) -> Engine:
         graceful_timeout=15.0,
         logger=None,
     )
-    # a bounded pool that makes a command wait for a connection: a batch of hundreds of
-    # rooms must not open hundreds of connections (Redis refuses them past maxclients)
-    pool = aioredis.BlockingConnectionPool.from_url(
+    # the processor runs at most REDIS_MAX_CONNECTIONS rooms at once, one Redis call each
+    # at a time, so the pool stays bounded (a batch of hundreds of rooms once opened a
+    # connection per room until Redis refused them); a few more for timers and probes
+    pool = aioredis.ConnectionPool.from_url(
         settings.redis_dsn,
-        max_connections=settings.redis_max_connections,
-        timeout=30,
+        max_connections=settings.redis_max_connections + 8,
         health_check_interval=30,
     )
     redis = aioredis.Redis(connection_pool=pool)
@@ -161,6 +162,7 @@ def create_engine(settings: EngineSettings) -> Engine:
         dlq_topic=topics.commands_dlq,
         max_tries=settings.engine_max_tries,
         rng_for=rng_for,
+        concurrency=settings.redis_max_connections,
     )
 
     async def publish_command(envelope: CommandEnvelope) -> None:
@@ -173,6 +175,8 @@ def create_engine(settings: EngineSettings) -> Engine:
         metrics,
         poll_seconds=settings.engine_timer_poll_ms / 1000,
     )
+
+    committer = OffsetCommitter()
 
     @broker.subscriber(
         Topic(topics.commands, declare=False),
@@ -198,19 +202,17 @@ def create_engine(settings: EngineSettings) -> Engine:
             )
             for r in records
         ]
+        commit, first = batch_offsets(records)
+        consumer = message.consumer
         try:
-            await processor.process_batch(batch)
+            acks = await processor.process_batch_nowait(batch)
         except InfraError as exc:
             # nothing of this batch is committed: rewind and take it again
             _log.warning("batch_retry", error=str(exc), size=len(batch))
-            await message.nack()
+            committer.rewind(consumer, first)
             return
-        try:
-            await message.ack()
-        except CommitFailedError as exc:
-            # the partitions moved to another engine, which re-reads from the last commit;
-            # the store's msg_id record makes that redelivery harmless
-            _log.warning("commit_failed", error=str(exc))
+        # the commit trails: the next poll starts while Kafka acknowledges these events
+        await committer.enqueue(consumer, acks, commit, first)
 
     engine_ref: dict[str, Engine] = {}
 
@@ -255,6 +257,10 @@ def create_engine(settings: EngineSettings) -> Engine:
             await health.stop()
 
     async def after_shutdown() -> None:
+        # the consumer is closed by now: a last trailing commit fails harmlessly (its batch
+        # is re-read as duplicates), but the chain must end before the loop does
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(committer.drain(), 5)
         await sink.stop()
         await redis.aclose()
         await pool.aclose()

@@ -167,8 +167,14 @@ def role_of(state: RoomState, user_id: str) -> RoomRole | None:
     return RoomRole.SPECTATOR
 
 
-def _roles(state: RoomState) -> dict[str, RoomRole | None]:
-    return {user_id: role_of(state, user_id) for user_id in state.member_ids()}
+def _membership(state: RoomState) -> tuple[object, ...]:
+    """Everything the user-rooms index derives from (cheap to compare: no scores)."""
+    return (
+        state.host_id,
+        tuple(m.user_id for m in state.players),
+        tuple(m.user_id for m in state.lobby),
+        tuple(s.user_id for s in state.spectators),
+    )
 
 
 class CommandProcessor:
@@ -188,7 +194,9 @@ class CommandProcessor:
         rng_for: RngFor,
         apply: ApplyFn = rules.apply,
         clock: Callable[[], datetime] = utc_now,
+        concurrency: int = 64,
     ) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
         self._redis = redis
         self._store = store
         self._keys: RedisKeys = store.keys
@@ -215,6 +223,16 @@ class CommandProcessor:
     async def process_batch(self, records: Sequence[RawCommand]) -> None:
         """Process every record, then wait until Kafka acknowledged every event produced.
         Raises InfraError if that could not be done (the caller must not commit)."""
+        pending = await self.process_batch_nowait(records)
+        try:
+            await asyncio.gather(*pending)
+        except KafkaError as exc:
+            raise InfraError(f"event publish failed: {exc}") from exc
+
+    async def process_batch_nowait(self, records: Sequence[RawCommand]) -> list[Awaitable[Any]]:
+        """Process every record (state stored, timers armed, events handed to the producer)
+        and return the producer's acknowledgements, which the caller must await before it
+        commits the batch's offsets. Raises InfraError when Redis or Kafka stay away."""
         groups: dict[str, list[RawCommand]] = {}
         for record in records:
             groups.setdefault(record.key, []).append(record)
@@ -228,10 +246,7 @@ class CommandProcessor:
                 self._batch_timers.clear()
                 raise result
         await self._flush_timers()
-        try:
-            await asyncio.gather(*pending)
-        except KafkaError as exc:
-            raise InfraError(f"event publish failed: {exc}") from exc
+        return pending
 
     async def _flush_timers(self) -> None:
         """Arm the batch's timers in one ZADD. A crash before it leaves the batch uncommitted,
@@ -245,8 +260,10 @@ class CommandProcessor:
             raise InfraError(f"arming timers failed: {exc}") from exc
 
     async def _process_group(self, group: list[RawCommand], pending: list[Awaitable[Any]]) -> None:
-        for record in group:
-            await self._process_record(record, pending)
+        # at most `concurrency` keys at once, each using one Redis connection at a time
+        async with self._slots:
+            for record in group:
+                await self._process_record(record, pending)
 
     async def _process_record(self, record: RawCommand, pending: list[Awaitable[Any]]) -> None:
         started = time.perf_counter()
@@ -560,7 +577,7 @@ class CommandProcessor:
             before is not None
             and after is not None
             and before.status is after.status
-            and _roles(before) == _roles(after)
+            and _membership(before) == _membership(after)
         )
         if unchanged:
             return  # most game moves: no index to touch

@@ -1,0 +1,101 @@
+"""Offset commits that trail the processing, in order.
+
+The consume loop hands each processed batch (its producer acknowledgements and the offsets
+to commit) to an `OffsetCommitter` and goes straight on to the next poll. A background chain
+awaits each batch's acknowledgements and then commits exactly that batch's offsets, batch
+after batch. If a batch's events could not be published, the chain rewinds the partitions
+to that batch's first records and drops the commits of every later batch, so all of them are
+consumed again; the store's msg_id records make that re-run publish the same events and
+change nothing else. Committing never runs ahead of what Kafka acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
+
+from parlour_engine.logging import get_logger
+
+_log = get_logger(__name__)
+
+
+def batch_offsets(
+    records: Sequence[Any],
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """(offset to commit per partition = last + 1, first offset per partition)."""
+    commit: dict[TopicPartition, int] = {}
+    first: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        commit[tp] = max(commit.get(tp, 0), record.offset + 1)
+        first[tp] = min(first.get(tp, record.offset), record.offset)
+    return commit, first
+
+
+class OffsetCommitter:
+    def __init__(self, max_outstanding: int = 4) -> None:
+        self._tail: asyncio.Task[None] | None = None
+        self._generation = 0
+        self._outstanding = asyncio.Semaphore(max_outstanding)
+
+    async def enqueue(
+        self,
+        consumer: Any,
+        acks: list[Awaitable[Any]],
+        commit: dict[TopicPartition, int],
+        first: dict[TopicPartition, int],
+    ) -> None:
+        """Queue one batch; waits only when `max_outstanding` batches are still in flight."""
+        await self._outstanding.acquire()
+        previous, generation = self._tail, self._generation
+        self._tail = asyncio.create_task(
+            self._finish(previous, generation, consumer, acks, commit, first)
+        )
+
+    def rewind(self, consumer: Any, first: dict[TopicPartition, int]) -> None:
+        """Consume again from `first`; commits of batches queued so far are dropped."""
+        self._generation += 1
+        for tp, offset in first.items():
+            try:
+                consumer.seek(tp, offset)
+            except (IllegalStateError, AssertionError) as exc:
+                # no longer ours: its new owner starts from the last commit anyway
+                _log.warning("rewind_skipped", partition=str(tp), error=str(exc))
+
+    async def drain(self) -> None:
+        if self._tail is not None:
+            await self._tail
+
+    async def _finish(
+        self,
+        previous: asyncio.Task[None] | None,
+        generation: int,
+        consumer: Any,
+        acks: list[Awaitable[Any]],
+        commit: dict[TopicPartition, int],
+        first: dict[TopicPartition, int],
+    ) -> None:
+        try:
+            if previous is not None:
+                await previous
+            try:
+                await asyncio.gather(*acks)
+            except KafkaError as exc:
+                if generation == self._generation:
+                    _log.warning("batch_publish_failed", error=str(exc))
+                    self.rewind(consumer, first)
+                return
+            if generation != self._generation:
+                return  # an earlier batch was rewound: this one is consumed again too
+            try:
+                await consumer.commit(commit)
+            except KafkaError as exc:
+                # e.g. the partitions moved to another engine, which re-reads from the last
+                # commit; the store's msg_id records make that redelivery harmless
+                _log.warning("commit_failed", error=str(exc))
+        finally:
+            self._outstanding.release()
