@@ -1,0 +1,85 @@
+"""The trailing offset committer: commits in batch order, only after the batch's events are
+acknowledged; a failed publish rewinds that batch and drops every later commit."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError
+
+from parlour_engine.commits import OffsetCommitter, batch_offsets
+
+TP0 = TopicPartition("cmd", 0)
+TP1 = TopicPartition("cmd", 1)
+
+
+@dataclass
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+
+
+class Consumer:
+    """Records what the committer asks of the consumer."""
+
+    def __init__(self) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(dict(offsets))
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def test_engine_batch_offsets() -> None:
+    commit, first = batch_offsets(
+        [Rec("cmd", 0, 5), Rec("cmd", 1, 2), Rec("cmd", 0, 7), Rec("cmd", 0, 6)]
+    )
+    assert commit == {TP0: 8, TP1: 3}
+    assert first == {TP0: 5, TP1: 2}
+
+
+async def test_engine_commits_wait_for_acks_and_keep_order() -> None:
+    consumer = Consumer()
+    committer = OffsetCommitter()
+    loop = asyncio.get_running_loop()
+    ack1: asyncio.Future[Any] = loop.create_future()
+    ack2: asyncio.Future[Any] = loop.create_future()
+    await committer.enqueue(consumer, [ack1], {TP0: 10}, {TP0: 0})
+    await committer.enqueue(consumer, [ack2], {TP0: 20}, {TP0: 10})
+    ack2.set_result(None)  # the later batch is acknowledged first ...
+    await asyncio.sleep(0.01)
+    assert consumer.commits == []  # ... but nothing is committed past the first batch
+    ack1.set_result(None)
+    await committer.drain()
+    assert consumer.commits == [{TP0: 10}, {TP0: 20}]
+
+
+async def test_engine_failed_publish_rewinds_and_drops_later_commits() -> None:
+    consumer = Consumer()
+    committer = OffsetCommitter()
+    loop = asyncio.get_running_loop()
+    ok: asyncio.Future[Any] = loop.create_future()
+    failed: asyncio.Future[Any] = loop.create_future()
+    later: asyncio.Future[Any] = loop.create_future()
+    await committer.enqueue(consumer, [ok], {TP0: 10}, {TP0: 0})
+    await committer.enqueue(consumer, [failed], {TP0: 20, TP1: 4}, {TP0: 10, TP1: 3})
+    await committer.enqueue(consumer, [later], {TP0: 30}, {TP0: 20})
+    ok.set_result(None)
+    failed.set_exception(KafkaTimeoutError())
+    later.set_result(None)
+    await committer.drain()
+    assert consumer.commits == [{TP0: 10}]
+    assert sorted(consumer.seeks, key=lambda s: s[0].partition) == [(TP0, 10), (TP1, 3)]
+    # after the rewind, new batches commit again
+    again: asyncio.Future[Any] = loop.create_future()
+    again.set_result(None)
+    await committer.enqueue(consumer, [again], {TP0: 20}, {TP0: 10})
+    await committer.drain()
+    assert consumer.commits[-1] == {TP0: 20}
