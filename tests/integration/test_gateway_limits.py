@@ -455,10 +455,12 @@ async def test_slow_consumer_is_closed(gw: GatewayProc, keys: Keys, kafka: Kafka
     assert code == CloseCode.SLOW_CONSUMER, code
     metrics = gw.http("/metrics").text
     closes = [
-        line for line in metrics.splitlines()
+        line
+        for line in metrics.splitlines()
         if line.startswith("parlour_gateway_send_queue_closes_total ")
     ]
-    assert closes and float(closes[0].split()[1]) >= 1
+    assert closes
+    assert float(closes[0].split()[1]) >= 1
     await watcher.ping_ok()
     await watcher.close()
 
@@ -765,3 +767,34 @@ def test_missing_key_file_fails_startup_naming_the_setting(tmp_path: Path) -> No
     )
     assert done.returncode == 2
     assert b"JWT_PUBLIC_KEY_PATH" in done.stderr
+
+
+async def test_tokens_and_chat_text_never_reach_the_logs(
+    gw: GatewayProc, keys: Keys, kafka: Kafka
+) -> None:
+    secret_text = f"secret-chat-{uuid.uuid4().hex}"
+    token = tok(keys, f"log-{uuid.uuid4().hex[:6]}")
+    client = await Client.open(gw.url)
+    await client.authenticate(token)
+    await client.send(
+        {
+            "type": "games.command.send_chat",
+            "room_id": "r-log",
+            "channel": "lobby",
+            "content": secret_text,
+            "request_id": "log1",
+        }
+    )
+    await client.expect("system.ack")
+    await kafka.command(lambda e: e.get("request_id") == "log1")
+    await client.send({"type": "system.authenticate", "token": token + "x"})  # a failure too
+    await client.expect("system.error")
+    await client.send({"type": "games.command.send_chat", "content": secret_text})  # invalid
+    await client.expect("system.error")
+    await client.close()
+    await asyncio.sleep(0.5)
+    logs = gw.logs()
+    assert "command_forwarded" in logs  # the gateway does log these commands
+    assert secret_text not in logs
+    assert token not in logs
+    assert token.split(".")[1] not in logs

@@ -78,6 +78,10 @@ class Connection:
         self.close_reason = ""
         self.close_kind: CloseRequest | None = None
         self.closing = asyncio.Event()
+        self.active = False
+        """a frame arrived since the presence refresher last wrote `last_seen`"""
+        self.wakeup = asyncio.Event()
+        """set when the socket's deadlines change (auth, close): its watchdog re-plans"""
 
     @property
     def user_id(self) -> str | None:
@@ -88,6 +92,7 @@ class Connection:
         if self.close_code is None:
             self.close_code, self.close_reason, self.close_kind = code, reason, kind
             self.closing.set()
+            self.wakeup.set()
 
     def offer(self, out: Outgoing) -> bool:
         """Queue a frame; a full queue means the client stopped reading: ask to close."""

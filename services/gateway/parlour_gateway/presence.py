@@ -51,6 +51,15 @@ return 0
 """
 
 
+# KEYS: socket; ARGV: ttl, now
+_SEEN = """
+if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'last_seen', ARGV[2])
+end
+return 0
+"""
+
+
 @dataclass(frozen=True)
 class SocketInfo:
     socket_id: str
@@ -66,6 +75,7 @@ class Presence:
         self._ttl = ttl
         self._register = redis.register_script(_REGISTER)
         self._unregister = redis.register_script(_UNREGISTER)
+        self._seen = redis.register_script(_SEEN)
 
     async def _members(self, user_id: str, exclude: str = "") -> list[str]:
         raw = await self._redis.smembers(self._keys.user_sockets(user_id))
@@ -146,18 +156,16 @@ class Presence:
         result = await self._unregister(keys=keys, args=[socket_id, user_id, *members])
         return int(result) == 1
 
-    async def touch(self, socket_id: str, now: float) -> None:
-        """Refresh a live socket's record (heartbeat or other activity)."""
-        key = self._keys.socket(socket_id)
+    async def touch_many(self, sockets: list[tuple[str, bool]], now: float) -> None:
+        """Keep open sockets' records alive; `last_seen` moves for those that sent frames.
+        One pipeline for the batch instead of a round trip per heartbeat."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, "last_seen", f"{now:.3f}")
-            pipe.expire(key, self._ttl)
-            await pipe.execute()
-
-    async def touch_many(self, socket_ids: list[str]) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for sid in socket_ids:
-                pipe.expire(self._keys.socket(sid), self._ttl)
+            for sid, active in sockets:
+                key = self._keys.socket(sid)
+                if active:  # a record already removed is not brought back
+                    await self._seen(keys=[key], args=[self._ttl, f"{now:.3f}"], client=pipe)
+                else:
+                    pipe.expire(key, self._ttl)
             await pipe.execute()
 
     async def online_users(self) -> list[str]:

@@ -273,9 +273,14 @@ class Gateway:
         while True:
             try:
                 await self.presence.heartbeat_gateway(self.settings.socket_ttl_secs)
-                sockets = [c.connection_id for c in self.hub.connections.values() if c.identity]
+                sockets: list[tuple[str, bool]] = []
+                for conn in list(self.hub.connections.values()):
+                    if conn.identity is not None:
+                        sockets.append((conn.connection_id, conn.active))
+                        conn.active = False
+                now = time.time()
                 for start in range(0, len(sockets), 1000):
-                    await self.presence.touch_many(sockets[start : start + 1000])
+                    await self.presence.touch_many(sockets[start : start + 1000], now)
             except RedisError as exc:
                 log.warning("gateway_heartbeat_failed", error=type(exc).__name__)
             await asyncio.sleep(interval)

@@ -60,7 +60,6 @@ class Session:
         self.ws = ws
         self.started = time.monotonic()
         self.last_activity = self.started
-        self.last_touch = 0.0
         self.auth_failures = 0
         self.strikes = 0
         self.bucket = TokenBucket(
@@ -70,7 +69,6 @@ class Session:
         )
         self.reauth_deadline: datetime | None = None
         self.registered = False
-        self._wake = asyncio.Event()
 
     # --- output ---
     def send(self, message: BaseModel) -> bool:
@@ -109,8 +107,7 @@ class Session:
         reader = asyncio.create_task(self._reader())
         writer = asyncio.create_task(self._writer())
         watchdog = asyncio.create_task(self._watchdog())
-        closing = asyncio.create_task(self.conn.closing.wait())
-        tasks = {reader, writer, watchdog, closing}
+        tasks = {reader, writer, watchdog}  # the watchdog also ends on a close request
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if self.conn.close_code is not None and not reader.done():
@@ -156,7 +153,12 @@ class Session:
                 metrics.delivery_latency.observe(max(0.0, time.time() - out.event_ts))
 
     async def _reader(self) -> None:
+        queue = self.conn.queue
         while True:
+            if queue.qsize() * 2 > queue.maxsize:
+                # the answers to this client's own frames wait for the writer, so a burst of
+                # frames cannot fill the queue that detects clients that stop reading events
+                await queue.join()
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
@@ -166,11 +168,12 @@ class Session:
             if data is None:
                 continue
             self.last_activity = time.monotonic()
+            self.conn.active = True
             await self._on_frame(data)
 
     async def _watchdog(self) -> None:
         s = self.settings
-        while True:
+        while self.conn.close_code is None:
             now_mono = time.monotonic()
             now = datetime.now(UTC)
             waits: list[float] = []
@@ -210,9 +213,10 @@ class Session:
                         )
                         return
                     waits.append(grace_left)
-            self._wake.clear()
+            self.conn.wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(waits) + 0.01)
+                async with asyncio.timeout(min(waits) + 0.01):
+                    await self.conn.wakeup.wait()
 
     # --- input ---
     async def _on_frame(self, data: str | bytes) -> None:
@@ -250,8 +254,6 @@ class Session:
             return
         if isinstance(command, Heartbeat):
             self.send(HeartbeatAck())
-            if self.conn.identity is not None:
-                await self._touch(force=True)
             return
         identity = self.conn.identity
         if identity is None:
@@ -261,7 +263,6 @@ class Session:
                 request_id=command.request_id,
             )
             return
-        await self._touch()
         if isinstance(command, SyncState):
             try:
                 rooms = await self.gw.presence.user_rooms(identity.user_id)
@@ -275,16 +276,6 @@ class Session:
             self.send(StateSnapshot(active_rooms=sorted(rooms)))
             return
         await self._forward(command, identity)
-
-    async def _touch(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_touch < self.settings.ws_heartbeat_interval_secs / 2:
-            return
-        self.last_touch = now
-        try:
-            await self.gw.presence.touch(self.conn.connection_id, time.time())
-        except RedisError as exc:
-            log.warning("presence_touch_failed", error=type(exc).__name__)
 
     async def _authenticate(self, command: Authenticate) -> None:
         s = self.settings
@@ -318,7 +309,7 @@ class Session:
                 return
             self.conn.identity = identity  # a fresh token: new expiry
             self.reauth_deadline = None
-            self._wake.set()
+            self.conn.wakeup.set()
             self._send_authenticated(identity)
             return
         try:
@@ -344,11 +335,10 @@ class Session:
             )
             return
         self.registered = True
-        self.last_touch = time.monotonic()
         self.conn.identity = identity
         self._send_authenticated(identity)
         self.gw.hub.bind(self.conn)
-        self._wake.set()
+        self.conn.wakeup.set()
         log.info("authenticated", user_id=identity.user_id)
         if became_online:
             await self.gw.presence_changed(identity, online=True)

@@ -72,11 +72,11 @@ def mount_web_client(app: FastAPI) -> None:
     index = _load("index.html")
     assets = {name: _load(name) for name in STATIC_FILES}
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def web_index(request: Request) -> Response:
         return _serve(index, request)
 
-    @app.get("/static/{name}", include_in_schema=False)
+    @app.api_route("/static/{name}", methods=["GET", "HEAD"], include_in_schema=False)
     async def web_static(name: str, request: Request) -> Response:
         asset = assets.get(name)
         if asset is None:

@@ -600,7 +600,7 @@ function applyFrame(f) {
       g.currentRolls = [];
       g.history = [];
       r.current_turn = f.first_turn;
-      S.chat.channel = "players";
+      S.chat.channel = defaultChannel();
       requestChatHistory();
       break;
     }
@@ -764,6 +764,13 @@ function readableChannels() {
   return list;
 }
 
+// where a member writes by default: the lobby while waiting, then their own game channel
+function defaultChannel() {
+  const r = S.room;
+  if (!r || r.status === "waiting") return "lobby";
+  return myRole() === "spectator" ? "spectators" : "players";
+}
+
 function writable(channel) {
   const r = S.room;
   const role = myRole();
@@ -778,7 +785,7 @@ function requestChatHistory() {
   for (const channel of readableChannels()) {
     send({ type: "games.command.get_chat_history", room_id: S.roomId, channel, limit: 50 }, "Chat history");
   }
-  if (!readableChannels().includes(S.chat.channel)) S.chat.channel = readableChannels()[0] || "lobby";
+  if (!readableChannels().includes(S.chat.channel)) S.chat.channel = defaultChannel();
 }
 
 function addChat(channel, messages) {
@@ -819,7 +826,7 @@ function renderRooms() {
       `host ${room.host_name}`,
     ].filter(Boolean).join(" · ");
     const pw = room.is_password_protected
-      ? el("input", { type: "password", placeholder: "password", maxlength: 128, class: "pw", "aria-label": "room password" })
+      ? el("input", { type: "password", placeholder: "password", maxlength: 128, class: "pw", autocomplete: "current-password", "aria-label": "room password" })
       : null;
     const password = () => (pw ? pw.value : null);
     const actions = el("div", { class: "row wrap actions" });
@@ -1042,7 +1049,7 @@ function renderGame(r, g, me) {
 
 function renderChat() {
   const channels = readableChannels();
-  if (!channels.includes(S.chat.channel)) S.chat.channel = channels[0] || "lobby";
+  if (!channels.includes(S.chat.channel)) S.chat.channel = defaultChannel();
   const tabs = $("chat-tabs");
   tabs.replaceChildren();
   for (const c of channels) {
