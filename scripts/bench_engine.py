@@ -454,6 +454,24 @@ class Bench:
                     self.engine.kill()
             with contextlib.suppress(Exception):
                 await self.delete_topics()
+            await self.delete_keys()
+
+    async def delete_keys(self) -> None:
+        """Remove every Redis key of this run (rooms, records, indexes, streams)."""
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(self.args.redis)
+        try:
+            batch: list[bytes] = []
+            async for key in client.scan_iter(match=f"{self.prefix}*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    await client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                await client.unlink(*batch)
+        finally:
+            await client.aclose()
 
 
 def main() -> None:

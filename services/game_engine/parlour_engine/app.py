@@ -137,11 +137,14 @@ def create_engine(settings: EngineSettings) -> Engine:
         health_check_interval=30,
     )
     redis = aioredis.Redis(connection_pool=pool)
+    config = rules_config(settings)
     store = RoomStore(
         redis,
         settings.keys,
         applied_ttl_seconds=settings.engine_applied_ttl_seconds,
         ended_room_ttl_seconds=settings.engine_ended_room_ttl_seconds,
+        applied_keep=settings.engine_applied_keep,
+        chat_keep=config.chat_keep,
     )
     if settings.engine_rng_seed is not None:
         _log.warning(
@@ -157,7 +160,7 @@ def create_engine(settings: EngineSettings) -> Engine:
         store=store,
         sink=sink,
         metrics=metrics,
-        config=rules_config(settings),
+        config=config,
         events_topic=topics.events,
         dlq_topic=topics.commands_dlq,
         max_tries=settings.engine_max_tries,

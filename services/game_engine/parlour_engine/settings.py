@@ -52,6 +52,9 @@ class EngineSettings(BaseSettings):
     engine_applied_ttl_seconds: int = Field(
         default=24 * 3600, ge=60, description="how long a command's msg_id is remembered"
     )
+    engine_applied_keep: int = Field(
+        default=1000, ge=10, description="msg_id records kept per room (newest)"
+    )
     engine_ended_room_ttl_seconds: int = Field(
         default=600, ge=1, description="how long a removed room's replay stream is kept"
     )

@@ -29,10 +29,11 @@ from parlour_protocol.v1.keys import (
     REPLAY_MAX_EVENTS,
 )
 
-# KEYS: 1 state, 2 events stream, 3 applied hash, 4.. chat lists
+# KEYS: 1 state, 2 events stream, 3 applied hash, 4 applied order list, 5.. chat lists
 # ARGV: 1 msg_id, 2 expected version (0 = the room must not exist), 3 mode (w|d|n),
 #       4 new state JSON, 5 record, 6 applied TTL s, 7 stream max entries, 8 stream max age ms,
 #       9 TTL s of a deleted room's stream, 10 chat TTL s, 11 chat keep, 12 event count,
+#       13 applied records kept,
 #       then (seq, envelope) per room event, then per chat key: count, items (oldest first)
 _COMMIT_LUA = """
 local applied = redis.call('HGET', KEYS[3], ARGV[1])
@@ -54,7 +55,7 @@ elseif mode == 'd' then
   redis.call('DEL', KEYS[1])
 end
 local n = tonumber(ARGV[12])
-local i = 13
+local i = 14
 if n > 0 then
   for _ = 1, n do
     redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], '*', 'seq', ARGV[i], 'env', ARGV[i + 1])
@@ -67,7 +68,7 @@ end
 if mode == 'd' then
   redis.call('EXPIRE', KEYS[2], ARGV[9])
 end
-for k = 4, #KEYS do
+for k = 5, #KEYS do
   local count = tonumber(ARGV[i])
   i = i + 1
   for _ = 1, count do
@@ -79,6 +80,13 @@ for k = 4, #KEYS do
 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
 redis.call('EXPIRE', KEYS[3], ARGV[6])
+local kept = redis.call('RPUSH', KEYS[4], ARGV[1])
+local excess = kept - tonumber(ARGV[13])
+if excess > 0 then
+  local old = redis.call('LPOP', KEYS[4], excess)
+  redis.call('HDEL', KEYS[3], unpack(old))
+end
+redis.call('EXPIRE', KEYS[4], ARGV[6])
 return {'ok'}
 """
 
@@ -162,7 +170,11 @@ class RoomStore:
         *,
         applied_ttl_seconds: int,
         ended_room_ttl_seconds: int,
+        applied_keep: int = 1000,
+        chat_keep: int = CHAT_HISTORY_KEEP,
     ) -> None:
+        self._applied_keep = applied_keep
+        self._chat_keep = chat_keep
         self._redis = redis
         self._keys = keys
         self._applied_ttl = applied_ttl_seconds
@@ -202,6 +214,7 @@ class RoomStore:
             keys.room_state(room_id),
             keys.room_events(room_id),
             keys.room_applied(room_id),
+            keys.room_applied_order(room_id),
             *(keys.room_chat(room_id, channel) for channel in chat_by_channel),
         ]
         args: list[str | int] = [
@@ -215,8 +228,9 @@ class RoomStore:
             REPLAY_MAX_AGE_SECONDS * 1000,
             self._ended_ttl,
             CHAT_HISTORY_TTL_SECONDS,
-            CHAT_HISTORY_KEEP,
+            self._chat_keep,
             len(room_events),
+            self._applied_keep,
         ]
         for event in room_events:
             args.append(event.seq)  # type: ignore[arg-type]  # filtered above

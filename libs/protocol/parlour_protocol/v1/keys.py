@@ -39,6 +39,11 @@ class RedisKeys:
         """Hash: command msg_id -> the events that command produced (idempotency record)."""
         return f"{self.room_tag(room_id)}:applied"
 
+    def room_applied_order(self, room_id: str) -> str:
+        """List: msg_ids of `room_applied`, oldest first; the engine drops the oldest records
+        past its keep limit (a redelivery only ever concerns recent commands)."""
+        return f"{self.room_tag(room_id)}:applied_order"
+
     def room_chat(self, room_id: str, channel: str) -> str:
         """List: newest CHAT_HISTORY_KEEP messages of a channel, newest first."""
         return f"{self.room_tag(room_id)}:chat:{channel}"

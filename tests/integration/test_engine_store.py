@@ -1,0 +1,100 @@
+"""The room store's one Lua script on a real Redis: idempotency record first, then the
+version check, then every write; records are trimmed to the newest `applied_keep`."""
+
+from __future__ import annotations
+
+import json
+
+import redis.asyncio as aioredis
+
+from parlour_engine.store import (
+    ChatAppendJson,
+    CommitStatus,
+    PublishedEvent,
+    Record,
+    RoomStore,
+    StateWrite,
+)
+from parlour_protocol.v1 import RedisKeys
+
+
+def _record(*seqs: int | None) -> Record:
+    return Record(
+        events=[PublishedEvent(key="r1", seq=s, envelope=json.dumps({"seq": s})) for s in seqs]
+    )
+
+
+async def test_engine_store_commit_duplicate_conflict_and_trim(
+    redis_client: aioredis.Redis, topic_prefix: str
+) -> None:
+    keys = RedisKeys(prefix=topic_prefix)
+    store = RoomStore(
+        redis_client, keys, applied_ttl_seconds=300, ended_room_ttl_seconds=60, applied_keep=3
+    )
+    first = await store.commit(
+        "r1",
+        msg_id="m1",
+        expected_version=0,
+        write=StateWrite.WRITE,
+        state_json='{"version": 1, "seq": 1}',
+        record=_record(1, None),
+        chat=[ChatAppendJson("lobby", '{"n": 1}'), ChatAppendJson("lobby", '{"n": 2}')],
+    )
+    assert first.status is CommitStatus.APPLIED
+    assert await store.load("r1") == '{"version": 1, "seq": 1}'
+    assert [f[b"seq"] for _, f in await redis_client.xrange(keys.room_events("r1"))] == [b"1"]
+    assert await store.chat_history("r1", "lobby", 10) == ['{"n": 1}', '{"n": 2}']
+
+    # the same msg_id again: the recorded events come back and nothing is written
+    again = await store.commit(
+        "r1",
+        msg_id="m1",
+        expected_version=1,
+        write=StateWrite.WRITE,
+        state_json='{"version": 2, "seq": 2}',
+        record=_record(2),
+    )
+    assert again.status is CommitStatus.DUPLICATE
+    assert again.record == _record(1, None)
+    assert await store.load("r1") == '{"version": 1, "seq": 1}'
+
+    # a stale version: CONFLICT with the current state, nothing written
+    stale = await store.commit(
+        "r1",
+        msg_id="m2",
+        expected_version=0,
+        write=StateWrite.WRITE,
+        state_json='{"version": 1, "seq": 2}',
+        record=_record(2),
+    )
+    assert stale.status is CommitStatus.CONFLICT
+    assert stale.current_state == '{"version": 1, "seq": 1}'
+    assert await store.recorded("r1", "m2") is None
+
+    # a rejected command is recorded without a state write
+    rejected = await store.commit(
+        "r1", msg_id="m3", expected_version=1, write=StateWrite.NONE, record=_record(None)
+    )
+    assert rejected.status is CommitStatus.APPLIED
+    assert await store.load("r1") == '{"version": 1, "seq": 1}'
+    assert await store.recorded("r1", "m3") == _record(None)
+
+    for n in (4, 5):
+        await store.commit(
+            "r1", msg_id=f"m{n}", expected_version=1, write=StateWrite.NONE, record=_record()
+        )
+    # only the newest three records are kept
+    assert await store.recorded("r1", "m1") is None
+    assert set(await redis_client.hkeys(keys.room_applied("r1"))) == {b"m3", b"m4", b"m5"}
+
+    removed = await store.commit(
+        "r1",
+        msg_id="m6",
+        expected_version=1,
+        write=StateWrite.DELETE,
+        record=_record(2),
+    )
+    assert removed.status is CommitStatus.APPLIED
+    assert await store.load("r1") is None
+    assert 0 < await redis_client.ttl(keys.room_events("r1")) <= 60
+    assert await redis_client.xlen(keys.room_events("r1")) == 2
