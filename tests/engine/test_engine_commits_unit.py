@@ -83,3 +83,16 @@ async def test_engine_failed_publish_rewinds_and_drops_later_commits() -> None:
     await committer.enqueue(consumer, [again], {TP0: 20}, {TP0: 10})
     await committer.drain()
     assert consumer.commits[-1] == {TP0: 20}
+
+
+async def test_engine_publish_failure_after_a_later_rewind_still_rewinds() -> None:
+    consumer = Consumer()
+    committer = OffsetCommitter()
+    loop = asyncio.get_running_loop()
+    earlier: asyncio.Future[Any] = loop.create_future()
+    await committer.enqueue(consumer, [earlier], {TP1: 9}, {TP1: 5})
+    committer.rewind(consumer, {TP0: 40})  # a later batch failed in processing
+    earlier.set_exception(KafkaTimeoutError())
+    await committer.drain()
+    assert consumer.commits == []
+    assert (TP1, 5) in consumer.seeks

@@ -214,6 +214,10 @@ def create_engine(settings: EngineSettings) -> Engine:
             _log.warning("batch_retry", error=str(exc), size=len(batch))
             committer.rewind(consumer, first)
             return
+        except Exception as exc:  # noqa: BLE001 - never let a later commit skip this batch
+            _log.error("batch_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            committer.rewind(consumer, first)
+            return
         # the commit trails: the next poll starts while Kafka acknowledges these events
         await committer.enqueue(consumer, acks, commit, first)
 

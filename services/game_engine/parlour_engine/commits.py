@@ -85,9 +85,10 @@ class OffsetCommitter:
             try:
                 await asyncio.gather(*acks)
             except KafkaError as exc:
-                if generation == self._generation:
-                    _log.warning("batch_publish_failed", error=str(exc))
-                    self.rewind(consumer, first)
+                # always: rewinding further back only re-reads more (as duplicates), while
+                # skipping it could let a later commit pass commands whose events were lost
+                _log.warning("batch_publish_failed", error=str(exc))
+                self.rewind(consumer, first)
                 return
             if generation != self._generation:
                 return  # an earlier batch was rewound: this one is consumed again too

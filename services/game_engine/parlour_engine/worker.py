@@ -167,6 +167,14 @@ def role_of(state: RoomState, user_id: str) -> RoomRole | None:
     return RoomRole.SPECTATOR
 
 
+def _same_name(state: RoomState, payload: object) -> bool:
+    return (
+        isinstance(payload, CreateRoom)
+        and payload.room_name.casefold() == state.room_name.casefold()
+        and payload.game_type == state.game_type
+    )
+
+
 def _membership(state: RoomState) -> tuple[object, ...]:
     """Everything the user-rooms index derives from (cheap to compare: no scores)."""
     return (
@@ -333,6 +341,7 @@ class CommandProcessor:
                     await self._dead_letter(
                         record, f"{type(failure).__name__}: {failure}", tries=tries
                     )
+                    await self._abandon_claim(command)
                     await self._publish_now(
                         [error_emit(command, ErrorCode.INTERNAL_ERROR, command.room_id)],
                         command,
@@ -487,10 +496,22 @@ class CommandProcessor:
                 return Outcome.DUPLICATE
             if write is not StateWrite.NONE:
                 self._remember(room_id, after)
+            if outcome.rejected is not None and (
+                after is None or not _same_name(after, command.payload)
+            ):
+                await self._release_if_create(command, room_id)
             await self._project(room_id, state, after, projection)
             await self._send(events, pending)
             return Outcome.REJECTED if outcome.rejected is not None else Outcome.APPLIED
         raise RuntimeError(f"room {room_id}: {_MAX_CONFLICT_RETRIES} version conflicts in a row")
+
+    async def _abandon_claim(self, command: CommandEnvelope) -> None:
+        """A create_room that never took effect must not keep its name claimed."""
+        if not isinstance(command.payload, CreateRoom):
+            return
+        room_id = await self._room_id_for(command)
+        if room_id is not None and await self._store.load(room_id) is None:
+            await self._release_if_create(command, room_id)
 
     async def _release_if_create(self, command: CommandEnvelope, room_id: str) -> None:
         payload = command.payload
