@@ -94,3 +94,11 @@ def test_webclient_never_writes_html_from_strings() -> None:
     source = (WEBCLIENT_DIR / "app.js").read_text()
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in source, sink
+
+
+def test_webclient_answers_head(client: TestClient) -> None:
+    for path in ("/", "/static/app.js"):
+        response = client.head(path)
+        assert response.status_code == 200, path
+        assert response.headers["etag"]
+        assert response.content == b""

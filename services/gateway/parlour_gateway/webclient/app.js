@@ -916,6 +916,7 @@ function renderRoom() {
   const lobbyUl = $("lobby-list");
   lobbyUl.replaceChildren();
   const members = waiting ? r.lobby || [] : r.players || [];
+  $("members-title").textContent = waiting ? "Lobby" : "Players";
   for (const m of members) {
     const tags = [];
     if (m.user_id === r.host_id) tags.push("host");
@@ -967,6 +968,7 @@ function renderRoom() {
   const auto = (r.auto_players || []).includes(me);
   show("btn-autoplay", r.status === "in_progress" && role === "player" && !auto);
   $("btn-leave").textContent = role === "spectator" ? "Stop watching" : "Leave room";
+  show("btn-leave", r.status !== "finished");
 
   // game
   const inGame = r.status === "in_progress" || r.status === "finished";
@@ -1031,6 +1033,7 @@ function renderGame(r, g, me) {
   $("die-caption").textContent = g.caption;
   const canRoll = r.status === "in_progress" && r.current_turn === me && iPlay &&
     !S.animating && S.queue.length === 0 && !S.rollPending && S.authed;
+  show("btn-roll", r.status === "in_progress" && !!findMember(r.players, me));
   $("btn-roll").disabled = !canRoll;
   $("btn-roll").dataset.enabled = canRoll ? "1" : "0";
 
@@ -1181,6 +1184,8 @@ window.parlour = {
       queued: S.queue.length,
       current_turn: r ? r.current_turn : null,
       scores: g ? Object.fromEntries(g.scores) : {},
+      auto_players: r ? [...(r.auto_players || [])] : [],
+      disconnected: r ? (r.disconnected_players || []).map((d) => d.user_id) : [],
       rounds: g ? g.history.length : 0,
       winner: g ? g.winner : null,
       final_scores: g && g.finalScores ? g.finalScores.map((s) => ({ ...s })) : null,
