@@ -14,12 +14,14 @@ error and nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from parlour_protocol.v1 import RedisKeys
 from parlour_protocol.v1.keys import (
@@ -159,6 +161,69 @@ class ChatAppendJson:
     """A chat message item as JSON (oldest first within one commit)."""
 
 
+class _Pipelined:
+    """Runs one Lua script for many concurrent callers with as few round trips as possible:
+    calls made while a pipeline is in flight are sent together in the next one. Each call
+    is still its own atomic script run; only the transport is shared."""
+
+    def __init__(self, redis: Redis, source: str) -> None:
+        self._redis = redis
+        self._script = redis.register_script(source)
+        self._queue: list[tuple[list[str], list[str | int], asyncio.Future[Any]]] = []
+        self._flushing = False
+        self._task: asyncio.Task[None] | None = None  # keeps the flush task referenced
+
+    async def call(self, keys: list[str], args: list[str | int]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((keys, args, future))
+        if not self._flushing:
+            self._flushing = True
+            self._task = asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                queue, self._queue = self._queue, []
+                await self._run(queue)
+        finally:
+            self._flushing = False
+
+    async def _run(
+        self, queue: list[tuple[list[str], list[str | int], asyncio.Future[Any]]]
+    ) -> None:
+        try:
+            results = await self._execute(queue)
+            if any(isinstance(r, NoScriptError) for r in results):
+                # the server lost its script cache (restart, SCRIPT FLUSH): load, run again;
+                # a NOSCRIPT reply means that call did not run at all
+                await self._redis.script_load(self._script.script)
+                results = await self._execute(queue)
+        except BaseException as exc:  # every waiter must learn the outcome, even on cancel
+            for _, _, future in queue:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, future), result in zip(queue, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _execute(
+        self, queue: list[tuple[list[str], list[str | int], asyncio.Future[Any]]]
+    ) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for keys, args, _ in queue:
+                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
+
+
 class RoomStore:
     """Redis access for rooms. One instance per process; the script is registered once and
     run by EVALSHA (redis-py reloads it if the server lost its script cache)."""
@@ -179,7 +244,7 @@ class RoomStore:
         self._keys = keys
         self._applied_ttl = applied_ttl_seconds
         self._ended_ttl = ended_room_ttl_seconds
-        self._commit = redis.register_script(_COMMIT_LUA)
+        self._commit = _Pipelined(redis, _COMMIT_LUA)
 
     @property
     def keys(self) -> RedisKeys:
@@ -238,7 +303,7 @@ class RoomStore:
         for items in chat_by_channel.values():
             args.append(len(items))
             args.extend(items)
-        reply: list[bytes] = await self._commit(keys=script_keys, args=args)
+        reply: list[bytes] = await self._commit.call(script_keys, args)
         status = reply[0].decode()
         if status == "ok":
             return CommitResult(CommitStatus.APPLIED)
