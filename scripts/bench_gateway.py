@@ -91,6 +91,22 @@ async def wait_port(port: int, within: float = 40) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
+async def wait_settled(health_port: int, within: float = 120) -> None:
+    """Until the gateway holds no sockets (their cleanup ran)."""
+    import httpx
+
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                text = (await client.get(f"http://127.0.0.1:{health_port}/metrics")).text
+                for line in text.splitlines():
+                    gauge = line.startswith("parlour_gateway_connections_current ")
+                    if gauge and float(line.split()[1]) == 0:
+                        return
+            await asyncio.sleep(0.5)
+
+
 async def wait_ready(health_port: int, within: float = 60) -> None:
     import httpx
 
@@ -257,7 +273,7 @@ async def idle_phase(
 ) -> dict[str, float]:
     before = rss_bytes(pid)
     took = await open_many(n, opener)
-    await asyncio.sleep(3)
+    await asyncio.sleep(10)  # let the login burst settle before measuring
     after = rss_bytes(pid)
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     await asyncio.sleep(window)
@@ -408,6 +424,9 @@ async def run(args: argparse.Namespace) -> None:
                 args.window,
             )
             await idle.close()
+            settle = time.monotonic()
+            await wait_settled(hport)
+            print(f"gateway: {n} sockets cleaned up in {time.monotonic() - settle:.1f}s")
             await asyncio.sleep(2)
             print("gateway: fan-out phase ...")
             fan = Fleet()

@@ -83,7 +83,7 @@ class Gateway:
         # a bounded pool that waits for a free connection: a burst of logins queues up
         # instead of failing with MaxConnectionsError
         pool = aioredis.BlockingConnectionPool.from_url(
-            s.redis_dsn, max_connections=64, timeout=5, socket_connect_timeout=5
+            s.redis_dsn, max_connections=128, timeout=30, socket_connect_timeout=5
         )
         self._redis = aioredis.Redis(connection_pool=pool)
         await self._redis.ping()
