@@ -65,6 +65,7 @@ class Bench:
         self.over: set[str] = set()
         self.in_flight: dict[str, tuple[str, float]] = {}  # msg_id -> (room, sent at)
         self.room_busy: set[str] = set()
+        self.idle: set[str] = set()
         self.latencies: list[float] = []
         self.caused: dict[str, float] = {}
         self.events = 0
@@ -176,7 +177,8 @@ class Bench:
             if sent is not None:
                 room, at = sent
                 self.latencies.append(now - at)
-                self.room_busy.discard(room)
+                if b'"type":"system.error"' in value[:200]:
+                    self._idle_again(room)  # refused: no turn_changed will come
             waiter = self.waiters.pop(msg_id, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
@@ -190,11 +192,14 @@ class Bench:
                 )
                 if number > self.turn.get(room, ("", 0))[1]:
                     self.turn[room] = (user, number)
+                    self._idle_again(room)
                     self.turn_event.set()
         elif b"games.event.bigger_dice.game_over" in value[:200]:
             room_match = _ROOM.search(value)
             if room_match is not None:
-                self.over.add(room_match.group(1).decode())
+                over = room_match.group(1).decode()
+                self.over.add(over)
+                self.idle.discard(over)
 
     # --- commands ------------------------------------------------------------------------
 
@@ -286,6 +291,7 @@ class Bench:
         missing = [r for r in rooms if r not in self.turn]
         if missing:
             raise RuntimeError(f"{len(missing)} rooms did not start")
+        self.idle = set(rooms) - self.over
         return rooms
 
     async def roll(self, room: str) -> None:
@@ -295,11 +301,15 @@ class Bench:
             "games.command.bigger_dice.roll", user, room, {"room_id": room}
         )
         self.room_busy.add(room)
+        self.idle.discard(room)
         self.in_flight[msg_id] = (room, time.perf_counter())
         await self.producer.send(self.topics.commands, value, key=key)
 
-    def ready_rooms(self, rooms: list[str]) -> list[str]:
-        return [r for r in rooms if r not in self.room_busy and r not in self.over]
+    def _idle_again(self, room: str) -> None:
+        """The room's next roll can go: its turn is known and nothing is in flight."""
+        self.room_busy.discard(room)
+        if room not in self.over:
+            self.idle.add(room)
 
     async def closed_loop(self, rooms: list[str], seconds: float) -> tuple[int, float]:
         """One roll in flight per room, as fast as the engine answers."""
@@ -307,10 +317,9 @@ class Bench:
         started = time.perf_counter()
         sent = 0
         while time.perf_counter() - started < seconds:
-            active = [r for r in rooms if r not in self.over]
-            if len(active) < len(rooms) * 0.5:
+            if len(rooms) - len(self.over) < len(rooms) * 0.5:
                 break  # most games are over; what is left would measure the tail
-            batch = self.ready_rooms(rooms)
+            batch = list(self.idle)
             for room in batch:
                 await self.roll(room)
             sent += len(batch)
@@ -328,16 +337,13 @@ class Bench:
         interval = 1.0 / rate
         started = time.perf_counter()
         next_at = started
-        cursor = 0
         while time.perf_counter() - started < seconds:
             now = time.perf_counter()
             due = int((now - next_at) / interval) + 1 if now >= next_at else 0
             for _ in range(due):
-                candidates = self.ready_rooms(rooms)
-                if not candidates:
+                if not self.idle:
                     break
-                cursor = (cursor + 1) % len(candidates)
-                await self.roll(candidates[cursor])
+                await self.roll(self.idle.pop())
                 next_at += interval
             await asyncio.sleep(max(0.0, min(interval, next_at - time.perf_counter())))
         await self.drain()

@@ -190,6 +190,7 @@ def create_engine(settings: EngineSettings) -> Engine:
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         session_timeout_ms=settings.engine_session_timeout_ms,
+        fetch_max_wait_ms=settings.engine_fetch_max_wait_ms,
         heartbeat_interval_ms=max(100, settings.engine_session_timeout_ms // 4),
     )
     async def on_commands(message: KafkaMessage) -> None:

@@ -48,6 +48,13 @@ class EngineSettings(BaseSettings):
     engine_batch_max: int = Field(
         default=500, ge=1, le=10_000, description="most commands taken from Kafka in one poll"
     )
+    engine_fetch_max_wait_ms: int = Field(
+        default=10,
+        ge=1,
+        le=500,
+        description="broker long-poll bound: a fetch waiting on idle partitions also delays "
+        "the next fetch of busy ones, so keep it short for latency",
+    )
     engine_batch_timeout_ms: int = Field(default=5, ge=0, le=1_000)
     engine_applied_ttl_seconds: int = Field(
         default=24 * 3600, ge=60, description="how long a command's msg_id is remembered"
