@@ -114,3 +114,68 @@ async def test_engine_failover_sigkill_mid_games(
         survivor.stop()
     assert survivor.proc is not None
     assert survivor.proc.returncode == 0, survivor.log_tail()
+
+
+@pytest.mark.timeout(180)
+async def test_engine_sigterm_mid_games_loses_and_repeats_nothing(
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    topic_prefix: str,
+    create_topics,
+    tmp_path: Path,
+) -> None:
+    """A graceful stop finishes its batch and commits it: the next engine starts exactly
+    where it ended (no command handled twice), and every game still finishes."""
+    topics = Topics(prefix=topic_prefix)
+    await create_topics(kafka_bootstrap, topics.with_partitions())
+
+    def engine(name: str) -> EngineProcess:
+        return EngineProcess.configure(
+            kafka_bootstrap=kafka_bootstrap,
+            redis_url=redis_url,
+            topic_prefix=topic_prefix,
+            log_dir=tmp_path,
+            name=name,
+            extra={"ENGINE_SESSION_TIMEOUT_MS": "6000"},
+        )
+
+    first, second = engine("first"), engine("second")
+    first.start()
+    bus = Bus(kafka_bootstrap, topics)
+    try:
+        await bus.start()
+        await first.wait_ready()
+        tag = uuid.uuid4().hex[:6]
+        games = [
+            asyncio.create_task(
+                play_game(
+                    bus,
+                    [actor(2 * g, tag), actor(2 * g + 1, tag)],
+                    room_name=f"term {tag} {g}",
+                    within=60,
+                )
+            )
+            for g in range(10)
+        ]
+        deadline = time.monotonic() + 60
+        while sum(1 for e in bus.events if e.type == "games.event.bigger_dice.rolled") < 50:
+            assert time.monotonic() < deadline, "games did not get going"
+            await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(first.stop) == 0, first.log_tail()
+        second.start()
+        await second.wait_ready()
+        played = await asyncio.gather(*games)
+        keys = RedisKeys(prefix=topic_prefix)
+        for game in played:
+            stored, replayed = await replayed_state(
+                redis_client, topic_prefix, game, seed=SEED, config=CONFIG
+            )
+            assert stored is not None
+            assert replayed is not None
+            assert stored.model_dump() == replayed.model_dump()
+            assert await redis_client.xlen(keys.room_events(game.room_id)) == stored.seq
+    finally:
+        await bus.stop()
+        second.stop()
+    assert '"outcome": "duplicate"' not in second.log_path.read_text()

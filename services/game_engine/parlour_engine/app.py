@@ -221,6 +221,9 @@ def create_engine(settings: EngineSettings) -> Engine:
             return
         # the commit trails: the next poll starts while Kafka acknowledges these events
         await committer.enqueue(consumer, acks, commit, first)
+        if processor.stopping:
+            # the last batch before shutdown: commit while the consumer is still open
+            await committer.drain()
 
     engine_ref: dict[str, Engine] = {}
 
@@ -257,6 +260,8 @@ def create_engine(settings: EngineSettings) -> Engine:
     async def on_shutdown() -> None:
         engine = engine_ref["engine"]
         processor.stopping = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(committer.drain(), 5)
         timers.stop()
         for task in engine._tasks:
             task.cancel()
