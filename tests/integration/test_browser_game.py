@@ -1,21 +1,28 @@
 """A real browser plays Bigger Dice: Debian's Chromium (headless, driven by Playwright) opens
 the client a real gateway serves, against a real engine on real Kafka and Redis.
 
-alice and bob (two browser contexts) log in with dev-mode usernames; alice creates a room, bob
-joins it from his live lobby list, alice selects both, both press Ready, each rolls on their
-turn until the game is over. Midway bob's socket is dropped: his page reconnects, resumes the
-room by `last_seq` and finishes the game. Both pages must show the winner and final scores the
-engine published in `game_over`, and every frame the pages sent must decode as a v1 command.
+- a whole two-player game, created and joined through the pages; midway one socket drops and
+  the page resumes by `last_seq`; both pages end on the engine's `game_over`;
+- lobby features: wrong password, spectator, chat text shown as text, kick, ban, unban, a page
+  reload that logs in and rejoins by itself;
+- lost and duplicated frames (Playwright sits between page and gateway): the page ignores the
+  duplicate, sees the gap, resyncs with `rejoin_room {last_seq}`; auto-play;
+- a player whose browser goes away: the other page shows the grace, then the vote button; the
+  server plays for the voted-out player until the game ends.
+
+Every frame a page sends must decode as a v1 command. Nothing sleeps: every step waits for what
+the page shows, with a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import json
+import re
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,18 +46,22 @@ CHROMIUM_ARGS = [
 ]
 STEP_MS = 30_000  # the longest any single UI step may take
 GAME_MS = 120_000
+GAME_OVER = "games.event.bigger_dice.game_over"
 
 
 def chromium_path() -> str:
     path = shutil.which("chromium")
     if path is None:
         pytest.fail(
-            "chromium is not installed, so the browser test cannot run. Install Debian's "
+            "chromium is not installed, so the browser tests cannot run. Install Debian's "
             "package (`apt-get install -y chromium`; .ci/run does this on CI). Playwright "
             "never downloads a browser here.",
             pytrace=False,
         )
     return path
+
+
+# --------------------------------------------------------------------------- the stack
 
 
 @dataclass
@@ -59,16 +70,31 @@ class Stack:
     gateway: GatewayProc
     bus: Bus
 
+    @property
+    def url(self) -> str:
+        # short dice animations keep the games quick; the queue still runs every one
+        return f"http://127.0.0.1:{self.gateway.port}/?anim=120"
+
+    async def game_over(self, room_id: str) -> Any:
+        envelope = await self.bus.wait_for(
+            lambda e: e.type == GAME_OVER, room_id=room_id, within=30, what="game_over"
+        )
+        return envelope
+
 
 @pytest.fixture
 async def stack(
+    request: pytest.FixtureRequest,
     kafka_bootstrap: str,
     redis_url: str,
     topic_prefix: str,
     create_topics: Any,
     tmp_path: Path,
 ) -> AsyncIterator[Stack]:
+    """One real engine and one real dev-mode gateway on this test's topics and keys. An
+    indirect parameter adds engine settings."""
     chromium_path()  # fail before starting anything when the browser is missing
+    engine_extra: dict[str, str] = getattr(request, "param", {})
     topics = Topics(prefix=topic_prefix)
     await create_topics(kafka_bootstrap, topics.with_partitions())
     engine = EngineProcess.configure(
@@ -76,6 +102,7 @@ async def stack(
         redis_url=redis_url,
         topic_prefix=topic_prefix,
         log_dir=tmp_path,
+        extra=engine_extra,
     )
     engine.start()
     gateway = GatewayProc(
@@ -99,19 +126,50 @@ async def stack(
         engine.stop()
 
 
+@pytest.fixture
+async def chromium(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """Debian's chromium, headless; `launch()` gives it a fresh temporary user-data-dir."""
+    monkeypatch.setenv("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+# --------------------------------------------------------------------------- one user's page
+
+FrameFilter = Callable[[dict[str, Any]], list[dict[str, Any]]]
+
+
 @dataclass
-class Browser:
-    """One user's page, with every WebSocket frame it sent and received."""
+class User:
+    """One user's browser context and page, with every WebSocket frame it sent and got."""
 
     name: str
+    context: Any
     page: Any
     sent: list[str] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)
     sockets: int = 0
     errors: list[str] = field(default_factory=list)
 
+    @classmethod
+    async def open(
+        cls, chromium: Any, name: str, *, viewport: dict[str, int] | None = None
+    ) -> User:
+        context = await chromium.new_context(viewport=viewport or {"width": 1100, "height": 900})
+        user = cls(name, context, await context.new_page())
+        user.page.on("pageerror", lambda exc: user.errors.append(str(exc)))
+        return user
+
     def watch(self) -> None:
-        import json
+        """Record the page's frames as Chromium sees them."""
 
         def on_socket(ws: Any) -> None:
             self.sockets += 1
@@ -119,154 +177,362 @@ class Browser:
             ws.on("framereceived", lambda payload: self.received.append(json.loads(payload)))
 
         self.page.on("websocket", on_socket)
-        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    async def proxy(self, server_to_page: FrameFilter) -> None:
+        """Put Playwright between the page and the gateway: every server frame passes through
+        `server_to_page`, which returns the frames the page gets instead (none, one, two)."""
+
+        def handler(route: Any) -> None:
+            self.sockets += 1
+            server = route.connect_to_server()
+
+            def from_page(message: str | bytes) -> None:
+                self.sent.append(_text(message))
+                server.send(message)
+
+            def from_server(message: str | bytes) -> None:
+                frame = json.loads(message)
+                self.received.append(frame)
+                for out in server_to_page(frame):
+                    route.send(json.dumps(out))
+
+            route.on_message(from_page)
+            server.on_message(from_server)
+
+        await self.page.route_web_socket(re.compile(r"/ws$"), handler)
 
     async def summary(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.page.evaluate("window.parlour.summary()")
         return result
+
+    def check_frames(self, *, allowed_errors: tuple[str, ...] = ()) -> None:
+        """Every frame sent is a valid v1 command; no unexpected error; no script error."""
+        assert self.sent, self.name
+        for raw in self.sent:
+            decode_client_message(raw)  # raises ProtocolError on a bad frame
+        errors = [
+            f
+            for f in self.received
+            if f.get("type") == "system.error" and f.get("code") not in allowed_errors
+        ]
+        assert not errors, (self.name, errors)
+        assert not self.errors, (self.name, self.errors)
+
+    def sent_of(self, type_: str) -> list[dict[str, Any]]:
+        frames = (json.loads(raw) for raw in self.sent)
+        return [f for f in frames if f.get("type") == type_]
 
 
 def _text(payload: str | bytes) -> str:
     return payload.decode() if isinstance(payload, bytes) else payload
 
 
-async def login(browser: Browser, base_url: str, username: str) -> None:
+async def login(user: User, stack: Stack) -> None:
     from playwright.async_api import expect
 
-    page = browser.page
-    await page.goto(base_url)
-    await page.fill("#login-username", username)
+    page = user.page
+    await page.goto(stack.url)
+    await page.fill("#login-username", user.name)
     await page.click("#login-submit")
     await expect(page.locator("#conn")).to_have_attribute("data-state", "open", timeout=STEP_MS)
-    await expect(page.locator("#me")).to_have_text(username, timeout=STEP_MS)
+    await expect(page.locator("#me")).to_have_text(user.name, timeout=STEP_MS)
     await expect(page.locator("#view-lobby")).to_be_visible(timeout=STEP_MS)
 
 
-async def play(browser: Browser, *, drop_after_rolls: int | None = None) -> int:
-    """Roll whenever the page enables Roll, until it shows the game-over card. Optionally
-    drop the page's socket (as a network failure would) after some rolls."""
-    page = browser.page
+async def create_room(user: User, room_name: str, password: str = "") -> None:
+    from playwright.async_api import expect
+
+    await user.page.fill("#create-name", room_name)
+    if password:
+        await user.page.fill("#create-password", password)
+    await user.page.select_option("#create-max", "2")
+    await user.page.click("#create-submit")
+    await expect(user.page.locator("#room-name")).to_have_text(room_name, timeout=STEP_MS)
+
+
+def room_row(user: User, room_name: str) -> Any:
+    return user.page.locator(f'#rooms li[data-room-name="{room_name}"]')
+
+
+async def join_from_list(
+    user: User, room_name: str, action: str = "join", password: str = ""
+) -> None:
+    from playwright.async_api import expect
+
+    row = room_row(user, room_name)
+    if password:
+        await row.locator("input.pw").fill(password, timeout=STEP_MS)
+    await row.locator(f'button[data-action="{action}"]').click(timeout=STEP_MS)
+    await expect(user.page.locator("#room-name")).to_have_text(room_name, timeout=STEP_MS)
+
+
+async def seat_and_start(host: User, players: list[User]) -> None:
+    """The host selects every player, each presses Ready, every page shows the game."""
+    from playwright.async_api import expect
+
+    lobby = host.page.locator("#lobby-list")
+    for player in players:
+        member = lobby.locator(f'li[data-user-id="{player.name}"]')
+        await member.locator('button[data-action="select_player"]').click(timeout=STEP_MS)
+        await expect(member.locator(".tag-selected")).to_be_visible(timeout=STEP_MS)
+    for player in players:
+        await player.page.locator("#btn-ready").click(timeout=STEP_MS)
+    for player in players:
+        await expect(player.page.locator("#game-card")).to_be_visible(timeout=STEP_MS)
+
+
+async def play(
+    user: User, *, after_roll: Callable[[int], Any] | None = None, within_ms: int = GAME_MS
+) -> int:
+    """Roll whenever the page enables Roll, until it shows the game-over card; returns how
+    many times it rolled. `after_roll(n)` runs after the n-th roll."""
+    page = user.page
     rolls = 0
-    dropped = False
     while True:
         await page.wait_for_function(
             "() => !document.querySelector('#btn-roll').disabled"
             " || !document.querySelector('#gameover-card').hidden",
-            timeout=GAME_MS,
+            timeout=within_ms,
         )
         if await page.locator("#gameover-card").is_visible():
             return rolls
         await page.click("#btn-roll")
         rolls += 1
-        if drop_after_rolls is not None and rolls == drop_after_rolls and not dropped:
-            dropped = True
-            await page.evaluate("window.parlour.dropConnection()")
+        if after_roll is not None:
+            await after_roll(rolls)
 
 
-async def test_browser_two_players_full_game(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    from playwright.async_api import async_playwright, expect
+async def assert_shows_game_over(user: User, over: Any) -> None:
+    """The page's game-over card and state match the engine's game_over exactly."""
+    from playwright.async_api import expect
+
+    page = user.page
+    expected = [(s.user_id, s.username, s.score) for s in over.final_scores]
+    await expect(page.locator("#gameover-card")).to_be_visible(timeout=STEP_MS)
+    await expect(page.locator("#winner-name")).to_have_text(over.winner_name, timeout=STEP_MS)
+    rows = page.locator("#final-scores tr")
+    await expect(rows).to_have_count(len(expected), timeout=STEP_MS)
+    shown = [
+        (
+            await rows.nth(i).get_attribute("data-user-id"),
+            await rows.nth(i).locator("td").nth(0).text_content(),
+            int(await rows.nth(i).locator("td").nth(1).text_content() or "-1"),
+        )
+        for i in range(len(expected))
+    ]
+    assert shown == expected, (user.name, shown, expected)
+    summary = await user.summary()
+    assert summary["winner"] == over.winner
+    assert summary["final_scores"] == [s.model_dump() for s in over.final_scores]
+    assert summary["status"] == "finished"
+    assert summary["last_seq"] == over.seq, (user.name, summary["last_seq"], over.seq)
+    assert summary["scores"] == {s.user_id: s.score for s in over.final_scores}
+
+
+def unique_room() -> str:
+    return f"Dice {uuid.uuid4().hex[:6]}"
+
+
+# --------------------------------------------------------------------------- tests
+
+
+async def test_browser_two_players_full_game(stack: Stack, chromium: Any) -> None:
+    """alice creates, bob joins from his live list, both play to the end; bob's socket is
+    cut after his third roll and his page resumes the room by last_seq."""
+    from playwright.async_api import expect
 
     started = time.monotonic()
-    base_url = f"http://127.0.0.1:{stack.gateway.port}/?anim=120"
-    room_name = f"Dice {uuid.uuid4().hex[:6]}"
-    async with async_playwright() as pw:
-        # launch() gives the browser a fresh temporary profile (user-data-dir) of its own
-        chromium = await pw.chromium.launch(
-            executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            alice = Browser("alice", await (await chromium.new_context()).new_page())
-            bob = Browser("bob", await (await chromium.new_context()).new_page())
-            for b in (alice, bob):
-                b.watch()
-            await login(bob, base_url, "bob")
-            await login(alice, base_url, "alice")
+    room_name = unique_room()
+    alice = await User.open(chromium, "alice")
+    bob = await User.open(chromium, "bob", viewport={"width": 390, "height": 844})  # a phone
+    for user in (alice, bob):
+        user.watch()
+    await login(bob, stack)
+    await login(alice, stack)
 
-            # alice creates the room; bob's lobby list shows it live (room_created broadcast)
-            await alice.page.fill("#create-name", room_name)
-            await alice.page.select_option("#create-max", "2")
-            await alice.page.click("#create-submit")
-            await expect(alice.page.locator("#room-name")).to_have_text(room_name, timeout=STEP_MS)
-            bob_row = bob.page.locator(f'#rooms li[data-room-name="{room_name}"]')
-            await bob_row.locator('button[data-action="join"]').click(timeout=STEP_MS)
-            await expect(bob.page.locator("#room-name")).to_have_text(room_name, timeout=STEP_MS)
+    await create_room(alice, room_name)
+    # bob's lobby list shows the room live (room_created broadcast), without a refresh
+    await expect(room_row(bob, room_name)).to_be_visible(timeout=STEP_MS)
+    await join_from_list(bob, room_name)
+    await seat_and_start(alice, [alice, bob])
 
-            # alice (host) sees bob in the lobby and selects both seats
-            lobby = alice.page.locator("#lobby-list")
-            for uid in ("alice", "bob"):
-                await lobby.locator(
-                    f'li[data-user-id="{uid}"] button[data-action="select_player"]'
-                ).click(timeout=STEP_MS)
-                selected = lobby.locator(f'li[data-user-id="{uid}"] .tag-selected')
-                await expect(selected).to_be_visible(timeout=STEP_MS)
-            for b in (alice, bob):
-                await b.page.locator("#btn-ready").click(timeout=STEP_MS)
-            for b in (alice, bob):
-                await expect(b.page.locator("#game-card")).to_be_visible(timeout=STEP_MS)
+    async def drop_bob(rolls: int) -> None:
+        if rolls == 3:
+            await bob.page.evaluate("window.parlour.dropConnection()")
 
-            # play to the end; bob's socket is cut after his third roll
-            alice_rolls, bob_rolls = await asyncio.gather(
-                play(alice), play(bob, drop_after_rolls=3)
-            )
-            assert bob_rolls >= 3, "the game ended before bob's socket could be dropped"
-            assert bob.sockets >= 2, "bob's page never reconnected"
+    alice_rolls, bob_rolls = await asyncio.gather(play(alice), play(bob, after_roll=drop_bob))
+    assert bob_rolls >= 3, "the game ended before bob's socket could be dropped"
+    assert bob.sockets >= 2, "bob's page never reconnected"
 
-            room_id = (await alice.summary())["room_id"]
-            over_env = await stack.bus.wait_for(
-                lambda e: e.type == "games.event.bigger_dice.game_over",
-                room_id=room_id,
-                within=30,
-                what="game_over",
-            )
-            over: Any = over_env.payload
-            expected = [(s.user_id, s.username, s.score) for s in over.final_scores]
+    room_id = (await alice.summary())["room_id"]
+    over = (await stack.game_over(room_id)).payload
+    for user in (alice, bob):
+        await assert_shows_game_over(user, over)
+        user.check_frames()
+    # one roll command per click: the page never rolled out of turn
+    assert len(alice.sent_of("games.command.bigger_dice.roll")) == alice_rolls
+    assert len(bob.sent_of("games.command.bigger_dice.roll")) == bob_rolls
+    # bob's second socket re-authenticated and resumed the room by last_seq
+    rejoins = bob.sent_of("games.command.rejoin_room")
+    assert rejoins, "bob's page never sent rejoin_room"
+    assert rejoins[-1]["room_id"] == room_id
+    assert isinstance(rejoins[-1].get("last_seq"), int), rejoins
+    print(f"browser game: {time.monotonic() - started:.1f}s, {alice_rolls}+{bob_rolls} rolls")
 
-            for b in (alice, bob):
-                page = b.page
-                await expect(page.locator("#gameover-card")).to_be_visible(timeout=STEP_MS)
-                await expect(page.locator("#winner-name")).to_have_text(
-                    over.winner_name, timeout=STEP_MS
-                )
-                rows = page.locator("#final-scores tr")
-                await expect(rows).to_have_count(len(expected), timeout=STEP_MS)
-                shown = [
-                    (
-                        await rows.nth(i).get_attribute("data-user-id"),
-                        await rows.nth(i).locator("td").nth(0).text_content(),
-                        int(await rows.nth(i).locator("td").nth(1).text_content() or "-1"),
-                    )
-                    for i in range(len(expected))
-                ]
-                assert shown == expected, (b.name, shown, expected)
-                summary = await b.summary()
-                assert summary["winner"] == over.winner
-                assert summary["final_scores"] == [s.model_dump() for s in over.final_scores]
-                assert summary["status"] == "finished"
-                assert summary["last_seq"] == over.seq, (b.name, summary["last_seq"], over.seq)
-                # the page's score table agrees with the engine too
-                assert summary["scores"] == {s.user_id: s.score for s in over.final_scores}
 
-            # every frame the pages sent is a valid v1 command; none was refused
-            for b in (alice, bob):
-                assert b.sent, b.name
-                for raw in b.sent:
-                    decode_client_message(raw)  # raises ProtocolError on a bad frame
-                errors = [f for f in b.received if f.get("type") == "system.error"]
-                assert not errors, (b.name, errors)
-                assert not b.errors, (b.name, b.errors)
-            # the page rolled only on its own turns: one roll command per click
-            rolls_sent = {
-                b.name: sum('"games.command.bigger_dice.roll"' in raw for raw in b.sent)
-                for b in (alice, bob)
-            }
-            assert rolls_sent == {"alice": alice_rolls, "bob": bob_rolls}
-            # bob's second socket resumed the room by last_seq
-            rejoins = [raw for raw in bob.sent if '"games.command.rejoin_room"' in raw]
-            assert rejoins, "bob's page never sent rejoin_room"
-            assert '"last_seq"' in rejoins[-1], rejoins
-        finally:
-            await chromium.close()
-    duration = time.monotonic() - started
-    print(f"browser game: {duration:.1f}s, {alice_rolls}+{bob_rolls} rolls")
-    assert os.environ.get("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD") == "1"
+async def test_browser_lobby_password_spectator_chat_kick_ban_reload(
+    stack: Stack, chromium: Any
+) -> None:
+    from playwright.async_api import expect
+
+    room_name = unique_room()
+    alice, bob, carol = [await User.open(chromium, n) for n in ("alice", "bob", "carol")]
+    for user in (alice, bob, carol):
+        user.watch()
+        await login(user, stack)
+    await create_room(alice, room_name, password="s3cret")
+
+    # a wrong password is refused with a readable toast naming the code; nothing joined
+    row = room_row(bob, room_name)
+    await row.locator("input.pw").fill("nope", timeout=STEP_MS)
+    await row.locator('button[data-action="join"]').click()
+    await expect(bob.page.locator("#toasts")).to_contain_text("wrong_password", timeout=STEP_MS)
+    await expect(bob.page.locator("#view-lobby")).to_be_visible()
+    await join_from_list(bob, room_name, password="s3cret")
+    await join_from_list(carol, room_name, action="watch", password="s3cret")
+    await expect(alice.page.locator("#spectator-list")).to_contain_text("carol", timeout=STEP_MS)
+
+    # chat: markup typed by a user is shown as text, never parsed
+    await bob.page.fill("#chat-input", "<img src=x onerror=alert(1)> <b>hi</b>")
+    await bob.page.click("#chat-send")
+    for user in (alice, bob, carol):
+        log = user.page.locator("#chat-log")
+        await expect(log).to_contain_text("<b>hi</b>", timeout=STEP_MS)
+        assert await log.locator("img, b").count() == 0
+
+    # a reload keeps the login (sessionStorage) and comes back to the room by itself
+    await bob.page.reload()
+    await expect(bob.page.locator("#room-name")).to_have_text(room_name, timeout=STEP_MS)
+    await expect(bob.page.locator("#chat-log")).to_contain_text("<b>hi</b>", timeout=STEP_MS)
+    assert bob.sent_of("system.authenticate")[-1]["username"] == "bob"
+
+    # host controls: kick the spectator, ban bob, unban him; he can join again
+    specs = alice.page.locator("#spectator-list")
+    await specs.locator('button[data-action="kick_spectator"]').click(timeout=STEP_MS)
+    await expect(carol.page.locator("#view-lobby")).to_be_visible(timeout=STEP_MS)
+    await expect(specs).not_to_contain_text("carol", timeout=STEP_MS)
+
+    lobby = alice.page.locator("#lobby-list")
+    await lobby.locator('li[data-user-id="bob"] button[data-action="ban_player"]').click()
+    await expect(bob.page.locator("#view-lobby")).to_be_visible(timeout=STEP_MS)
+    await expect(lobby.locator('li[data-user-id="bob"]')).to_have_count(0, timeout=STEP_MS)
+    await expect(room_row(bob, room_name)).to_have_count(0, timeout=STEP_MS)  # hidden from him
+    await alice.page.locator('#banned-list button[data-action="unban_player"]').click()
+    await expect(alice.page.locator("#banned-box")).to_be_hidden(timeout=STEP_MS)
+    await bob.page.click("#rooms-refresh")
+    await join_from_list(bob, room_name, password="s3cret")
+    await expect(lobby.locator('li[data-user-id="bob"]')).to_be_visible(timeout=STEP_MS)
+
+    alice.check_frames()
+    bob.check_frames(allowed_errors=("wrong_password", "user_banned"))
+    carol.check_frames(allowed_errors=("kicked_from_room",))
+
+
+async def test_browser_resyncs_after_lost_and_duplicate_frames(stack: Stack, chromium: Any) -> None:
+    """Between bob's page and the gateway, Playwright doubles the first `turn_changed` and
+    loses the first `rolled` frame. The page must skip the duplicate, see the gap and resync
+    with rejoin_room {last_seq}, and still finish on the engine's result. alice lets the
+    server play for her."""
+    from playwright.async_api import expect
+
+    room_name = unique_room()
+    alice = await User.open(chromium, "alice")
+    bob = await User.open(chromium, "bob")
+    alice.watch()
+    tampered: dict[str, int] = {}
+
+    def lose_and_double(frame: dict[str, Any]) -> list[dict[str, Any]]:
+        if frame["type"] == "games.event.turn_changed" and "doubled" not in tampered:
+            tampered["doubled"] = frame["seq"]
+            return [frame, frame]
+        if frame["type"] == "games.event.bigger_dice.rolled" and "lost" not in tampered:
+            tampered["lost"] = frame["seq"]
+            return []
+        return [frame]
+
+    await bob.proxy(lose_and_double)
+    for user in (alice, bob):
+        await login(user, stack)
+    await create_room(alice, room_name)
+    await join_from_list(bob, room_name)
+    await seat_and_start(alice, [alice, bob])
+    await alice.page.click("#btn-autoplay")
+    await expect(
+        alice.page.locator('#score-list li[data-user-id="alice"] .tag-auto')
+    ).to_be_visible(timeout=STEP_MS)
+
+    bob_rolls = await play(bob)
+    assert await play(alice) == 0  # alice's page shows the end; the server rolled for her
+    assert "lost" in tampered
+    assert "doubled" in tampered
+    room_id = (await alice.summary())["room_id"]
+    over = (await stack.game_over(room_id)).payload
+    for user in (alice, bob):
+        await assert_shows_game_over(user, over)
+    # the gap made bob's page ask for everything after the last seq it had
+    resyncs = [f for f in bob.sent_of("games.command.rejoin_room") if f.get("last_seq") is not None]
+    assert resyncs, "bob's page never resynced"
+    assert resyncs[0]["last_seq"] == tampered["lost"] - 1
+    stats = (await bob.summary())["stats"]
+    assert stats["duplicates"] >= 1, stats  # the doubled turn_changed was dropped
+    assert stats["gaps"] >= 1, stats
+    # every roll of alice's was the server's, and her page marks them
+    await expect(alice.page.locator("#round-log")).to_contain_text("alice", timeout=STEP_MS)
+    log_text = await alice.page.locator("#round-log").text_content() or ""
+    assert re.findall(r"alice \d \(auto\)", log_text), log_text
+    assert not re.findall(r"alice \d(?! \(auto\))", log_text), log_text
+    assert bob_rolls > 0
+    assert not alice.sent_of("games.command.bigger_dice.roll")
+    alice.check_frames()
+    bob.check_frames()
+
+
+@pytest.mark.parametrize("stack", [{"ENGINE_DISCONNECT_GRACE_SECONDS": "2"}], indirect=True)
+async def test_browser_vote_kick_after_player_leaves(stack: Stack, chromium: Any) -> None:
+    """bob's browser closes mid-game; alice's page shows him disconnected, then (after the
+    grace) a vote button; her vote hands his turns to the server and the game finishes."""
+    from playwright.async_api import expect
+
+    room_name = unique_room()
+    alice = await User.open(chromium, "alice")
+    bob = await User.open(chromium, "bob")
+    alice.watch()
+    bob.watch()
+    for user in (alice, bob):
+        await login(user, stack)
+    await create_room(alice, room_name)
+    await join_from_list(bob, room_name)
+    await seat_and_start(alice, [alice, bob])
+
+    # a couple of rolls each, then bob's browser goes away
+    async def two_rolls(user: User) -> None:
+        for _ in range(2):
+            await user.page.locator("#btn-roll:enabled").click(timeout=STEP_MS)
+
+    await asyncio.gather(two_rolls(alice), two_rolls(bob))
+    bob.check_frames()
+    await bob.context.close()
+
+    bob_row = alice.page.locator('#score-list li[data-user-id="bob"]')
+    await expect(bob_row.locator(".tag-off")).to_be_visible(timeout=STEP_MS)
+    vote = bob_row.locator('button[data-action="vote_kick"]')
+    await vote.click(timeout=STEP_MS)  # appears once the grace has run out
+    await expect(bob_row.locator(".tag-auto")).to_be_visible(timeout=STEP_MS)
+
+    await play(alice)
+    room_id = (await alice.summary())["room_id"]
+    over = (await stack.game_over(room_id)).payload
+    await assert_shows_game_over(alice, over)
+    assert "bob" in (await alice.summary())["auto_players"]
+    assert alice.sent_of("games.command.vote_kick_disconnected")[0]["target_user_id"] == "bob"
+    alice.check_frames()

@@ -8,6 +8,7 @@ const STORE_ROOM = "parlour.room";
 const BACKOFF_BASE_MS = 2000;
 const BACKOFF_CAP_MS = 30000;
 const RESYNC_MIN_GAP_MS = 2000;
+const AHEAD_MAX = 500; // room events kept while a gap before them is being filled
 const params = new URLSearchParams(location.search);
 // dice animation timing (ms); `?anim=` shortens it (e.g. for demos and tests), never to 0
 const ROLL_MS = clampInt(params.get("anim"), 1000, 50, 5000);
@@ -85,9 +86,13 @@ const S = {
   reqCounter: 0,
   pending: new Map(), // request_id -> {type, label, at}
   rooms: new Map(), // room_id -> room list item
+  pwDrafts: new Map(), // room_id -> password typed in the room list
   room: null, // current room (RoomSnapshot, kept current by events)
   roomId: sessionStorage.getItem(STORE_ROOM), // the room we are in, or want to rejoin
   recvSeq: null, // newest room seq received (queued) for roomId
+  ahead: new Map(), // seq -> room event that arrived after a gap
+  stats: { duplicates: 0, gaps: 0, resyncs: 0 }, // room events dropped / gaps seen / resyncs sent
+  resyncTimer: null,
   appliedSeq: 0, // newest room seq applied to S.room
   lastResync: 0,
   queue: [], // room frames waiting to be applied, in arrival order
@@ -421,29 +426,61 @@ function onRoomFrame(f) {
     if (room.game_type !== GAME) return;
     if (S.roomId !== room.room_id) resetRoom(room.room_id);
     S.recvSeq = room.last_seq;
-    S.queue.push(f);
+    accept(f); // a snapshot covers every seq up to last_seq: waiting events may follow it
     return drain();
   }
   if (!f.room_id || f.room_id !== S.roomId) return; // another room's news
   if (f.type === "games.event.room_created" || f.type === "games.event.room_removed") return;
-  if (typeof f.seq === "number") {
-    if (S.recvSeq !== null) {
-      if (f.seq <= S.recvSeq) return; // a duplicate
-      if (f.seq > S.recvSeq + 1) return resync(); // a gap: ask for the missing events
+  if (typeof f.seq === "number" && S.recvSeq !== null) {
+    if (f.seq <= S.recvSeq || S.ahead.has(f.seq)) {
+      S.stats.duplicates += 1;
+      return;
     }
-    S.recvSeq = f.seq;
+    if (f.seq > S.recvSeq + 1) {
+      S.stats.gaps += 1;
+      // a gap: keep this one for later and ask for the missing events
+      if (S.ahead.size < AHEAD_MAX) S.ahead.set(f.seq, f);
+      return resync();
+    }
   }
-  S.queue.push(f);
+  accept(f);
   drain();
 }
 
+function accept(f) {
+  if (typeof f.seq === "number") S.recvSeq = f.seq;
+  S.queue.push(f);
+  // the events that waited for this one, in order
+  for (const seq of [...S.ahead.keys()].sort((a, b) => a - b)) {
+    if (seq <= S.recvSeq) S.ahead.delete(seq);
+    else if (seq === S.recvSeq + 1) {
+      S.queue.push(S.ahead.get(seq));
+      S.ahead.delete(seq);
+      S.recvSeq = seq;
+    } else break;
+  }
+  if (S.ahead.size === 0) {
+    clearTimeout(S.resyncTimer);
+    S.resyncTimer = null;
+  }
+}
+
+// `rejoin_room {last_seq}`: the gateway replays what this socket lacks and the engine answers
+// with a fresh room_state; if the gap is still open a little later, ask again
 function resync() {
-  const now = Date.now();
-  if (now - S.lastResync < RESYNC_MIN_GAP_MS) return;
-  S.lastResync = now;
+  if (!S.roomId || !S.authed) return;
+  const wait = S.lastResync + RESYNC_MIN_GAP_MS - Date.now();
+  if (wait > 0) {
+    if (!S.resyncTimer) S.resyncTimer = setTimeout(() => { S.resyncTimer = null; if (S.ahead.size) resync(); }, wait);
+    return;
+  }
+  S.lastResync = Date.now();
+  S.stats.resyncs += 1;
   const msg = { type: "games.command.rejoin_room", room_id: S.roomId, game_type: GAME };
   if (S.recvSeq !== null) msg.last_seq = S.recvSeq;
   send(msg, "Resync room");
+  clearTimeout(S.resyncTimer);
+  S.resyncTimer = setTimeout(() => { S.resyncTimer = null; if (S.ahead.size) resync(); }, 3 * RESYNC_MIN_GAP_MS);
 }
 
 function resetRoom(roomId) {
@@ -452,6 +489,9 @@ function resetRoom(roomId) {
   S.recvSeq = null;
   S.appliedSeq = 0;
   S.queue = [];
+  S.ahead = new Map();
+  clearTimeout(S.resyncTimer);
+  S.resyncTimer = null;
   S.game = newGame();
   S.votes = new Map();
   S.rollPending = false;
@@ -825,9 +865,13 @@ function renderRooms() {
       room.spectator_count ? `${room.spectator_count} watching` : "",
       `host ${room.host_name}`,
     ].filter(Boolean).join(" · ");
-    const pw = room.is_password_protected
-      ? el("input", { type: "password", placeholder: "password", maxlength: 128, class: "pw", autocomplete: "current-password", "aria-label": "room password" })
-      : null;
+    let pw = null;
+    if (room.is_password_protected) {
+      // the list re-renders on every room event: keep what the user typed
+      pw = el("input", { type: "password", placeholder: "password", maxlength: 128, class: "pw", autocomplete: "current-password", "aria-label": "room password" });
+      pw.value = S.pwDrafts.get(room.room_id) || "";
+      pw.addEventListener("input", () => S.pwDrafts.set(room.room_id, pw.value));
+    }
     const password = () => (pw ? pw.value : null);
     const actions = el("div", { class: "row wrap actions" });
     if (room.can_rejoin) {
@@ -1182,6 +1226,8 @@ window.parlour = {
       last_seq: S.recvSeq,
       applied_seq: S.appliedSeq,
       queued: S.queue.length,
+      waiting_after_gap: S.ahead.size,
+      stats: { ...S.stats },
       current_turn: r ? r.current_turn : null,
       scores: g ? Object.fromEntries(g.scores) : {},
       auto_players: r ? [...(r.auto_players || [])] : [],
