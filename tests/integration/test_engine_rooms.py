@@ -142,3 +142,32 @@ async def test_engine_chat_direct_messages_and_presence(
     offline = await bus.wait_for(lambda e: e.causation_id == online.msg_id, what="presence")
     assert offline.type == "presence.event.user_offline"
     assert offline.audience.user_ids == [host.user_id]
+
+
+async def test_engine_password_room(
+    engine_env: tuple[EngineProcess, Bus], redis_client: aioredis.Redis, topic_prefix: str
+) -> None:
+    _, bus = engine_env
+    keys = RedisKeys(prefix=topic_prefix)
+    tag = uuid.uuid4().hex[:6]
+    host, guest = actor(0, tag), actor(1, tag)
+    name = f"Locked {tag}"
+    room_id = str(uuid.uuid4())
+    create = await bus.send(
+        CreateRoom(game_type="bigger_dice", room_name=name, password="s3cret"),
+        host,
+        room_id=room_id,
+    )
+    state_event = await bus.wait_caused(create, "games.event.room_state")
+    assert state_event.payload.room.is_password_protected  # type: ignore[attr-defined]
+    stored = await redis_client.get(keys.room_state(room_id))
+    assert b"s3cret" not in stored  # only a salted hash is kept
+
+    wrong = await bus.send(JoinRoom(room_name=name, password="nope"), guest)
+    error = await bus.wait_caused(wrong, "system.error")
+    assert error.payload.code == "wrong_password"  # type: ignore[attr-defined]
+    right = await bus.send(JoinRoom(room_name=name, password="s3cret"), guest)
+    await bus.wait_for(
+        lambda e: e.causation_id == right.msg_id and e.type == "games.event.lobby_joined",
+        room_id=room_id,
+    )

@@ -382,7 +382,7 @@ class CommandProcessor:
         room_id = await self._room_id_for(command)
         if room_id is None:
             # a name that names no active room: the rules answer room_not_found
-            outcome = self._apply(None, command, self._rng_for(command), now, self._config)
+            outcome = await self._run_apply(None, command, now)
             await self._send(
                 self._envelopes(outcome.emits, command, None, now, command.key), pending
             )
@@ -445,7 +445,7 @@ class CommandProcessor:
         msg_id = str(command.msg_id)
         state = await self._load(room_id)
         for _ in range(_MAX_CONFLICT_RETRIES):
-            outcome = self._apply(state, command, self._rng_for(command), now, self._config)
+            outcome = await self._run_apply(state, command, now)
             emits: tuple[Emit, ...] = tuple(outcome.emits)
             if outcome.chat_read is not None:
                 emits += (await self._chat_history(outcome.chat_read),)
@@ -504,6 +504,17 @@ class CommandProcessor:
             await self._send(events, pending)
             return Outcome.REJECTED if outcome.rejected is not None else Outcome.APPLIED
         raise RuntimeError(f"room {room_id}: {_MAX_CONFLICT_RETRIES} version conflicts in a row")
+
+    async def _run_apply(
+        self, state: RoomState | None, command: CommandEnvelope, now: datetime
+    ) -> Any:
+        rng = self._rng_for(command)
+        if getattr(command.payload, "password", None):
+            # hashing or checking a room password (scrypt) takes tens of milliseconds; the
+            # rules are pure, so they run in a worker thread (scrypt releases the GIL) and
+            # the other rooms of the batch go on meanwhile
+            return await asyncio.to_thread(self._apply, state, command, rng, now, self._config)
+        return self._apply(state, command, rng, now, self._config)
 
     async def _abandon_claim(self, command: CommandEnvelope) -> None:
         """A create_room that never took effect must not keep its name claimed."""
