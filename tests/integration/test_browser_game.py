@@ -433,8 +433,28 @@ async def test_browser_lobby_password_spectator_chat_kick_ban_reload(
     await join_from_list(bob, room_name, password="s3cret")
     await expect(lobby.locator('li[data-user-id="bob"]')).to_be_visible(timeout=STEP_MS)
 
+    # a second tab has no session: bob logs in there and rejoins from the list (can_rejoin)
+    tab = User("bob", bob.context, await bob.context.new_page())
+    tab.watch()
+    await login(tab, stack)
+    await room_row(tab, room_name).locator('button[data-action="rejoin"]').click(timeout=STEP_MS)
+    await expect(tab.page.locator("#room-name")).to_have_text(room_name, timeout=STEP_MS)
+
+    # both seats taken: bob readies, changes his mind (set_ready false); alice sees both
+    bob_member = lobby.locator('li[data-user-id="bob"]')
+    for uid in ("alice", "bob"):
+        select = lobby.locator(f'li[data-user-id="{uid}"] button[data-action="select_player"]')
+        await select.click(timeout=STEP_MS)
+    await bob.page.locator("#btn-ready").click(timeout=STEP_MS)
+    await expect(bob_member.locator(".tag-ready")).to_be_visible(timeout=STEP_MS)
+    await bob.page.locator("#btn-unready").click(timeout=STEP_MS)
+    await expect(bob_member.locator(".tag-ready")).to_have_count(0, timeout=STEP_MS)
+    await expect(tab.page.locator("#btn-ready")).to_be_visible(timeout=STEP_MS)
+    assert bob.sent_of("games.command.set_ready")[-1]["is_ready"] is False
+
     alice.check_frames()
-    bob.check_frames(allowed_errors=("wrong_password", "user_banned"))
+    bob.check_frames(allowed_errors=("wrong_password",))
+    tab.check_frames()
     carol.check_frames(allowed_errors=("kicked_from_room",))
 
 

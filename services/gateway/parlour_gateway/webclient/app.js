@@ -1200,6 +1200,14 @@ function bind() {
       $("chat-input").value = "";
     }
   });
+  // back online (or back to the tab) while waiting for a retry: try now instead
+  const retryNow = () => {
+    if (S.reconnectTimer && loadSession() && navigator.onLine !== false) connect();
+  };
+  window.addEventListener("online", retryNow);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") retryNow();
+  });
   // countdowns
   setInterval(() => {
     if (S.roomId && S.room && S.room.status === "in_progress" && !S.draining) render();
