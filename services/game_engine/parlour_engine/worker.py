@@ -220,6 +220,7 @@ class CommandProcessor:
         self._release_name = redis.register_script(_RELEASE_NAME_LUA)
         self._cache: OrderedDict[str, RoomState] = OrderedDict()
         self._batch_timers: dict[str, int] = {}
+        self._listed: OrderedDict[bytes, RoomState] = OrderedDict()
         self.stopping = False
 
     def games_in_progress(self) -> int:
@@ -566,7 +567,20 @@ class CommandProcessor:
             for room_id in room_ids:
                 pipe.get(self._keys.room_state(room_id))
             raw: list[bytes | None] = await pipe.execute()
-        return [RoomState.model_validate_json(r) for r in raw if r is not None]
+        return [self._parse_listed(r) for r in raw if r is not None]
+
+    def _parse_listed(self, raw: bytes) -> RoomState:
+        """Room lists read every room of a game; most did not change since the last list,
+        so their parsed state is reused (keyed by the exact stored JSON)."""
+        state = self._listed.get(raw)
+        if state is None:
+            state = RoomState.model_validate_json(raw)
+            self._listed[raw] = state
+            while len(self._listed) > _CACHE_ROOMS:
+                self._listed.popitem(last=False)
+        else:
+            self._listed.move_to_end(raw)
+        return state
 
     # --- indexes across rooms (projections of room state) ---------------------------------
 
