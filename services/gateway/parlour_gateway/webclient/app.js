@@ -93,6 +93,7 @@ const S = {
   ahead: new Map(), // seq -> room event that arrived after a gap
   stats: { duplicates: 0, gaps: 0, resyncs: 0 }, // room events dropped / gaps seen / resyncs sent
   resyncTimer: null,
+  skipGameState: false, // the game snapshot after a stale room_state is stale too
   appliedSeq: 0, // newest room seq applied to S.room
   lastResync: 0,
   queue: [], // room frames waiting to be applied, in arrival order
@@ -406,7 +407,7 @@ function onError(f) {
   if (f.fields && f.fields.length) detail += ` (${f.fields.map((x) => `${x.path}: ${x.message}`).join("; ")})`;
   toast(`${label} - ${explain} [${f.code}]`, "error", detail.trim());
   if (pending && pending.type === "games.command.bigger_dice.roll") S.rollPending = false;
-  if (pending && pending.type === "system.authenticate") {
+  if (pending && pending.type === "system.authenticate" && f.code === "auth_failed") {
     saveSession(null);
     S.wantOpen = false;
     if (S.ws) S.ws.close(1000, "login failed");
@@ -425,11 +426,22 @@ function onRoomFrame(f) {
     const room = f.room;
     if (room.game_type !== GAME) return;
     if (S.roomId !== room.room_id) resetRoom(room.room_id);
+    else if (S.room && S.recvSeq !== null && room.last_seq < S.recvSeq) {
+      // older than events already in hand (a resync answered late): they are newer; the
+      // game snapshot that follows it is just as old
+      S.skipGameState = true;
+      return;
+    }
+    S.skipGameState = false;
     S.recvSeq = room.last_seq;
     accept(f); // a snapshot covers every seq up to last_seq: waiting events may follow it
     return drain();
   }
   if (!f.room_id || f.room_id !== S.roomId) return; // another room's news
+  if (f.type === "games.event.bigger_dice.state" && S.skipGameState) {
+    S.skipGameState = false;
+    return;
+  }
   if (f.type === "games.event.room_created" || f.type === "games.event.room_removed") return;
   if (typeof f.seq === "number" && S.recvSeq !== null) {
     if (f.seq <= S.recvSeq || S.ahead.has(f.seq)) {
