@@ -8,7 +8,8 @@ the client a real gateway serves, against a real engine on real Kafka and Redis.
 - lost and duplicated frames (Playwright sits between page and gateway): the page ignores the
   duplicate, sees the gap, resyncs with `rejoin_room {last_seq}`; auto-play;
 - a player whose browser goes away: the other page shows the grace, then the vote button; the
-  server plays for the voted-out player until the game ends.
+  server plays for the voted-out player until the game ends;
+- token login against a gateway that verifies JWTs.
 
 Every frame a page sends must decode as a v1 command. Nothing sleeps: every step waits for what
 the page shows, with a deadline.
@@ -556,3 +557,53 @@ async def test_browser_vote_kick_after_player_leaves(stack: Stack, chromium: Any
     assert "bob" in (await alice.summary())["auto_players"]
     assert alice.sent_of("games.command.vote_kick_disconnected")[0]["target_user_id"] == "bob"
     alice.check_frames()
+
+
+async def test_browser_token_login(
+    kafka_bootstrap: str,
+    redis_url: str,
+    topic_prefix: str,
+    create_topics: Any,
+    tmp_path: Path,
+    chromium: Any,
+) -> None:
+    """A gateway that verifies JWTs (no dev mode): a pasted bad token is refused with a toast
+    and the login form comes back; a good one logs in as its subject and survives a reload."""
+    from gateway_harness import Keys
+    from playwright.async_api import expect
+
+    await create_topics(kafka_bootstrap, Topics(prefix=topic_prefix).with_partitions())
+    keys = Keys(tmp_path)
+    gateway = GatewayProc(
+        bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        topic_prefix=topic_prefix,
+        key_prefix=topic_prefix,
+        public_key=keys.public_path,
+        log_dir=tmp_path,
+    )
+    try:
+        await asyncio.to_thread(gateway.wait_ready)
+        user = await User.open(chromium, "dora")
+        user.watch()
+        page = user.page
+        await page.goto(f"http://127.0.0.1:{gateway.port}/")
+        await page.fill("#login-token", "not-a-token")
+        await page.click("#login-submit")
+        await expect(page.locator("#toasts")).to_contain_text("auth_failed", timeout=STEP_MS)
+        await expect(page.locator("#view-login")).to_be_visible(timeout=STEP_MS)
+
+        await page.fill("#login-token", keys.token("1042", username="Dora"))
+        await page.click("#login-submit")
+        await expect(page.locator("#me")).to_have_text("Dora", timeout=STEP_MS)
+        await expect(page.locator("#view-lobby")).to_be_visible(timeout=STEP_MS)
+        assert (await user.summary())["me"]["user_id"] == "1042"
+        await page.reload()
+        await expect(page.locator("#me")).to_have_text("Dora", timeout=STEP_MS)
+        # the token went only to the socket, never into a dev-mode identity
+        for auth in user.sent_of("system.authenticate"):
+            assert auth.get("user_id") is None
+            assert auth.get("username") is None
+        user.check_frames(allowed_errors=("auth_failed",))
+    finally:
+        gateway.terminate()
