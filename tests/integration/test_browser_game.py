@@ -441,11 +441,18 @@ async def test_browser_lobby_password_spectator_chat_kick_ban_reload(
     await room_row(tab, room_name).locator('button[data-action="rejoin"]').click(timeout=STEP_MS)
     await expect(tab.page.locator("#room-name")).to_have_text(room_name, timeout=STEP_MS)
 
-    # both seats taken: bob readies, changes his mind (set_ready false); alice sees both
+    # carol waits in the lobby too, but both seats go to alice and bob: she is let go
+    await join_from_list(carol, room_name, password="s3cret")
+    await expect(lobby.locator('li[data-user-id="carol"]')).to_be_visible(timeout=STEP_MS)
     bob_member = lobby.locator('li[data-user-id="bob"]')
     for uid in ("alice", "bob"):
         select = lobby.locator(f'li[data-user-id="{uid}"] button[data-action="select_player"]')
         await select.click(timeout=STEP_MS)
+    await expect(carol.page.locator("#view-lobby")).to_be_visible(timeout=STEP_MS)
+    await expect(carol.page.locator("#toasts")).to_contain_text("not picked", timeout=STEP_MS)
+    await expect(lobby.locator('li[data-user-id="carol"]')).to_have_count(0, timeout=STEP_MS)
+
+    # both seats taken: bob readies, changes his mind (set_ready false); alice sees both
     await bob.page.locator("#btn-ready").click(timeout=STEP_MS)
     await expect(bob_member.locator(".tag-ready")).to_be_visible(timeout=STEP_MS)
     await bob.page.locator("#btn-unready").click(timeout=STEP_MS)

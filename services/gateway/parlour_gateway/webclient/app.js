@@ -634,8 +634,11 @@ function applyFrame(f) {
       toast("Every seat is taken: press Ready", "info");
       break;
     case "games.event.removed_from_game":
+      // every seat went to others: the unselected leave the room
       toast("You were not picked for this game", "info", f.message);
-      break;
+      leaveRoomLocally();
+      send({ type: "games.command.list_rooms", game_type: GAME }, "List rooms");
+      return;
     case "games.event.player_ready":
       setReady(f.user_id, true);
       break;
