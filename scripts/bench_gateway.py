@@ -205,6 +205,16 @@ class Fleet:
                 await asyncio.sleep(interval)
 
     async def open_gateway(self, url: str, token: str, heartbeat: float) -> None:
+        for attempt in range(3):  # an overloaded gateway may time a login out: retry
+            try:
+                await self._open_gateway(url, token, heartbeat)
+                return
+            except Exception:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(1 + attempt)
+
+    async def _open_gateway(self, url: str, token: str, heartbeat: float) -> None:
         ws = await connect(
             url, max_size=2**20, compression=None, open_timeout=60, ping_interval=None
         )
@@ -430,7 +440,7 @@ async def run(args: argparse.Namespace) -> None:
             await asyncio.sleep(2)
             print("gateway: fan-out phase ...")
             fan = Fleet()
-            await open_many(len(users), lambda i: fan.open_gateway(url, tokens[i], 3600))
+            await open_many(len(users), lambda i: fan.open_gateway(url, tokens[i], args.heartbeat))
             burst = await fanout_phase(args.bootstrap, topics.events, rooms, fan, args.events, None)
             paced = await fanout_phase(
                 args.bootstrap, topics.events, rooms, fan, args.events // 2, args.rate
@@ -476,7 +486,7 @@ async def run(args: argparse.Namespace) -> None:
                 await asyncio.sleep(2)
                 print("bare: fan-out phase ...")
                 fan = Fleet()
-                await open_many(len(users), lambda i: fan.open_bare(burl, users[i], 3600))
+                await open_many(len(users), lambda i: fan.open_bare(burl, users[i], args.heartbeat))
                 burst = await fanout_phase(
                     args.bootstrap, topics.events, rooms, fan, args.events, None
                 )

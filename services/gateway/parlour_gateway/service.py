@@ -54,6 +54,8 @@ class Gateway:
         )
         self.draining = False
         self.started = False
+        self._live = 0
+        """sockets accepted and not yet cleaned up (presence, disconnect commands)"""
         self._tasks: list[asyncio.Task[None]] = []
         self._redis: aioredis.Redis | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -131,7 +133,7 @@ class Gateway:
         for conn in list(self.hub.connections.values()):
             conn.request_close(CloseRequest.SHUTDOWN, CloseCode.SERVICE_RESTART, "gateway restart")
         deadline = time.monotonic() + within
-        while self.hub.connections and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded
+        while self._live and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
@@ -188,6 +190,7 @@ class Gateway:
             return
         conn = Connection(uuid.uuid4().hex, s.ws_send_queue_max)
         self.hub.add(conn)
+        self._live += 1
         self.metrics.connections.inc()
         self.metrics.connections_total.labels("accepted").inc()
         session = Session(self, conn, ws)
@@ -195,9 +198,13 @@ class Gateway:
             await session.run()
         finally:
             self.hub.remove(conn)
-            self.metrics.connections.dec()
-            if session.registered and conn.identity is not None:
-                await self._socket_gone(conn.identity, conn.connection_id)
+            try:
+                if session.registered and conn.identity is not None:
+                    await self._socket_gone(conn.identity, conn.connection_id)
+            finally:
+                # counted until its presence cleanup ran, so a drain waits for that too
+                self.metrics.connections.dec()
+                self._live -= 1
 
     async def _socket_gone(self, identity: Identity, socket_id: str) -> None:
         try:

@@ -112,6 +112,8 @@ class Session:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if self.conn.close_code is not None and not reader.done():
                 await self._close(writer)
+            else:
+                self.gw.metrics.connections_total.labels("client_closed").inc()
         finally:
             for task in tasks:
                 task.cancel()
@@ -169,7 +171,11 @@ class Session:
                 continue
             self.last_activity = time.monotonic()
             self.conn.active = True
-            await self._on_frame(data)
+            try:
+                await self._on_frame(data)
+            except Exception:  # one bad frame must not end the socket (logged, answered)
+                log.exception("frame_failed", conn_id=self.conn.connection_id)
+                self.error(ErrorCode.INTERNAL_ERROR, "the message did not take effect")
 
     async def _watchdog(self) -> None:
         s = self.settings

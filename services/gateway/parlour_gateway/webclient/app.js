@@ -917,6 +917,7 @@ function rejoinRoom(room) {
 }
 
 function joinRoom(room, password, asSpectator) {
+  if (!ROOM_NAME_RE.test(room.room_name)) return toast("That is not a valid room name", "error");
   if (room.is_password_protected && !password) {
     toast("This room needs a password", "error", "Type it next to the room, then join.");
     return;
@@ -1183,6 +1184,19 @@ function bind() {
     if (password) msg.password = password;
     send(msg, `Create ${name}`);
   });
+  const byName = (asSpectator) => {
+    const name = $("byname-name").value.trim();
+    if (!name || name.length > 48 || !ROOM_NAME_RE.test(name)) {
+      return toast("Type the room's name (1..48 letters, digits, spaces and .,'!?#()+-)", "error");
+    }
+    const password = $("byname-password").value;
+    joinRoom({ room_name: name, is_password_protected: false }, password || null, asSpectator);
+  };
+  $("byname-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    byName(false);
+  });
+  $("byname-watch").addEventListener("click", () => byName(true));
   $("btn-ready").addEventListener("click", () => send({ type: "games.command.set_ready", room_id: S.roomId, is_ready: true }, "Ready"));
   $("btn-unready").addEventListener("click", () => send({ type: "games.command.set_ready", room_id: S.roomId, is_ready: false }, "Not ready"));
   $("btn-start").addEventListener("click", () => send({ type: "games.command.start_game", room_id: S.roomId }, "Start game"));
