@@ -528,7 +528,8 @@ async def test_browser_resyncs_after_lost_and_duplicate_frames(stack: Stack, chr
 @pytest.mark.parametrize("stack", [{"ENGINE_DISCONNECT_GRACE_SECONDS": "2"}], indirect=True)
 async def test_browser_vote_kick_after_player_leaves(stack: Stack, chromium: Any) -> None:
     """bob's browser closes mid-game; alice's page shows him disconnected, then (after the
-    grace) a vote button; her vote hands his turns to the server and the game finishes."""
+    grace) a vote button; her vote hands his turns to the server and the game finishes.
+    carol watches the running game by name and sees the same end."""
     from playwright.async_api import expect
 
     room_name = unique_room()
@@ -549,6 +550,18 @@ async def test_browser_vote_kick_after_player_leaves(stack: Stack, chromium: Any
 
     await asyncio.gather(two_rolls(alice), two_rolls(bob))
     bob.check_frames()
+
+    # carol cannot see the running game in her list: she watches it by name
+    carol = await User.open(chromium, "carol")
+    carol.watch()
+    await login(carol, stack)
+    await expect(room_row(carol, room_name)).to_have_count(0)
+    await carol.page.fill("#byname-name", room_name)
+    await carol.page.click("#byname-watch")
+    await expect(carol.page.locator("#game-card")).to_be_visible(timeout=STEP_MS)
+    await expect(carol.page.locator("#round-log li")).not_to_have_count(0, timeout=STEP_MS)
+    await expect(carol.page.locator("#btn-roll")).to_be_hidden()
+
     await bob.context.close()
 
     bob_row = alice.page.locator('#score-list li[data-user-id="bob"]')
@@ -560,10 +573,11 @@ async def test_browser_vote_kick_after_player_leaves(stack: Stack, chromium: Any
     await play(alice)
     room_id = (await alice.summary())["room_id"]
     over = (await stack.game_over(room_id)).payload
-    await assert_shows_game_over(alice, over)
-    assert "bob" in (await alice.summary())["auto_players"]
+    for user in (alice, carol):
+        await assert_shows_game_over(user, over)
+        assert "bob" in (await user.summary())["auto_players"]
+        user.check_frames()
     assert alice.sent_of("games.command.vote_kick_disconnected")[0]["target_user_id"] == "bob"
-    alice.check_frames()
 
 
 async def test_browser_token_login(
