@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 
 from parlour_engine.app import create_engine
@@ -18,6 +19,11 @@ def main() -> None:
         raise SystemExit(2) from None
     configure_logging(settings.engine_log_level, settings.engine_log_format)
     engine = create_engine(settings)
+    # long-lived start-up objects (modules, models, schemas) leave the collector's scans,
+    # and young collections run less often: both shorten the pauses behind p99 latency
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
     get_logger(__name__).info(
         "engine_starting",
         kafka=settings.bootstrap_servers,
