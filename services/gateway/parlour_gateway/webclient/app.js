@@ -195,7 +195,8 @@ function setRoomId(roomId) {
 
 // a dev-mode user id from a username: the allowed id characters, else a stable hash
 export function slugUserId(username) {
-  let slug = username.trim().toLowerCase().replace(/[^a-z0-9_.:@-]+/g, "-").replace(/^-+|-+$/g, "");
+  let slug = username.trim().normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase()
+    .replace(/[^a-z0-9_.:@-]+/g, "-").replace(/^-+|-+$/g, "");
   if (!slug) {
     let h = 2166136261;
     for (const ch of username) h = Math.imul(h ^ ch.codePointAt(0), 16777619) >>> 0;
@@ -1140,6 +1141,10 @@ function renderChat() {
 
 // ---------------------------------------------------------------- user actions
 function bind() {
+  $("login-username").addEventListener("input", () => {
+    const name = $("login-username").value.trim();
+    $("login-id").textContent = name ? `user id: ${slugUserId(name)}` : "";
+  });
   $("login-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const username = $("login-username").value.trim();
