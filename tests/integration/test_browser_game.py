@@ -328,6 +328,7 @@ async def assert_shows_game_over(user: User, over: Any) -> None:
     assert summary["status"] == "finished"
     assert summary["last_seq"] == over.seq, (user.name, summary["last_seq"], over.seq)
     assert summary["scores"] == {s.user_id: s.score for s in over.final_scores}
+    assert summary["stats"]["errors"] == 0, summary["stats"]  # no event failed to apply
 
 
 def unique_room() -> str:

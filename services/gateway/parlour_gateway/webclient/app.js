@@ -91,7 +91,7 @@ const S = {
   roomId: sessionStorage.getItem(STORE_ROOM), // the room we are in, or want to rejoin
   recvSeq: null, // newest room seq received (queued) for roomId
   ahead: new Map(), // seq -> room event that arrived after a gap
-  stats: { duplicates: 0, gaps: 0, resyncs: 0 }, // room events dropped / gaps seen / resyncs sent
+  stats: { duplicates: 0, gaps: 0, resyncs: 0, errors: 0 }, // dropped dups, gaps, resyncs, apply faults
   resyncTimer: null,
   skipGameState: false, // the game snapshot after a stale room_state is stale too
   appliedSeq: 0, // newest room seq applied to S.room
@@ -520,9 +520,9 @@ function leaveRoomLocally() {
 async function drain() {
   if (S.draining) return;
   S.draining = true;
-  try {
-    while (S.queue.length) {
-      const f = S.queue.shift();
+  while (S.queue.length) {
+    const f = S.queue.shift();
+    try {
       if (f.type === "games.event.room_state") {
         applyFrame(f);
       } else {
@@ -532,13 +532,14 @@ async function drain() {
         if (typeof f.seq === "number") S.appliedSeq = f.seq;
       }
       render();
+    } catch (err) {
+      // the page's picture of the room is now in doubt: a fresh snapshot replaces it
+      console.error("parlour: applying an event failed", f.type, err);
+      S.stats.errors += 1;
+      resync();
     }
-  } catch (err) {
-    console.error("parlour: applying an event failed", err);
-    resync();
-  } finally {
-    S.draining = false;
   }
+  S.draining = false;
 }
 
 function sleep(ms) {
@@ -549,20 +550,24 @@ async function animateRoll(f) {
   S.animating = true;
   const die = $("die");
   const g = S.game;
-  g.caption = `${f.player_name} is rolling...`;
-  render();
-  die.classList.add("rolling");
-  const started = Date.now();
-  while (Date.now() - started < ROLL_MS) {
-    die.textContent = String(1 + Math.floor(Math.random() * 6));
-    await sleep(Math.min(80, ROLL_MS));
+  try {
+    g.caption = `${f.player_name} is rolling...`;
+    render();
+    die.classList.add("rolling");
+    const started = Date.now();
+    while (Date.now() - started < ROLL_MS) {
+      die.textContent = String(1 + Math.floor(Math.random() * 6));
+      await sleep(Math.min(80, ROLL_MS));
+    }
+    die.classList.remove("rolling");
+    g.die = f.roll;
+    g.caption = `${f.player_name} rolled ${f.roll}${f.auto ? " (auto)" : ""}`;
+    die.textContent = String(f.roll);
+    await sleep(HOLD_MS);
+  } finally {
+    die.classList.remove("rolling");
+    S.animating = false;
   }
-  die.classList.remove("rolling");
-  g.die = f.roll;
-  g.caption = `${f.player_name} rolled ${f.roll}${f.auto ? " (auto)" : ""}`;
-  die.textContent = String(f.roll);
-  await sleep(HOLD_MS);
-  S.animating = false;
 }
 
 // ---------------------------------------------------------------- applying events to the room
@@ -1269,6 +1274,7 @@ window.parlour = {
       applied_seq: S.appliedSeq,
       queued: S.queue.length,
       waiting_after_gap: S.ahead.size,
+      animating: S.animating,
       stats: { ...S.stats },
       current_turn: r ? r.current_turn : null,
       scores: g ? Object.fromEntries(g.scores) : {},
