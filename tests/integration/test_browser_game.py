@@ -418,8 +418,10 @@ async def test_browser_lobby_password_spectator_chat_kick_ban_reload(
     await expect(bob.page.locator("#chat-log")).to_contain_text("<b>hi</b>", timeout=STEP_MS)
     assert bob.sent_of("system.authenticate")[-1]["username"] == "bob"
 
-    # host controls: kick the spectator, ban bob, unban him; he can join again
+    # host controls: name the spectator admin, kick her, ban bob, unban him; he joins again
     specs = alice.page.locator("#spectator-list")
+    await specs.locator('button[data-action="designate_admin_spectator"]').click()
+    await expect(carol.page.locator("#spectator-list")).to_contain_text("admin", timeout=STEP_MS)
     await specs.locator('button[data-action="kick_spectator"]').click(timeout=STEP_MS)
     await expect(carol.page.locator("#view-lobby")).to_be_visible(timeout=STEP_MS)
     await expect(specs).not_to_contain_text("carol", timeout=STEP_MS)

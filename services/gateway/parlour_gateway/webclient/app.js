@@ -1011,7 +1011,14 @@ function renderRoom() {
   for (const s of specs) {
     const li = el("li", {}, el("span", { class: "name", text: s.username }));
     if (s.user_id === r.admin_spectator_id) li.append(el("span", { class: "tag", text: "admin" }));
-    if (isHost) li.append(el("span", { class: "controls" }, hostButton("Kick", "games.command.kick_spectator", s.user_id)));
+    if (isHost) {
+      const controls = el("span", { class: "controls" });
+      if (s.user_id !== r.admin_spectator_id) {
+        controls.append(hostButton("Make admin", "games.command.designate_admin_spectator", s.user_id));
+      }
+      controls.append(hostButton("Kick", "games.command.kick_spectator", s.user_id));
+      li.append(controls);
+    }
     specUl.append(li);
   }
   const banned = r.banned_users || [];
