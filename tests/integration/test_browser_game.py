@@ -113,7 +113,8 @@ async def stack(
         key_prefix=topic_prefix,  # the engine's REDIS_KEY_PREFIX: the replay stream is shared
         public_key=None,
         log_dir=tmp_path,
-        env={"AUTH_DEV_MODE": "true"},
+        # a short heartbeat so every test sees the page keep its socket alive
+        env={"AUTH_DEV_MODE": "true", "WS_HEARTBEAT_INTERVAL_SECS": "2"},
     )
     bus = Bus(kafka_bootstrap, topics)
     try:
@@ -371,6 +372,10 @@ async def test_browser_two_players_full_game(stack: Stack, chromium: Any) -> Non
     for user in (alice, bob):
         await assert_shows_game_over(user, over)
         user.check_frames()
+    # the page follows system.welcome's heartbeat_interval (2 s here) and gets acks
+    for user in (alice, bob):
+        assert len(user.sent_of("system.heartbeat")) >= 2, user.name
+        assert any(f["type"] == "system.heartbeat_ack" for f in user.received), user.name
     # one roll command per click: the page never rolled out of turn
     assert len(alice.sent_of("games.command.bigger_dice.roll")) == alice_rolls
     assert len(bob.sent_of("games.command.bigger_dice.roll")) == bob_rolls
