@@ -669,8 +669,7 @@ function applyFrame(f) {
       r.current_turn = f.current_turn;
       r.turn_number = f.turn_number;
       r.turn_deadline = f.turn_deadline;
-      if (f.current_turn !== me) S.rollPending = false;
-      else S.rollPending = false;
+      S.rollPending = false; // a new turn: whatever roll was in flight has been answered
       break;
     case "games.event.player_left":
     case "games.event.player_kicked":
