@@ -352,11 +352,11 @@ async def replayed_state(
 ) -> tuple[Any, Any]:
     """(state stored in Redis, `rules.replay` of the commands the room recorded as applied),
     each command replayed with the engine's `now` (kept in its record) and its seeded dice."""
-    import json
     import random
     from datetime import datetime
 
     from parlour_engine.rules import RoomState, replay
+    from parlour_engine.store import Record
     from parlour_protocol.v1 import RedisKeys
 
     keys = RedisKeys(prefix=prefix)
@@ -371,6 +371,6 @@ async def replayed_state(
         record = await redis.hget(keys.room_applied(game.room_id), str(command.msg_id))
         if record is None:
             continue
-        now = datetime.fromisoformat(json.loads(record)["projection"]["now"])
+        now = datetime.fromisoformat(Record.loads(record).projection["now"])
         state = replay([(command, now)], random.Random(f"{seed}:{command.msg_id}"), config, state)
     return stored, state

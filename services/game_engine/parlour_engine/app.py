@@ -9,13 +9,16 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.annotations import KafkaMessage
-from redis.exceptions import RedisError
+from redis.asyncio.connection import Connection
+from redis.exceptions import DataError, RedisError
 
 from parlour_engine.commits import OffsetCommitter, batch_offsets
 from parlour_engine.health import HealthServer
@@ -43,6 +46,48 @@ def rules_config(settings: EngineSettings) -> RulesConfig:
         turn_timeout_secs=max(1, round(settings.engine_turn_timeout_seconds)),
         disconnect_grace_secs=max(1, round(settings.engine_disconnect_grace_seconds)),
     )
+
+
+class HiredisPackConnection(Connection):
+    """A redis-py asyncio connection that packs commands with hiredis (C) instead of the
+    pure-Python packer (the sync client already does this; the asyncio one does not). Every
+    room commit sends an EVALSHA with a dozen arguments and the events' JSON: packing them in
+    Python was a visible share of the engine's CPU per command. Same bytes on the wire."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str):
+            args = tuple(args[0].encode().split()) + args[1:]
+        elif b" " in args[0]:
+            args = tuple(args[0].split()) + args[1:]
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise DataError(str(exc)) from exc
+
+    def pack_commands(self, commands: Any) -> list[bytes]:
+        return [b"".join(self.pack_command(*cmd)[0] for cmd in commands)]
+
+
+class CachedPartitioner:
+    """aiokafka's default partitioner (murmur2 of the key, in pure Python) with the hash
+    remembered per key: events are keyed by room id, so the same few thousand keys repeat.
+    Gives exactly the partition the default would."""
+
+    def __init__(self, size: int = 65_536) -> None:
+        self._default = DefaultPartitioner()
+        self._hashes: dict[bytes, int] = {}
+        self._size = size
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return int(self._default(key, all_partitions, available))
+        idx = self._hashes.get(key)
+        if idx is None:
+            idx = murmur2(key) & 0x7FFFFFFF
+            if len(self._hashes) >= self._size:
+                self._hashes.clear()
+            self._hashes[key] = idx
+        return all_partitions[idx % len(all_partitions)]
 
 
 class BrokerSink:
@@ -82,6 +127,7 @@ class KafkaSink:
             acks="all",
             max_batch_size=512 * 1024,
             linger_ms=0,
+            partitioner=CachedPartitioner(),
         )
         await self._producer.start()
 
@@ -135,6 +181,7 @@ def create_engine(settings: EngineSettings) -> Engine:
         settings.redis_dsn,
         max_connections=settings.redis_max_connections + 8,
         health_check_interval=30,
+        connection_class=HiredisPackConnection,
     )
     redis = aioredis.Redis(connection_pool=pool)
     config = rules_config(settings)
@@ -192,6 +239,7 @@ def create_engine(settings: EngineSettings) -> Engine:
         session_timeout_ms=settings.engine_session_timeout_ms,
         fetch_max_wait_ms=settings.engine_fetch_max_wait_ms,
         heartbeat_interval_ms=max(100, settings.engine_session_timeout_ms // 4),
+        decoder=_undecoded,
     )
     async def on_commands(message: KafkaMessage) -> None:
         raw = message.raw_message
@@ -299,6 +347,13 @@ def create_engine(settings: EngineSettings) -> Engine:
     )
     engine_ref["engine"] = engine
     return engine
+
+
+async def _undecoded(_message: Any) -> None:
+    """The handler reads the raw records (`message.raw_message`) and decodes each command
+    itself; FastStream's default decoder would JSON-parse every record of the batch first,
+    for nothing."""
+    return None
 
 
 async def _sample_gauges(engine: Engine) -> None:

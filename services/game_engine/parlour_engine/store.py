@@ -45,7 +45,14 @@ end
 local cur = redis.call('GET', KEYS[1])
 local version = 0
 if cur then
-  version = tonumber(cjson.decode(cur)['version'])
+  -- the state JSON ends with its top-level `"version":N,"seq":M}` (fixed field order);
+  -- matching that tail avoids decoding the whole state on every commit
+  local tail = string.match(cur, '"version":(%d+),"seq":%d+}$')
+  if tail then
+    version = tonumber(tail)
+  else
+    version = tonumber(cjson.decode(cur)['version'])
+  end
 end
 if version ~= tonumber(ARGV[2]) then
   return {'conflict', cur or ''}
@@ -98,6 +105,9 @@ def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+_RECORD_TAG = "R1"
+
+
 class StateWrite(Enum):
     WRITE = "w"
     DELETE = "d"
@@ -128,6 +138,19 @@ class Record:
     projection: dict[str, Any] = field(default_factory=dict)
 
     def dumps(self) -> str:
+        """Lines: a format tag, the projection JSON, then key, seq ('' for none) and envelope
+        per event. Envelope JSON never holds a raw newline (JSON escapes it), so the envelopes
+        are stored as they are instead of being escaped into a JSON string again (the record
+        is written on every command: that escaping was a measurable share of the hot path).
+        Keys are protocol ids (no newline); anything else falls back to the JSON form."""
+        lines = [_RECORD_TAG, json.dumps(self.projection, separators=(",", ":"))]
+        for event in self.events:
+            if "\n" in event.key or "\n" in event.envelope:
+                return self._dumps_json()
+            lines += (event.key, "" if event.seq is None else str(event.seq), event.envelope)
+        return "\n".join(lines)
+
+    def _dumps_json(self) -> str:
         return json.dumps(
             {
                 "events": [[e.key, e.seq, e.envelope] for e in self.events],
@@ -138,7 +161,19 @@ class Record:
 
     @classmethod
     def loads(cls, raw: str | bytes) -> Record:
-        data = json.loads(raw)
+        raw_text = text(raw)
+        if raw_text.startswith(_RECORD_TAG + "\n"):
+            lines = raw_text.split("\n")
+            events = [
+                PublishedEvent(
+                    key=lines[i],
+                    seq=int(lines[i + 1]) if lines[i + 1] else None,
+                    envelope=lines[i + 2],
+                )
+                for i in range(2, len(lines) - 2, 3)
+            ]
+            return cls(events=events, projection=json.loads(lines[1]) or {})
+        data = json.loads(raw_text)  # the JSON form (older records, odd keys)
         return cls(
             events=[PublishedEvent(key=k, seq=s, envelope=e) for k, s, e in data["events"]],
             projection=data.get("projection") or {},
