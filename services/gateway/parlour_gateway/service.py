@@ -10,6 +10,7 @@ import uuid
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import UnknownTopicOrPartitionError
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket
 
@@ -102,7 +103,14 @@ class Gateway:
         self._publisher = CommandPublisher(
             self._producer, s.topics.commands, s.kafka_publish_timeout_secs, self.metrics
         )
-        partitions = await self._producer.partitions_for(s.topics.events)
+        try:
+            partitions = await asyncio.wait_for(self._producer.partitions_for(s.topics.events), 20)
+        except (TimeoutError, UnknownTopicOrPartitionError):
+            await self._producer.stop()
+            raise RuntimeError(
+                f"events topic {s.topics.events!r} not found on {s.kafka_servers} "
+                f"(KAFKA_TOPIC_PREFIX={s.kafka_topic_prefix!r}); create the topics first"
+            ) from None
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_servers,
             group_id=None,
