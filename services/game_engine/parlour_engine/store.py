@@ -106,6 +106,8 @@ def text(value: bytes | str) -> str:
 
 
 _RECORD_TAG = "R1"
+_PENDING = "p:"  # a direct message record whose events were not yet acknowledged
+_SENT = "s"  # ... and one whose events were
 
 
 class StateWrite(Enum):
@@ -346,6 +348,33 @@ class RoomStore:
             return CommitResult(CommitStatus.DUPLICATE, record=Record.loads(reply[1]))
         current = reply[1].decode() if reply[1] else None
         return CommitResult(CommitStatus.CONFLICT, current_state=current)
+
+    async def record_direct(
+        self, user_id: str, msg_id: str, record: Record
+    ) -> tuple[bool, Record | None]:
+        """Record a direct message's events under its sender and msg_id before they are sent.
+        Returns (True, None) when this call made the record (send the events); otherwise the
+        command was handled before: (False, None) when its events were acknowledged by Kafka
+        (send nothing), (False, earlier) when they may not have been (send `earlier`, the
+        recorded events with their ids, then `mark_direct_sent`)."""
+        key = self._keys.user_direct_applied(user_id, msg_id)
+        for _ in range(2):
+            if await self._redis.set(key, _PENDING + record.dumps(), nx=True, ex=self._applied_ttl):
+                return True, None
+            raw: bytes | str | None = await self._redis.get(key)
+            if raw is None:
+                continue  # expired between the two calls: record it now
+            earlier = text(raw)
+            if earlier == _SENT:
+                return False, None
+            return False, Record.loads(earlier[len(_PENDING) :])
+        raise RuntimeError(f"direct message {msg_id}: record vanished twice")
+
+    async def mark_direct_sent(self, user_id: str, msg_id: str) -> None:
+        """Kafka acknowledged the direct message's events: a redelivery sends nothing."""
+        await self._redis.set(
+            self._keys.user_direct_applied(user_id, msg_id), _SENT, xx=True, keepttl=True
+        )
 
     async def chat_history(self, room_id: str, channel: str, limit: int) -> list[str]:
         """The newest `limit` chat items of a channel as JSON, oldest first."""

@@ -120,6 +120,13 @@ class InfraError(Exception):
     """Redis or Kafka did not answer; the batch is retried, never dead-lettered."""
 
 
+class AfterCommitError(Exception):
+    """A step after the room commit failed (index writes, name release, publishing). The
+    command took effect, so it must never be reported as failed: these steps are idempotent
+    and are retried like infrastructure work (the redelivery path redoes them from the
+    command's record), never dead-lettered."""
+
+
 def production_rng() -> RngFor:
     system = secrets.SystemRandom()
     return lambda _command: system
@@ -308,13 +315,18 @@ class CommandProcessor:
             while True:
                 tries += 1
                 local: list[Awaitable[Any]] = []
+                failure: BaseException
                 try:
                     outcome = await self._handle(command, local)
                 except InfraError:
                     raise
+                except AfterCommitError as exc:
+                    outcome = None
+                    failure = exc.__cause__ or exc
+                    retriable = True
                 except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                     outcome = None
-                    failure: BaseException = exc
+                    failure = exc
                     retriable = True
                 except KafkaError as exc:
                     outcome = None
@@ -340,7 +352,14 @@ class CommandProcessor:
                         min(infra_failures, len(_INFRA_BACKOFF_SECONDS) - 1)
                     ]
                     infra_failures += 1
-                    _log.warning("command_infra_retry", error=str(failure), delay=delay)
+                    if isinstance(failure, RedisConnectionError | RedisTimeoutError | OSError):
+                        _log.warning("command_infra_retry", error=str(failure), delay=delay)
+                    else:  # after the commit, and not an outage: worth an operator's look
+                        _log.error(
+                            "command_after_commit_retry",
+                            error=f"{type(failure).__name__}: {failure}",
+                            delay=delay,
+                        )
                     await asyncio.sleep(delay)
                     continue
                 _log.error(
@@ -374,14 +393,7 @@ class CommandProcessor:
         if isinstance(payload, ListRooms):
             return await self._list_rooms(command, payload.game_type, now, pending)
         if command.type == "chat.command.send_message":
-            emits = rules.direct_message(command, now)
-            key = command.key
-            for emit in emits:
-                if emit.audience.user_ids and emit.audience.kind is not AudienceKind.CONNECTION:
-                    key = emit.audience.user_ids[0]
-                    break
-            await self._send(self._envelopes(emits, command, None, now, key), pending)
-            return Outcome.ANSWERED
+            return await self._direct_message(command, now, pending)
         if command.type == "games.command.presence_changed":
             states = await self._user_room_states(command.actor.user_id)
             emits = rules.presence_changed(states, command)
@@ -398,7 +410,7 @@ class CommandProcessor:
             await self._send(
                 self._envelopes(outcome.emits, command, None, now, command.key), pending
             )
-            return Outcome.REJECTED
+            return self._rejected_outcome(outcome)
         if isinstance(payload, CreateRoom):
             owner = await self._claim_name(payload.game_type, payload.room_name, room_id)
             if owner != room_id:
@@ -406,6 +418,40 @@ class CommandProcessor:
                 await self._send(self._envelopes((emit,), command, room_id, now, room_id), pending)
                 return Outcome.REJECTED
         return await self._room_command(command, room_id, now, pending)
+
+    async def _direct_message(
+        self, command: CommandEnvelope, now: datetime, pending: list[Awaitable[Any]]
+    ) -> Outcome:
+        """Exactly once: the events are recorded (sender + msg_id, SET NX) before they are
+        sent and marked sent once Kafka acknowledged them. A redelivery of a sent message
+        publishes nothing; one whose first delivery never got its events acknowledged sends
+        the recorded events (same event ids) and nothing new."""
+        emits = rules.direct_message(command, now)
+        key = command.key
+        for emit in emits:
+            if emit.audience.user_ids and emit.audience.kind is not AudienceKind.CONNECTION:
+                key = emit.audience.user_ids[0]
+                break
+        events = self._envelopes(emits, command, None, now, key)
+        user_id, msg_id = command.actor.user_id, str(command.msg_id)
+        first, earlier = await self._store.record_direct(user_id, msg_id, Record(events=events))
+        if not first and earlier is None:
+            return Outcome.DUPLICATE
+        acks: list[Awaitable[Any]] = []
+        await self._send(events if earlier is None else earlier.events, acks)
+        pending.extend(acks)
+        pending.append(asyncio.ensure_future(self._mark_direct_sent(acks, user_id, msg_id)))
+        return Outcome.ANSWERED if first else Outcome.DUPLICATE
+
+    async def _mark_direct_sent(
+        self, acks: list[Awaitable[Any]], user_id: str, msg_id: str
+    ) -> None:
+        await asyncio.gather(*acks)  # a publish failure fails the batch (no commit)
+        try:
+            await self._store.mark_direct_sent(user_id, msg_id)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            # the events are out; only a redelivery of this very command could repeat them
+            _log.warning("direct_message_mark_failed", msg_id=msg_id, error=str(exc))
 
     async def _room_id_for(self, command: CommandEnvelope) -> str | None:
         payload = command.payload
@@ -467,11 +513,11 @@ class CommandProcessor:
                 # before the room was removed: then its recorded events are the answer.
                 record = await self._store.recorded(room_id, msg_id)
                 if record is not None:
-                    await self._after_duplicate(room_id, record, pending)
+                    await self._after_commit(self._after_duplicate(room_id, record, pending))
                     return Outcome.DUPLICATE
                 await self._send(self._envelopes(emits, command, room_id, now, room_id), pending)
                 await self._release_if_create(command, room_id)
-                return Outcome.REJECTED
+                return self._rejected_outcome(outcome)
             if not outcome.changed:
                 write = StateWrite.NONE
             elif after is None:
@@ -504,18 +550,54 @@ class CommandProcessor:
                 continue
             if result.status is CommitStatus.DUPLICATE:
                 assert result.record is not None
-                await self._after_duplicate(room_id, result.record, pending)
+                await self._after_commit(self._after_duplicate(room_id, result.record, pending))
                 return Outcome.DUPLICATE
             if write is not StateWrite.NONE:
                 self._remember(room_id, after)
-            if outcome.rejected is not None and (
-                after is None or not _same_name(after, command.payload)
-            ):
-                await self._release_if_create(command, room_id)
-            await self._project(room_id, state, after, projection)
-            await self._send(events, pending)
-            return Outcome.REJECTED if outcome.rejected is not None else Outcome.APPLIED
+            steps = self._committed(
+                command, room_id, state, after, outcome, projection, events, pending
+            )
+            await self._after_commit(steps)
+            return Outcome.APPLIED if outcome.rejected is None else self._rejected_outcome(outcome)
         raise RuntimeError(f"room {room_id}: {_MAX_CONFLICT_RETRIES} version conflicts in a row")
+
+    async def _committed(
+        self,
+        command: CommandEnvelope,
+        room_id: str,
+        before: RoomState | None,
+        after: RoomState | None,
+        outcome: Any,
+        projection: dict[str, Any],
+        events: list[PublishedEvent],
+        pending: list[Awaitable[Any]],
+    ) -> None:
+        """The steps after a commit; all idempotent (a redelivery redoes them)."""
+        if outcome.rejected is not None and (
+            after is None or not _same_name(after, command.payload)
+        ):
+            await self._release_if_create(command, room_id)
+        await self._project(room_id, before, after, projection)
+        await self._send(events, pending)
+
+    @staticmethod
+    async def _after_commit(steps: Awaitable[None]) -> None:
+        """Run post-commit steps; whatever they raise becomes AfterCommitError (retried
+        without limit, never dead-lettered: the command already took effect)."""
+        try:
+            await steps
+        except InfraError:
+            raise
+        except Exception as exc:  # re-raised as a retry, never swallowed
+            raise AfterCommitError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _rejected_outcome(self, outcome: Any) -> Outcome:
+        """REJECTED, or FAULT when the rules reported an internal fault: that is logged
+        (error level; the notes name the fault, never chat text or passwords)."""
+        if not outcome.notes:
+            return Outcome.REJECTED
+        _log.error("rules_fault", notes=list(outcome.notes))
+        return Outcome.FAULT
 
     async def _run_apply(
         self, state: RoomState | None, command: CommandEnvelope, now: datetime

@@ -61,6 +61,11 @@ class RedisKeys:
         """Hash: room id -> the user's role there (host/player/lobby/spectator)."""
         return f"{self.prefix}user:{{{user_id}}}:rooms"
 
+    def user_direct_applied(self, user_id: str, msg_id: str) -> str:
+        """String with TTL: the engine's idempotency record of a direct message the user sent
+        (command msg_id); a redelivery of that command publishes nothing new."""
+        return f"{self.prefix}user:{{{user_id}}}:dm:{msg_id}"
+
     def timers(self) -> str:
         """Sorted set: member `<room_id>|<kind>|<token>`, score = due time in epoch ms."""
         return f"{self.prefix}timers"
