@@ -14,6 +14,9 @@ class Outcome(StrEnum):
     DLQ = "dlq"
     ANSWERED = "answered"
     """A read-only command (list_rooms, chat history, direct message) was answered."""
+    FAULT = "fault"
+    """The rules failed internally (a bug): nothing took effect, the sender got
+    `internal_error`, and the fault is logged at error level."""
 
 
 class EngineMetrics:
