@@ -142,6 +142,34 @@ class Bench:
             await asyncio.sleep(0.1)
         raise RuntimeError("engine not ready")
 
+    async def engine_histogram(self, port: int) -> dict[float, float]:
+        """The engine's `parlour_engine_command_seconds` buckets (le -> cumulative count):
+        time from decoding a command to its events being handed to the producer."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        body = (await reader.read()).decode()
+        writer.close()
+        out: dict[float, float] = {}
+        for match in re.finditer(
+            r'parlour_engine_command_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)', body
+        ):
+            out[float(match.group(1))] = float(match.group(2))
+        return out
+
+    @staticmethod
+    def bucket_pct(before: dict[float, float], after: dict[float, float], q: float) -> str:
+        """The upper bound of the bucket holding the q-quantile of the observations made
+        between two histogram reads."""
+        diff = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+        total = diff.get(float("inf"), 0.0)
+        if total <= 0:
+            return "-"
+        for le, count in diff.items():
+            if count >= q * total:
+                return f"<= {le * 1000:g}"
+        return "-"
+
     def engine_cpu(self) -> float:
         """CPU seconds the engine process used so far (user + system)."""
         assert self.engine is not None
@@ -420,7 +448,9 @@ class Bench:
 
             half = args.rate or max(1.0, throughput / 2)
             # games end as they are played: keep rooms available for the latency phase
+            hist_before = await self.engine_histogram(port)
             latencies = await self.open_loop(rooms, half, args.latency_seconds)
+            hist_after = await self.engine_histogram(port)
             floor = await self.floor()
             ms = 1000.0
             rows = [
@@ -435,6 +465,11 @@ class Bench:
                 ("  command->event p50 (ms)", f"{_pct(latencies, 0.5) * ms:.2f}"),
                 ("  command->event p99 (ms)", f"{_pct(latencies, 0.99) * ms:.2f}"),
                 ("  samples", f"{len(latencies)}"),
+                (
+                    "  in-engine decode->produce p50 / p99 (ms)",
+                    f"{self.bucket_pct(hist_before, hist_after, 0.5)} / "
+                    f"{self.bucket_pct(hist_before, hist_after, 0.99)}",
+                ),
                 ("floor: aiokafka produce->consume p50 (ms)", f"{_pct(floor, 0.5) * ms:.2f}"),
                 ("floor: aiokafka produce->consume p99 (ms)", f"{_pct(floor, 0.99) * ms:.2f}"),
                 ("  floor mean (ms)", f"{statistics.fmean(floor) * ms:.2f}" if floor else "-"),
