@@ -46,8 +46,8 @@ local cur = redis.call('GET', KEYS[1])
 local version = 0
 if cur then
   -- the state JSON ends with its top-level `"version":N,"seq":M}` (fixed field order);
-  -- matching that tail avoids decoding the whole state on every commit
-  local tail = string.match(cur, '"version":(%d+),"seq":%d+}$')
+  -- matching that tail (the last 80 bytes hold it) avoids decoding the whole state
+  local tail = string.match(string.sub(cur, -80), '"version":(%d+),"seq":%d+}$')
   if tail then
     version = tonumber(tail)
   else
