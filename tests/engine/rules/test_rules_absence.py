@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from rules_table import ROOM, ScriptedRng, Table, emits_of, of_type, types
 
-from conftest import ROOM, ScriptedRng, Table, emits_of, of_type, types
 from parlour_protocol.v1 import AudienceKind, ErrorCode
 from parlour_protocol.v1 import rooms as r
 from parlour_protocol.v1.games import bigger_dice as dice
@@ -241,7 +241,7 @@ def test_rejoin_clears_disconnect_and_votes() -> None:
 def test_all_auto_players_chain_is_bounded() -> None:
     from dataclasses import replace
 
-    from conftest import FAST
+    from rules_table import FAST
 
     table = Table(config=replace(FAST, auto_roll_guard=5))
     table.start(2)
@@ -270,7 +270,7 @@ def test_auto_roll_errors(actor: str, target: str, code: ErrorCode) -> None:
 def test_auto_roll_for_stuck_auto_player() -> None:
     from dataclasses import replace
 
-    from conftest import FAST
+    from rules_table import FAST
 
     table = Table(config=replace(FAST, auto_roll_guard=1))
     table.start(2)

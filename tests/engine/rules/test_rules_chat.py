@@ -6,8 +6,8 @@ from __future__ import annotations
 from uuid import UUID
 
 import pytest
+from rules_table import ROOM, Table, types
 
-from conftest import ROOM, Table, types
 from parlour_engine.rules import direct_message, presence_changed
 from parlour_protocol.v1 import Actor, AudienceKind, CommandEnvelope, ErrorCode
 from parlour_protocol.v1 import rooms as r

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from rules_table import FAST, ROOM, ScriptedRng, Table, of_type, types
 
-from conftest import FAST, ROOM, ScriptedRng, Table, of_type, types
 from parlour_engine.rules import RulesConfig
 from parlour_protocol.v1 import AudienceKind, ErrorCode
 from parlour_protocol.v1.games import bigger_dice as dice

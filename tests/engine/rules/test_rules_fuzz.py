@@ -7,8 +7,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from rules_table import ROOM, Table
 
-from conftest import ROOM, Table
 from parlour_protocol.v1 import rooms as r
 from parlour_protocol.v1.base import ClientCommand
 from parlour_protocol.v1.chat import ChatChannel, GetChatHistory, MuteUser, SendChat, UnmuteUser

@@ -6,8 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from rules_table import ROOM, Table, emits_of, of_type, types
 
-from conftest import ROOM, Table, emits_of, of_type, types
 from parlour_protocol.v1 import AudienceKind, ErrorCode
 from parlour_protocol.v1 import rooms as r
 from parlour_protocol.v1.rooms import RemovalReason, RoomStatus

@@ -7,8 +7,8 @@ import random
 import time
 
 import pytest
+from rules_table import FAST, ROOM, Table
 
-from conftest import FAST, ROOM, Table
 from parlour_engine.rules import RoomState, apply, replay
 from parlour_protocol.v1 import ErrorCode
 from parlour_protocol.v1 import rooms as r

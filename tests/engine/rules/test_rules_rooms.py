@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from rules_table import ROOM, Table, emits_of, of_type, types, uid
 
-from conftest import ROOM, Table, emits_of, of_type, types, uid
 from parlour_engine.rules import RulesConfig, list_rooms
 from parlour_protocol.v1 import AudienceKind, ErrorCode
 from parlour_protocol.v1 import rooms as r
