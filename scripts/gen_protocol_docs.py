@@ -63,6 +63,10 @@ ENVELOPE_FIXTURES = {
 
 ROOM_SEQ = "whole room (players, lobby, spectators) - carries `seq`"
 
+# a game's messages not described in the tables below (a new game needs no edit here)
+_GAME_COMMAND_ANSWER = "the game's events to the room, or `system.error` to the sender"
+_GAME_EVENT_AUDIENCE = "defined by the game (see its module's docstrings)"
+
 EVENT_AUDIENCE: dict[str, str] = {
     "system.welcome": "the new socket, first frame - `seq` null",
     "system.authenticated": "the authenticating socket - `seq` null",
@@ -583,15 +587,15 @@ def _render_markdown() -> str:
             )
             if model in system_messages.CLIENT_COMMANDS:
                 key = "Not forwarded to Kafka."
-            answer = COMMAND_ANSWER[type_tag(model)]  # type: ignore[arg-type]
+            answer = COMMAND_ANSWER.get(type_tag(model), _GAME_COMMAND_ANSWER)  # type: ignore[arg-type]
             add(_message_section(model, "client -> server", f"Answer: {answer}. {key}"))
     add(["## Internal commands (Kafka only, never accepted from a socket)", ""])
     for model in INTERNAL_COMMANDS:
-        answer = COMMAND_ANSWER[type_tag(model)]
+        answer = COMMAND_ANSWER.get(type_tag(model), _GAME_COMMAND_ANSWER)
         add(_message_section(model, "service -> engine", answer[0].upper() + answer[1:] + "."))
     add(["## Server -> client events", ""])
     for model in SERVER_EVENTS:
-        audience = EVENT_AUDIENCE[type_tag(model)]
+        audience = EVENT_AUDIENCE.get(type_tag(model), _GAME_EVENT_AUDIENCE)
         add(_message_section(model, "server -> client", f"Audience: {audience}."))
     add(["## Shared shapes and enums", ""])
     add(_shared_shapes([*CLIENT_COMMANDS, *INTERNAL_COMMANDS, *SERVER_EVENTS]))

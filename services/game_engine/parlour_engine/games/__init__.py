@@ -22,12 +22,18 @@ if TYPE_CHECKING:
 class GameRules(Protocol):
     """What a game adds to the engine. Methods raise `rules.context.Rejected` to refuse."""
 
-    name: str
-    """The protocol game name (`parlour_protocol.v1.GAMES` key)."""
-    state_model: type[GameState]
-    """The game's frozen state model, kept in `RoomState.game`."""
-    command_types: frozenset[str]
-    """Wire `type`s of the game's commands."""
+    # read-only members, so a plugin's plain class attributes (with narrower types) satisfy them
+    @property
+    def name(self) -> str:
+        """The protocol game name (`parlour_protocol.v1.GAMES` key)."""
+
+    @property
+    def state_model(self) -> type[GameState]:
+        """The game's frozen state model, kept in `RoomState.game`."""
+
+    @property
+    def command_types(self) -> frozenset[str]:
+        """Wire `type`s of the game's commands."""
 
     def start(self, ctx: Ctx) -> None:
         """`ctx.state.players` is seated and the status is in_progress: initialise the game

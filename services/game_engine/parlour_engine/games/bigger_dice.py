@@ -9,6 +9,7 @@ checked. First to `winning_score` wins. The server rolls with the injected rng.
 
 from __future__ import annotations
 
+from parlour_engine.games import GameRules
 from parlour_engine.rules.absence import enable_auto_play
 from parlour_engine.rules.context import Ctx, Rejected
 from parlour_engine.rules.state import AutoPlayer, GameState, RoomState
@@ -265,4 +266,4 @@ def _end_of_round(ctx: Ctx, dice: DiceState, rolls: tuple[tuple[str, int], ...])
     ctx.set_turn(st.players[0].user_id)
 
 
-RULES = BiggerDiceRules()
+RULES: GameRules = BiggerDiceRules()  # typed, so mypy checks the plugin against GameRules
