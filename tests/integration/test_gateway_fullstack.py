@@ -310,3 +310,75 @@ async def test_gateway_fullstack_failover_resume_with_last_seq(
     assert await redis_client.sismember(rkeys.presence_online(), guest.user_id)
     await host.close()
     await guest.close()
+
+
+async def _chat(player: Player, room_id: str, text: str) -> int:
+    """Send a lobby chat line and return its seq, once the sender has it back."""
+    mark = len(player.frames)
+    await player.command(
+        {
+            "type": "games.command.send_chat",
+            "room_id": room_id,
+            "channel": "lobby",
+            "content": text,
+        }
+    )
+    frame = await player.wait(
+        lambda f: f["type"] == "games.event.chat_message" and f.get("content") == text,
+        after=mark,
+    )
+    return int(frame["seq"])
+
+
+async def test_gateway_fullstack_resume_replay_is_not_overtaken_by_live_events(
+    stack: tuple[EngineProcess, GatewayProc, GatewayProc, Keys],
+) -> None:
+    """The race: a room event reaches a fresh socket after system.authenticate and before the
+    client's rejoin_room {last_seq}. The replayed older events must still come first."""
+    _, gw1, _, keys = stack
+    tag = uuid.uuid4().hex[:6]
+    host = Player(f"h{tag}", keys.token(f"h{tag}"))
+    guest = Player(f"g{tag}", keys.token(f"g{tag}"))
+    await host.connect(gw1.url)
+    await guest.connect(gw1.url)
+    mark = len(host.frames)
+    await host.command(
+        {
+            "type": "games.command.create_room",
+            "game_type": "bigger_dice",
+            "room_name": f"Resume {tag}",
+            "max_players": 2,
+        }
+    )
+    state = await host.wait(lambda f: f["type"] == "games.event.room_state", after=mark)
+    room_id = str(state["room"]["room_id"])
+    await guest.command({"type": "games.command.join_room", "room_name": f"Resume {tag}"})
+    seq = await _chat(host, room_id, "before")
+    await guest.wait(lambda f: _room_of(f) == room_id and f.get("seq") == seq)
+    last_seq = max(guest.room_seqs(room_id))
+
+    await guest.close()
+    missed = await _chat(host, room_id, "while away")
+    await guest.connect(gw1.url)  # authenticated: the guest is in the room per user_rooms
+    mark = len(guest.frames)
+    # host and guest share gw1, so once the host has this event the guest's new socket has
+    # been handed it too: before its rejoin_room
+    live = await _chat(host, room_id, "after auth, before rejoin")
+    assert live > missed > last_seq
+    await guest.command(
+        {"type": "games.command.rejoin_room", "room_id": room_id, "last_seq": last_seq}
+    )
+    await guest.wait(lambda f: _room_of(f) == room_id and f.get("seq") == live, after=mark)
+    await guest.wait(_is_room_event(room_id, "games.event.room_state"), after=mark)
+    after = await _chat(host, room_id, "after rejoin")
+    await guest.wait(lambda f: _room_of(f) == room_id and f.get("seq") == after, after=mark)
+    resumed = [
+        f["seq"] for f in guest.frames[mark:] if f.get("seq") is not None and _room_of(f) == room_id
+    ]
+    assert resumed == sorted(resumed), f"out of order after resume: {resumed}"
+    assert resumed[0] == last_seq + 1
+    assert missed in resumed
+    assert live in resumed
+    _assert_once_in_order(guest, room_id, from_one=False)
+    await host.close()
+    await guest.close()

@@ -1,9 +1,17 @@
 """One socket's state, free of I/O: identity, bounded send queue, per-room seq dedup and the
-hold of live room events while a replay runs. The socket task drains `queue`."""
+hold of live room events while a replay runs. The socket task drains `queue`.
+
+Resume order: a socket that authenticates while its user is in rooms (`user_rooms`) holds
+those rooms' live events (`hold_rooms`) until the room is opened on this socket, so a client's
+`rejoin_room {last_seq}` replay is never overtaken by a newer live event. A room opens by the
+end of a replay (`end_hold`), by a `room_state` for it (whose `last_seq` covers older events),
+or by `release_auth_holds` when the client never rejoins (the session's hold timeout). Rooms
+the user was not in at authentication are never held: normal play adds no latency."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -74,6 +82,8 @@ class Connection:
         self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=queue_max)
         self.seqs: dict[str, SeqTracker] = {}
         self._holding: dict[str, list[_Held]] = {}
+        self._auth_held: set[str] = set()
+        """rooms held since authentication, waiting for the client's rejoin (no replay yet)"""
         self.close_code: CloseCode | None = None
         self.close_reason = ""
         self.close_kind: CloseRequest | None = None
@@ -113,6 +123,15 @@ class Connection:
         """Deliver one event: held while the room replays, dropped when its seq was already
         given to this socket. `floor` (a room_state's last_seq) marks older seqs as covered."""
         if room_id is not None and room_id in self._holding:
+            if floor is not None and room_id in self._auth_held:
+                # a room snapshot opens a room held since authentication: it goes first and
+                # its last_seq drops the held events it already covers
+                held = self._holding.pop(room_id)
+                self._auth_held.discard(room_id)
+                sent = self.deliver(room_id, seq, out, floor)
+                for item in held:
+                    self.deliver(room_id, item.seq, item.out, item.floor)
+                return sent
             self._holding[room_id].append(_Held(seq, out, floor))
             return True
         if room_id is not None and seq is not None:
@@ -125,9 +144,29 @@ class Connection:
         return self.offer(out)
 
     # --- replay ---
+    def hold_rooms(self, room_ids: Iterable[str]) -> None:
+        """At authentication: hold the live events of the rooms the user is in until the
+        client rejoins them (or a room_state / `release_auth_holds` opens them)."""
+        for room_id in room_ids:
+            if room_id not in self._holding:
+                self._holding[room_id] = []
+                self._auth_held.add(room_id)
+
+    @property
+    def auth_holds(self) -> int:
+        return len(self._auth_held)
+
+    def release_auth_holds(self) -> int:
+        """Open every room still held since authentication (the client did not rejoin it in
+        time); returns how many held events went out."""
+        rooms, self._auth_held = self._auth_held, set()
+        return sum(self.end_hold(room_id) for room_id in sorted(rooms))
+
     def begin_hold(self, room_id: str, last_seq: int) -> None:
         """From now on live events of the room wait until `end_hold`; the client says it has
-        every seq up to `last_seq`."""
+        every seq up to `last_seq`. Events held since authentication stay held and go out
+        after the replay, deduplicated by seq."""
+        self._auth_held.discard(room_id)
         self._holding.setdefault(room_id, [])
         self.seqs.setdefault(room_id, SeqTracker()).raise_floor(last_seq)
 
@@ -144,6 +183,7 @@ class Connection:
     def end_hold(self, room_id: str) -> int:
         """Release the held live events (deduplicated against the replay); returns how many
         went out."""
+        self._auth_held.discard(room_id)
         held = self._holding.pop(room_id, [])
         sent = 0
         for item in held:

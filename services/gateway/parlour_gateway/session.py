@@ -69,6 +69,8 @@ class Session:
         )
         self.reauth_deadline: datetime | None = None
         self.registered = False
+        self.hold_until: float | None = None
+        """monotonic time when rooms held since authentication open without a rejoin"""
 
     # --- output ---
     def send(self, message: BaseModel) -> bool:
@@ -190,6 +192,13 @@ class Session:
                 )
                 return
             waits.append(idle_left)
+            if self.hold_until is not None:
+                hold_left = self.hold_until - now_mono
+                if hold_left <= 0 or not self.conn.auth_holds:
+                    self.hold_until = None
+                    self.conn.release_auth_holds()
+                else:
+                    waits.append(hold_left)
             identity = self.conn.identity
             if identity is None:
                 auth_left = self.started + s.auth_timeout - now_mono
@@ -343,11 +352,27 @@ class Session:
         self.registered = True
         self.conn.identity = identity
         self._send_authenticated(identity)
+        await self._hold_user_rooms(identity.user_id)
         self.gw.hub.bind(self.conn)
         self.conn.wakeup.set()
         log.info("authenticated", user_id=identity.user_id)
         if became_online:
             await self.gw.presence_changed(identity, online=True)
+
+    async def _hold_user_rooms(self, user_id: str) -> None:
+        """Before the socket receives events: hold the rooms the user is already in, so the
+        client's rejoin_room replay comes before newer live events (see connection.py)."""
+        hold = self.settings.ws_resume_hold_secs
+        if hold <= 0:
+            return
+        try:
+            rooms = await self.gw.presence.user_rooms(user_id)
+        except RedisError as exc:  # no hold: events flow at once, as before
+            log.warning("user_rooms_failed", error=type(exc).__name__)
+            return
+        if rooms:
+            self.conn.hold_rooms(rooms)
+            self.hold_until = time.monotonic() + hold
 
     def _send_authenticated(self, identity: Identity) -> None:
         self.send(
@@ -402,7 +427,7 @@ class Session:
             if replay_from is not None and room_id is not None:
                 await self._replay(room_id, replay_from, identity.user_id)
         finally:
-            if room_id is not None and self.conn.holding(room_id):
+            if replay_from is not None and room_id is not None and self.conn.holding(room_id):
                 self.conn.end_hold(room_id)
 
     async def _replay(self, room_id: str, last_seq: int, user_id: str) -> None:

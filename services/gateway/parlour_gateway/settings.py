@@ -71,6 +71,12 @@ class GatewaySettings(BaseSettings):
     ws_max_connections: int = Field(default=20_000, ge=1)
     ws_send_queue_max: int = Field(default=256, ge=1)
     ws_close_timeout_secs: float = Field(default=5.0, gt=0)
+    ws_resume_hold_secs: float = Field(
+        default=2.0,
+        ge=0,
+        description="how long a fresh socket holds live events of the rooms its user is in, "
+        "waiting for the client's rejoin_room (0 = no hold)",
+    )
 
     # --- Kafka ---
     kafka_bootstrap_servers: str | None = None
