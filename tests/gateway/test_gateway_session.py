@@ -140,7 +140,12 @@ def test_envelopes_take_identity_from_the_token_and_key_by_room() -> None:
     assert env.room_id is not None
     assert env.key == env.room_id
     assert env.request_id == "q"
-    assert build_envelope(create, me, connection_id="c", gateway_id="g").room_id != env.room_id
+    # a new create_room gets a new room; a retry (same request_id, same socket) the same one
+    again = create.model_copy(update={"request_id": "q2"})
+    assert build_envelope(again, me, connection_id="c", gateway_id="g").room_id != env.room_id
+    assert build_envelope(create, me, connection_id="c2", gateway_id="g").room_id != env.room_id
+    retry = build_envelope(create, me, connection_id="c", gateway_id="g")
+    assert (retry.room_id, retry.msg_id) == (env.room_id, env.msg_id)
     ready = decode_client_message(b'{"type":"games.command.ready","room_id":"r7"}')
     assert build_envelope(ready, me, connection_id="c", gateway_id="g").key == "r7"
     listing = decode_client_message(b'{"type":"games.command.list_rooms"}')
@@ -154,3 +159,18 @@ def test_envelopes_take_identity_from_the_token_and_key_by_room() -> None:
     assert name_lookup(rejoin_by_id) is None
     rejoin_by_name = decode_client_message(b'{"type":"games.command.rejoin_room","room_name":"A"}')
     assert name_lookup(rejoin_by_name) == ("bigger_dice", "A")
+
+
+def test_msg_id_is_derived_from_user_connection_and_request_id() -> None:
+    me = Identity(user_id="u1", username="Me")
+    roll = decode_client_message(
+        b'{"type":"games.command.bigger_dice.roll","room_id":"r1","request_id":"7"}'
+    )
+    first = build_envelope(roll, me, connection_id="c1", gateway_id="g").msg_id
+    assert build_envelope(roll, me, connection_id="c1", gateway_id="g2").msg_id == first
+    assert build_envelope(roll, me, connection_id="c2", gateway_id="g").msg_id != first
+    other = Identity(user_id="u2", username="Other")
+    assert build_envelope(roll, other, connection_id="c1", gateway_id="g").msg_id != first
+    anonymous = decode_client_message(b'{"type":"games.command.bigger_dice.roll","room_id":"r1"}')
+    ids = {build_envelope(anonymous, me, connection_id="c1", gateway_id="g").msg_id for _ in "ab"}
+    assert len(ids) == 2  # no request_id: nothing to deduplicate by

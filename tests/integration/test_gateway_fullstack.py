@@ -382,3 +382,70 @@ async def test_gateway_fullstack_resume_replay_is_not_overtaken_by_live_events(
     _assert_once_in_order(guest, room_id, from_one=False)
     await host.close()
     await guest.close()
+
+
+async def test_gateway_fullstack_retry_with_same_request_id_takes_effect_once(
+    stack: tuple[EngineProcess, GatewayProc, GatewayProc, Keys],
+    redis_client: aioredis.Redis,
+    topic_prefix: str,
+) -> None:
+    """A client re-sends a command whose answer it did not get (as after service_unavailable):
+    same request_id on the same socket -> same msg_id -> the engine applies it once."""
+    _, gw1, _, keys = stack
+    rkeys = RedisKeys(prefix=topic_prefix)
+    tag = uuid.uuid4().hex[:6]
+    host = Player(f"h{tag}", keys.token(f"h{tag}"))
+    await host.connect(gw1.url)
+
+    create = {
+        "type": "games.command.create_room",
+        "game_type": "bigger_dice",
+        "room_name": f"Retry {tag}",
+        "max_players": 2,
+        "request_id": "create-1",
+    }
+    mark = len(host.frames)
+    await host.send(create)
+    await host.send(create)  # the retry
+
+    def is_ack(f: dict[str, Any]) -> bool:
+        return f["type"] == "system.ack" and f.get("request_id") == "create-1"
+
+    await host.wait(is_ack, after=mark)
+    first = next(i for i in range(mark, len(host.frames)) if is_ack(host.frames[i]))
+    await host.wait(is_ack, after=first + 1)
+    acks = [f for f in host.frames[mark:] if f.get("request_id") == "create-1"]
+    assert len(acks) == 2
+    assert acks[0]["msg_id"] == acks[1]["msg_id"]
+    state = await host.wait(lambda f: f["type"] == "games.event.room_state", after=mark)
+    room_id = str(state["room"]["room_id"])
+
+    chat = {
+        "type": "games.command.send_chat",
+        "room_id": room_id,
+        "channel": "lobby",
+        "content": "said once",
+        "request_id": "chat-1",
+    }
+    await host.send(chat)
+    await host.send(chat)  # the retry
+    # a later command of the same room is applied after both copies (same Kafka key)
+    marker_seq = await _chat(host, room_id, "marker")
+    said = [
+        f
+        for f in host.frames[mark:]
+        if f["type"] == "games.event.chat_message" and f.get("content") == "said once"
+    ]
+    assert len(said) == 1, said
+    assert said[0]["seq"] < marker_seq
+    errors = [f for f in host.frames[mark:] if f["type"] == "system.error"]
+    assert errors == []
+    room_states = {
+        f["room"]["room_id"] for f in host.frames[mark:] if f["type"] == "games.event.room_state"
+    }
+    assert room_states == {room_id}
+    rooms = await redis_client.smembers(rkeys.rooms_by_game("bigger_dice"))
+    assert {r.decode() for r in rooms} == {room_id}
+    history = await redis_client.xrange(rkeys.room_events(room_id))
+    assert len(history) == marker_seq  # every seq used once: no second chat, no second room
+    await host.close()

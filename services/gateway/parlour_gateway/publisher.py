@@ -13,7 +13,9 @@ from parlour_protocol.v1 import CommandEnvelope, encode
 
 
 class PublishError(Exception):
-    """The command was not handed to Kafka; it did not take effect."""
+    """Kafka did not confirm the command in time. It may still have been written (a timeout
+    does not withdraw it), so the client is told it is not confirmed and may re-send it with the
+    same request_id: the derived msg_id makes the retry take effect at most once."""
 
 
 class CommandPublisher:

@@ -416,7 +416,8 @@ class Session:
                 log.warning("publish_failed", type=command.type, error=str(exc))
                 self.error(
                     ErrorCode.SERVICE_UNAVAILABLE,
-                    "the command did not take effect; retry",
+                    "not confirmed; it takes effect at most once; re-send it with the same "
+                    "request_id on this connection to be sure",
                     request_id=command.request_id,
                     room_id=room_id,
                 )

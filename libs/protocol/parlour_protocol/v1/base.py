@@ -71,7 +71,9 @@ class WireModel(BaseModel):
 
 class ClientCommand(WireModel):
     """A message a client sends. `request_id` is echoed on the `system.error` or `system.ack`
-    the command causes, so a client can tie an answer to what it sent.
+    the command causes, so a client can tie an answer to what it sent. It also names the
+    command on its connection: the same request_id re-sent on the same connection (a retry
+    after `service_unavailable`) takes effect at most once, so use a new one per command.
 
     Identity is never part of a command: the gateway takes the user from the verified token.
     """

@@ -74,8 +74,9 @@ ERROR_MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.MESSAGE_TOO_LARGE: "The frame was larger than the gateway's WS_MAX_MESSAGE_SIZE.",
     ErrorCode.RATE_LIMITED: "The connection sent faster than its token bucket allows; the "
     "command was dropped. A socket that keeps flooding is closed.",
-    ErrorCode.SERVICE_UNAVAILABLE: "The command could not be handed to the engine (broker "
-    "unreachable); it did not take effect. Retry later.",
+    ErrorCode.SERVICE_UNAVAILABLE: "The command could not be confirmed (broker or store "
+    "unreachable or slow): not confirmed; it takes effect at most once; re-send it with the same "
+    "request_id on the same connection to be sure.",
     ErrorCode.INTERNAL_ERROR: "An unexpected server fault; the command did not take effect.",
     ErrorCode.UNKNOWN_GAME: "No game of that game_type is registered.",
     ErrorCode.ROOM_NOT_FOUND: "No active room with that id or name (or it no longer accepts "
