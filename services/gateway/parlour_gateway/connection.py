@@ -11,7 +11,7 @@ the user was not in at authentication are never held: normal play adds no latenc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -68,6 +68,86 @@ class Outgoing:
     """epoch seconds of the event's timestamp, for the delivery latency metric"""
 
 
+class SendQueue:
+    """A socket's bounded FIFO of frames with the few `asyncio.Queue` methods the session uses
+    (put_nowait, get, get_nowait, task_done, join). An idle socket holds an empty list and
+    nothing else: `asyncio.Queue` costs three deques and an Event (about 3 KB) per socket."""
+
+    __slots__ = ("_getter", "_items", "_joiners", "_unfinished", "maxsize")
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: list[Outgoing] = []
+        self._unfinished = 0
+        self._getter: asyncio.Future[None] | None = None
+        self._joiners: list[asyncio.Future[None]] | None = None
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: Outgoing) -> None:
+        if len(self._items) >= self.maxsize:
+            raise asyncio.QueueFull
+        self._items.append(item)
+        self._unfinished += 1
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+
+    def get_nowait(self) -> Outgoing:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.pop(0)
+
+    async def get(self) -> Outgoing:
+        while not self._items:
+            getter = asyncio.get_running_loop().create_future()
+            self._getter = getter
+            try:
+                await getter
+            finally:
+                self._getter = None
+        return self._items.pop(0)
+
+    def task_done(self) -> None:
+        if self._unfinished <= 0:
+            raise ValueError("task_done() called too many times")
+        self._unfinished -= 1
+        if self._unfinished == 0 and self._joiners:
+            for joiner in self._joiners:
+                if not joiner.done():
+                    joiner.set_result(None)
+            self._joiners = None
+
+    async def join(self) -> None:
+        if self._unfinished == 0:
+            return
+        joiner = asyncio.get_running_loop().create_future()
+        if self._joiners is None:
+            self._joiners = []
+        self._joiners.append(joiner)
+        await joiner
+
+
+class Flag:
+    """A set-once boolean with `asyncio.Event`'s `is_set`; nothing waits on it (the session is
+    told through `Connection.listener`), so it needs no waiter deque."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 @dataclass
 class _Held:
     seq: int | None
@@ -79,7 +159,7 @@ class Connection:
     def __init__(self, connection_id: str, queue_max: int) -> None:
         self.connection_id = connection_id
         self.identity: Identity | None = None
-        self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=queue_max)
+        self.queue = SendQueue(queue_max)
         self.seqs: dict[str, SeqTracker] = {}
         self._holding: dict[str, list[_Held]] = {}
         self._auth_held: set[str] = set()
@@ -87,11 +167,11 @@ class Connection:
         self.close_code: CloseCode | None = None
         self.close_reason = ""
         self.close_kind: CloseRequest | None = None
-        self.closing = asyncio.Event()
+        self.closing = Flag()
         self.active = False
         """a frame arrived since the presence refresher last wrote `last_seen`"""
-        self.wakeup = asyncio.Event()
-        """set when the socket's deadlines change (auth, close): its watchdog re-plans"""
+        self.listener: Callable[[], None] | None = None
+        """called when a close is requested: the socket task ends its session"""
 
     @property
     def user_id(self) -> str | None:
@@ -102,7 +182,8 @@ class Connection:
         if self.close_code is None:
             self.close_code, self.close_reason, self.close_kind = code, reason, kind
             self.closing.set()
-            self.wakeup.set()
+            if self.listener is not None:
+                self.listener()
 
     def offer(self, out: Outgoing) -> bool:
         """Queue a frame; a full queue means the client stopped reading: ask to close."""

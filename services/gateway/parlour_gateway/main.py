@@ -16,7 +16,7 @@ from collections.abc import Generator
 
 import uvicorn
 
-from parlour_gateway.app import create_ops_app, create_ws_app
+from parlour_gateway.app import WsFastPath, create_ops_app, create_ws_app
 from parlour_gateway.logs import configure_logging, get_logger
 from parlour_gateway.service import Gateway
 from parlour_gateway.settings import GatewaySettings, SettingsError, load_settings
@@ -35,7 +35,7 @@ class _Server(uvicorn.Server):
 async def serve(settings: GatewaySettings) -> None:
     gateway = Gateway(settings)
     ws_config = uvicorn.Config(
-        create_ws_app(gateway),
+        WsFastPath(create_ws_app(gateway), gateway),
         host=settings.ws_host,
         port=settings.ws_port,
         ws="websockets-sansio",

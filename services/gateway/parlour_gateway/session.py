@@ -1,5 +1,6 @@
-"""One WebSocket from welcome to close: a reader, a writer draining the bounded send queue and
-a watchdog for the auth, idle and token-expiry deadlines. Every close goes through
+"""One WebSocket from welcome to close: a reader task, a writer task draining the bounded send
+queue, and one loop timer (no task) for the auth, idle, token-expiry and resume-hold deadlines,
+re-armed lazily when it fires (a frame only moves `last_activity`). Every close goes through
 `Connection.request_close`, so the first reason wins and is the one the client sees."""
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Session:
         self.registered = False
         self.hold_until: float | None = None
         """monotonic time when rooms held since authentication open without a rejoin"""
+        self._timer: asyncio.TimerHandle | None = None
+        self._done: asyncio.Future[None] | None = None
 
     # --- output ---
     def send(self, message: BaseModel) -> bool:
@@ -106,20 +109,44 @@ class Session:
                 heartbeat_interval=self.settings.ws_heartbeat_interval_secs,
             )
         )
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
         reader = asyncio.create_task(self._reader())
         writer = asyncio.create_task(self._writer())
-        watchdog = asyncio.create_task(self._watchdog())
-        tasks = {reader, writer, watchdog}  # the watchdog also ends on a close request
+        tasks = (reader, writer)
+        for task in tasks:
+            task.add_done_callback(self._finish)
+        self.conn.listener = self._on_close_request  # a close request ends the wait too
+        self._plan()
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await self._done
             if self.conn.close_code is not None and not reader.done():
                 await self._close(writer)
             else:
                 self.gw.metrics.connections_total.labels("client_closed").inc()
         finally:
+            self.conn.listener = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _replan(self) -> None:
+        """The deadlines changed (authenticated, fresh token): re-arm the timer."""
+        if self._done is not None:  # the session runs (unit tests may drive it piecemeal)
+            self._plan()
+
+    def _finish(self, _task: object = None) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    def _on_close_request(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._finish()
 
     async def _close(self, writer: asyncio.Task[None]) -> None:
         conn = self.conn
@@ -179,7 +206,11 @@ class Session:
                 log.exception("frame_failed", conn_id=self.conn.connection_id)
                 self.error(ErrorCode.INTERNAL_ERROR, "the message did not take effect")
 
-    async def _watchdog(self) -> None:
+    def _plan(self) -> None:
+        """Act on every deadline that passed, then arm the loop timer for the next one."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         s = self.settings
         while self.conn.close_code is None:
             now_mono = time.monotonic()
@@ -228,10 +259,8 @@ class Session:
                         )
                         return
                     waits.append(grace_left)
-            self.conn.wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(waits) + 0.01):
-                    await self.conn.wakeup.wait()
+            self._timer = asyncio.get_running_loop().call_later(min(waits) + 0.01, self._plan)
+            return
 
     # --- input ---
     async def _on_frame(self, data: str | bytes) -> None:
@@ -324,7 +353,7 @@ class Session:
                 return
             self.conn.identity = identity  # a fresh token: new expiry
             self.reauth_deadline = None
-            self.conn.wakeup.set()
+            self._replan()
             self._send_authenticated(identity)
             return
         try:
@@ -354,7 +383,7 @@ class Session:
         self._send_authenticated(identity)
         await self._hold_user_rooms(identity.user_id)
         self.gw.hub.bind(self.conn)
-        self.conn.wakeup.set()
+        self._replan()
         log.info("authenticated", user_id=identity.user_id)
         if became_online:
             await self.gw.presence_changed(identity, online=True)
