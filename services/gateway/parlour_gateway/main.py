@@ -20,6 +20,7 @@ from parlour_gateway.app import WsFastPath, create_ops_app, create_ws_app
 from parlour_gateway.logs import configure_logging, get_logger
 from parlour_gateway.service import Gateway
 from parlour_gateway.settings import GatewaySettings, SettingsError, load_settings
+from parlour_gateway.wsproto import LightWebSocketProtocol
 
 log = get_logger("parlour_gateway.main")
 
@@ -38,7 +39,7 @@ async def serve(settings: GatewaySettings) -> None:
         WsFastPath(create_ws_app(gateway), gateway),
         host=settings.ws_host,
         port=settings.ws_port,
-        ws="websockets-sansio",
+        ws=LightWebSocketProtocol,  # websockets-sansio with lighter per-socket state
         ws_max_size=settings.server_max_frame,
         ws_ping_interval=settings.ws_ping_interval_secs,
         ws_ping_timeout=settings.ws_ping_timeout_secs,

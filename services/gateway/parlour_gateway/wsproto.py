@@ -1,0 +1,93 @@
+"""uvicorn's `websockets-sansio` protocol with lighter per-socket state.
+
+uvicorn gives every socket an unbounded `asyncio.Queue` for received frames and an
+`asyncio.Event` for write flow control: four deques (about 3 KB) per socket that mostly sit
+empty. They are swapped here for list/future based equivalents with the same methods the
+protocol calls (`put_nowait`, `get`, `empty`; `set`, `clear`, `wait`, `is_set`). Nothing else
+of the protocol changes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+
+class _ReceiveQueue:
+    """Unbounded FIFO with one consumer (the ASGI app's `receive`)."""
+
+    __slots__ = ("_getter", "_items")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._getter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> Any:
+        while not self._items:
+            getter = asyncio.get_running_loop().create_future()
+            self._getter = getter
+            try:
+                await getter
+            finally:
+                self._getter = None
+        return self._items.pop(0)
+
+
+class _Writable:
+    """`asyncio.Event` for flow control; waiters (rare: only while the transport is paused)
+    are kept in a list created on demand."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return True
+
+
+class LightWebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _ReceiveQueue()  # type: ignore[assignment]
+        writable = _Writable()
+        writable.set()
+        self.writable = writable  # type: ignore[assignment]
