@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,6 +264,38 @@ class Bus:
             what=f"{type_ or 'event'} caused by {command.type}",
             room_id=command.room_id,
         )
+
+
+@contextlib.asynccontextmanager
+async def running_engine(
+    kafka_bootstrap: str,
+    redis_url: str,
+    topic_prefix: str,
+    create_topics: Callable[..., Awaitable[Any]],
+    log_dir: Path,
+    extra: dict[str, str] | None = None,
+) -> AsyncIterator[tuple[EngineProcess, Bus]]:
+    """The test's own topics, one real engine process on them, and a Bus to drive it; the
+    engine must stop cleanly (exit 0) when the test is done."""
+    topics = Topics(prefix=topic_prefix)
+    await create_topics(kafka_bootstrap, topics.with_partitions())
+    engine = EngineProcess.configure(
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        topic_prefix=topic_prefix,
+        log_dir=log_dir,
+        extra=extra,
+    )
+    engine.start()
+    bus = Bus(kafka_bootstrap, topics)
+    try:
+        await bus.start()
+        await engine.wait_ready()
+        yield engine, bus
+    finally:
+        await bus.stop()
+        code = engine.stop()
+        assert code == 0, f"engine did not stop cleanly ({code}): {engine.log_tail()}"
 
 
 def actor(n: int, tag: str = "") -> Actor:

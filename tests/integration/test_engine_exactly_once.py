@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import structlog
-from engine_harness import Bus, EngineProcess, actor
+from engine_harness import Bus, EngineProcess, actor, running_engine
 
 from parlour_engine.app import KafkaSink
 from parlour_engine.metrics import EngineMetrics
@@ -39,24 +39,10 @@ from parlour_protocol.v1.rooms import CreateRoom, JoinRoom, LeaveRoom
 async def engine_env(
     kafka_bootstrap: str, redis_url: str, topic_prefix: str, create_topics, tmp_path: Path
 ) -> AsyncIterator[tuple[EngineProcess, Bus]]:
-    topics = Topics(prefix=topic_prefix)
-    await create_topics(kafka_bootstrap, topics.with_partitions())
-    engine = EngineProcess.configure(
-        kafka_bootstrap=kafka_bootstrap,
-        redis_url=redis_url,
-        topic_prefix=topic_prefix,
-        log_dir=tmp_path,
-    )
-    engine.start()
-    bus = Bus(kafka_bootstrap, topics)
-    try:
-        await bus.start()
-        await engine.wait_ready()
-        yield engine, bus
-    finally:
-        await bus.stop()
-        code = engine.stop()
-        assert code == 0, f"engine did not stop cleanly ({code}): {engine.log_tail()}"
+    async with running_engine(
+        kafka_bootstrap, redis_url, topic_prefix, create_topics, tmp_path
+    ) as env:
+        yield env
 
 
 def _caused(bus: Bus, command: CommandEnvelope) -> list[EventEnvelope]:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from engine_harness import Bus, EngineProcess, actor, play_game, replayed_state
+from engine_harness import Bus, EngineProcess, actor, play_game, replayed_state, running_engine
 
 from parlour_engine.rules import RoomState, RulesConfig
-from parlour_protocol.v1 import RedisKeys, Topics
+from parlour_protocol.v1 import RedisKeys
 from parlour_protocol.v1.games.bigger_dice import Roll
 from parlour_protocol.v1.rooms import CreateRoom, ListRooms
 
@@ -23,24 +23,10 @@ CONFIG = RulesConfig(turn_timeout_secs=600)
 async def engine_env(
     kafka_bootstrap: str, redis_url: str, topic_prefix: str, create_topics, tmp_path: Path
 ) -> AsyncIterator[tuple[EngineProcess, Bus]]:
-    topics = Topics(prefix=topic_prefix)
-    await create_topics(kafka_bootstrap, topics.with_partitions())
-    engine = EngineProcess.configure(
-        kafka_bootstrap=kafka_bootstrap,
-        redis_url=redis_url,
-        topic_prefix=topic_prefix,
-        log_dir=tmp_path,
-    )
-    engine.start()
-    bus = Bus(kafka_bootstrap, topics)
-    try:
-        await bus.start()
-        await engine.wait_ready()
-        yield engine, bus
-    finally:
-        await bus.stop()
-        code = engine.stop()
-        assert code == 0, f"engine did not stop cleanly ({code}): {engine.log_tail()}"
+    async with running_engine(
+        kafka_bootstrap, redis_url, topic_prefix, create_topics, tmp_path
+    ) as env:
+        yield env
 
 
 @pytest.mark.parametrize("players", [2, 4])

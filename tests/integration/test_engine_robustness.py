@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from engine_harness import Bus, EngineProcess, actor, start_game
+from engine_harness import Bus, EngineProcess, actor, running_engine, start_game
 
 from parlour_protocol.v1 import Topics
 from parlour_protocol.v1.rooms import CreateRoom
@@ -21,25 +21,15 @@ from parlour_protocol.v1.rooms import CreateRoom
 async def fast_timer_engine(
     kafka_bootstrap: str, redis_url: str, topic_prefix: str, create_topics, tmp_path: Path
 ) -> AsyncIterator[tuple[EngineProcess, Bus]]:
-    topics = Topics(prefix=topic_prefix)
-    await create_topics(kafka_bootstrap, topics.with_partitions())
-    engine = EngineProcess.configure(
-        kafka_bootstrap=kafka_bootstrap,
-        redis_url=redis_url,
-        topic_prefix=topic_prefix,
-        log_dir=tmp_path,
+    async with running_engine(
+        kafka_bootstrap,
+        redis_url,
+        topic_prefix,
+        create_topics,
+        tmp_path,
         extra={"ENGINE_TURN_TIMEOUT_SECONDS": "1", "ENGINE_TIMER_POLL_MS": "50"},
-    )
-    engine.start()
-    bus = Bus(kafka_bootstrap, topics)
-    try:
-        await bus.start()
-        await engine.wait_ready()
-        yield engine, bus
-    finally:
-        await bus.stop()
-        code = engine.stop()
-        assert code == 0, f"engine did not stop cleanly ({code}): {engine.log_tail()}"
+    ) as env:
+        yield env
 
 
 async def test_engine_malformed_commands_go_to_the_dlq_and_work_goes_on(
