@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -41,9 +42,19 @@ DEFAULT_TIMEOUT = 30.0
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port BELOW the kernel's ephemeral range (32768-60999 here): outgoing connections
+    (Kafka, Redis clients) take their local ports from that range, so a port picked there can
+    be taken between this check and the server's bind."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(20_000, 32_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 @dataclass
