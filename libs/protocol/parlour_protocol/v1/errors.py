@@ -19,11 +19,13 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     SERVICE_UNAVAILABLE = "service_unavailable"
     INTERNAL_ERROR = "internal_error"
+    LIMIT_REACHED = "limit_reached"
     # rooms and lobby
     UNKNOWN_GAME = "unknown_game"
     ROOM_NOT_FOUND = "room_not_found"
     ROOM_NAME_TAKEN = "room_name_taken"
     ROOM_FULL = "room_full"
+    TOO_MANY_ROOMS = "too_many_rooms"
     USER_BANNED = "user_banned"
     WRONG_PASSWORD = "wrong_password"
     TOO_MANY_ATTEMPTS = "too_many_attempts"
@@ -78,11 +80,16 @@ ERROR_MEANINGS: dict[ErrorCode, str] = {
     "unreachable or slow): not confirmed; it takes effect at most once; re-send it with the same "
     "request_id on the same connection to be sure.",
     ErrorCode.INTERNAL_ERROR: "An unexpected server fault; the command did not take effect.",
+    ErrorCode.LIMIT_REACHED: "A documented cap on a per-room, per-user or per-connection "
+    "collection was reached (`message` names the cap; docs/protocol.md lists them all); the "
+    "command did not take effect.",
     ErrorCode.UNKNOWN_GAME: "No game of that game_type is registered.",
     ErrorCode.ROOM_NOT_FOUND: "No active room with that id or name (or it no longer accepts "
     "joins).",
     ErrorCode.ROOM_NAME_TAKEN: "Another active room of that game already has this name.",
     ErrorCode.ROOM_FULL: "The room's lobby has no more room.",
+    ErrorCode.TOO_MANY_ROOMS: "The caller already hosts the most active rooms one user may "
+    "host (ENGINE_MAX_ROOMS_PER_HOST); leave or finish one first.",
     ErrorCode.USER_BANNED: "The caller is on the room's ban list.",
     ErrorCode.WRONG_PASSWORD: "The room password did not match.",
     ErrorCode.TOO_MANY_ATTEMPTS: "Too many wrong passwords for this room; wait before retrying.",

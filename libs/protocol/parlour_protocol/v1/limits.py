@@ -33,3 +33,21 @@ CHAT_HISTORY_MAX_LIMIT = 200
 MIN_PLAYERS = 2
 MAX_PLAYERS = 10
 DEFAULT_MAX_SPECTATORS = 10
+
+# --- caps on what one user can make the server hold (system.error `limit_reached`) --------
+
+MAX_BANNED_PER_ROOM = 100
+"""Most users one room's ban list holds; a further `ban_player` gets `limit_reached`."""
+MAX_MUTED_PER_USER = 50
+"""Most users one member of a room may have muted in it; a further `mute_user` gets
+`limit_reached`."""
+DEFAULT_MAX_ROOMS_PER_HOST = 5
+"""Default most active (waiting or running) rooms one user may host at once
+(ENGINE_MAX_ROOMS_PER_HOST); a further `create_room` gets `too_many_rooms`."""
+EVENT_MAX_BYTES = 256 * 1024
+"""Budget of one event envelope on the events topic. Every list an event carries is capped
+or paged so that no event reaches it; the engine checks every event against it before it
+commits a command, and a command whose events would not fit does not take effect (its
+sender gets `internal_error`, the record goes to the dead-letter topic)."""
+ROOM_LIST_PAGE_MAX = 50
+"""Most rooms one `games.event.room_list` carries; the rest are reached with its cursor."""
