@@ -18,6 +18,10 @@ Environment:
     REDIS_URL                use this Redis (redis://[:password@]host:port/db)
     REDIS_HOST, REDIS_PORT   same, as parts (default 127.0.0.1, 6379)
 
+The local Redis keeps its data in an append-only file (AOF, fsync every second) under
+.infra/redis/, so a Redis restart loses at most the last second of writes, not every game.
+`status` says whether the Redis it finds persists.
+
 Process management needs only the standard library; the Kafka round trip and the topics
 (names from parlour_protocol) need the project's virtualenv (`make install`).
 """
@@ -56,6 +60,7 @@ KAFKA_DATA = KAFKA_DIR / "data"
 KAFKA_CONFIG = KAFKA_DIR / "server.properties"
 KAFKA_PID = RUN_DIR / "kafka.pid"
 REDIS_PID = RUN_DIR / "redis.pid"
+REDIS_DATA = INFRA / "redis"  # the append-only file lives here (appendonlydir/)
 ENV_FILE = RUN_DIR / "env"
 KAFKA_SRC = ROOT / "scripts" / "kafka"
 
@@ -171,26 +176,107 @@ def _resp_command(args: list[bytes]) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
+def _read_reply(sock: socket.socket, buffer: bytearray) -> object:
+    """One RESP2 reply: str for simple strings, bytes | None for bulk strings, int, list;
+    an error reply becomes an InfraError."""
+
+    def line() -> bytes:
+        while b"\r\n" not in buffer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise OSError("connection closed")
+            buffer.extend(chunk)
+        end = buffer.index(b"\r\n")
+        text = bytes(buffer[:end])
+        del buffer[: end + 2]
+        return text
+
+    head = line()
+    kind, rest = head[:1], head[1:]
+    if kind == b"+":
+        return rest.decode(errors="replace")
+    if kind == b"-":
+        raise InfraError(rest.decode(errors="replace"))
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        size = int(rest)
+        if size < 0:
+            return None
+        while len(buffer) < size + 2:
+            chunk = sock.recv(max(4096, size + 2 - len(buffer)))
+            if not chunk:
+                raise OSError("connection closed")
+            buffer.extend(chunk)
+        data = bytes(buffer[:size])
+        del buffer[: size + 2]
+        return data
+    if kind == b"*":
+        count = int(rest)
+        return None if count < 0 else [_read_reply(sock, buffer) for _ in range(count)]
+    raise OSError(f"unexpected reply {head[:80]!r}")
+
+
+def redis_call(target: RedisTarget, *commands: list[str], timeout: float = 2.0) -> list[object]:
+    """Send commands on one connection (after AUTH when the target has a password) and
+    return their replies. Raises OSError when nothing answers, InfraError on an error reply."""
+    with socket.create_connection((target.host, target.port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        buffer = bytearray()
+        if target.password is not None:
+            auth = ["AUTH", target.password]
+            if target.username:
+                auth.insert(1, target.username)
+            sock.sendall(_resp_command([a.encode() for a in auth]))
+            _read_reply(sock, buffer)
+        if target.db:
+            sock.sendall(_resp_command([b"SELECT", str(target.db).encode()]))
+            _read_reply(sock, buffer)
+        replies = []
+        for command in commands:
+            sock.sendall(_resp_command([a.encode() for a in command]))
+            replies.append(_read_reply(sock, buffer))
+        return replies
+
+
 def redis_ping(target: RedisTarget, timeout: float = 2.0) -> str | None:
     """None when Redis answers PING with PONG; otherwise why not (one line)."""
     try:
-        with socket.create_connection((target.host, target.port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            if target.password is not None:
-                args = [b"AUTH", target.password.encode()]
-                if target.username:
-                    args.insert(1, target.username.encode())
-                sock.sendall(_resp_command(args))
-                reply = sock.recv(256)
-                if not reply.startswith(b"+OK"):
-                    return f"AUTH refused: {reply.decode(errors='replace').strip()}"
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            reply = sock.recv(256)
+        [reply] = redis_call(target, ["PING"], timeout=timeout)
     except OSError as exc:
         return f"no answer ({exc.strerror or exc})"
-    if reply.startswith(b"+PONG"):
+    except (InfraError, ValueError) as exc:
+        return f"refused: {exc}"
+    if reply == "PONG":
         return None
-    return f"unexpected reply to PING: {reply[:80]!r}"
+    return f"unexpected reply to PING: {reply!r:.80}"
+
+
+def redis_persistence(target: RedisTarget) -> str:
+    """One line on what survives a restart of the Redis at `target`: its AOF and RDB
+    settings and its eviction policy, read with CONFIG GET."""
+    wanted = ["appendonly", "appendfsync", "save", "maxmemory-policy", "dir"]
+    try:
+        replies = redis_call(target, *(["CONFIG", "GET", name] for name in wanted))
+    except (OSError, InfraError, ValueError) as exc:
+        return f"persistence unknown (CONFIG GET refused: {exc})"
+    config: dict[str, str] = {}
+    for reply in replies:
+        if isinstance(reply, list) and len(reply) == 2:
+            name, value = (
+                v.decode(errors="replace") if isinstance(v, bytes) else "" for v in reply
+            )
+            config[name] = value
+    if config.get("appendonly") == "yes":
+        how = f"AOF on (appendfsync {config.get('appendfsync', '?')})"
+    elif config.get("save"):
+        how = f"AOF OFF, RDB snapshots only (save {config['save']}): a crash loses recent writes"
+    else:
+        how = "NO persistence (AOF off, no RDB): a restart loses every game"
+    policy = config.get("maxmemory-policy", "?")
+    if policy != "noeviction":
+        policy += " (evicts keys: games can vanish)"
+    return f"{how}; maxmemory-policy {policy}; dir {config.get('dir', '?')}"
 
 
 def _quiet_aiokafka() -> None:
@@ -363,9 +449,10 @@ def _is_our_kafka(pid: int) -> bool:
 
 
 def _is_our_redis(pid: int) -> bool:
-    # a daemonized redis rewrites its command line; it runs in the --dir we gave it
+    # a daemonized redis rewrites its command line; it runs in the --dir we gave it (RUN_DIR
+    # for a Redis started before it kept an append-only file)
     cmd = _cmdline(pid)
-    return bool(cmd) and "redis-server" in cmd[0] and _cwd(pid) == RUN_DIR
+    return bool(cmd) and "redis-server" in cmd[0] and _cwd(pid) in (REDIS_DATA, RUN_DIR)
 
 
 def _all_pids() -> Iterator[int]:
@@ -660,6 +747,37 @@ def _redis_server() -> str:
     return found
 
 
+def redis_command(
+    server: str, port: int, *, data_dir: Path, log: Path, pid_file: Path, daemonize: bool = True
+) -> list[str]:
+    """The redis-server command line of the local Redis: loopback only, every write appended
+    to an AOF in `data_dir` and fsynced once a second (a crash loses at most about a second),
+    no RDB snapshots besides, never evicting keys (a game must not silently vanish)."""
+    return [
+        server,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--maxmemory-policy",
+        "noeviction",
+        "--daemonize",
+        "yes" if daemonize else "no",
+        "--pidfile",
+        str(pid_file),
+        "--logfile",
+        str(log),
+        "--dir",
+        str(data_dir),
+    ]
+
+
 def redis_up(target: RedisTarget) -> tuple[str, bool]:
     pid = our_pid(REDIS_PID, _is_our_redis)
     why = redis_ping(target)
@@ -682,26 +800,9 @@ def redis_up(target: RedisTarget) -> tuple[str, bool]:
         server = _redis_server()
         log = LOG_DIR / "redis.log"
         _rotate_log(log)
+        REDIS_DATA.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
-            [
-                server,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(target.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "yes",
-                "--pidfile",
-                str(REDIS_PID),
-                "--logfile",
-                str(log),
-                "--dir",
-                str(RUN_DIR),
-            ],
+            redis_command(server, target.port, data_dir=REDIS_DATA, log=log, pid_file=REDIS_PID),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -746,6 +847,7 @@ def cmd_up() -> None:
         began = time.monotonic()
         redis_how, redis_was_up = redis_up(redis)
         say(f"redis  {redis.url:<28} {redis_how}")
+        say(f"       {redis_persistence(redis)}")
         kafka_how, kafka_was_up = kafka_up(kafka)
         say(f"kafka  {kafka.bootstrap:<28} {kafka_how}")
         created = ensure_topics(kafka.bootstrap)
@@ -770,6 +872,8 @@ def cmd_status() -> int:
     owner = f"started by this checkout, pid {rpid}" if rpid else "not started by this checkout"
     say(f"redis  {redis.url:<28} " + (f"up ({owner})" if why is None else f"DOWN: {why}"))
     healthy &= why is None
+    if why is None:
+        say(f"       {redis_persistence(redis)}")
     kpid = our_pid(KAFKA_PID, _is_our_kafka)
     owner = f"started by this checkout, pid {kpid}" if kpid else "not started by this checkout"
     if port_open(kafka.host, kafka.port):
