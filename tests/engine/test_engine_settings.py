@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import functools
+import ssl
 
-from parlour_engine.app import rules_config
+import certifi
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from parlour_engine.app import create_engine, rules_config
 from parlour_engine.settings import EngineSettings, SettingsError, load_settings
+from parlour_protocol.v1.limits import DEFAULT_MAX_ROOMS_PER_HOST
 
 
 def test_engine_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,3 +61,137 @@ def test_engine_settings_error_names_the_setting(
         assert name in str(info.value)
     else:
         assert f"{name}:" in str(info.value)
+
+
+# --- Kafka TLS and SASL ---------------------------------------------------------------------
+
+_KAFKA_SECURITY_VARS = (
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CAFILE",
+    "KAFKA_SSL_CERTFILE",
+    "KAFKA_SSL_KEYFILE",
+)
+
+
+@pytest.fixture
+def kafka_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in _KAFKA_SECURITY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_engine_settings_kafka_plaintext_by_default(kafka_env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.kafka_security_protocol == "PLAINTEXT"
+    assert settings.kafka_security() is None
+    assert settings.kafka_client_kwargs() == {}
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+async def test_engine_settings_kafka_sasl_reaches_broker_and_producer(
+    kafka_env: pytest.MonkeyPatch, mechanism: str
+) -> None:
+    kafka_env.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    kafka_env.setenv("KAFKA_SASL_MECHANISM", mechanism)
+    kafka_env.setenv("KAFKA_SASL_USERNAME", "engine")
+    kafka_env.setenv("KAFKA_SASL_PASSWORD", "s3cret-pw")
+    kafka_env.setenv("ENGINE_HEALTH_PORT", "0")
+    settings = load_settings()
+    assert "s3cret-pw" not in repr(settings)
+    assert "s3cret-pw" not in str(settings.model_dump())
+    wanted = {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": "engine",
+        "sasl_plain_password": "s3cret-pw",
+        "ssl_context": None,
+    }
+    assert settings.kafka_client_kwargs() == wanted
+    engine = create_engine(settings)
+    try:
+        # the FastStream broker: its producer connection and its consumers' builder
+        builder = engine.broker.config.broker_config.builder
+        assert isinstance(builder, functools.partial)
+        for name, value in wanted.items():
+            assert engine.broker._connection_kwargs[name] == value
+            assert builder.keywords[name] == value
+        # the event producer opens its own client: aiokafka must accept the same arguments
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", **wanted)
+        assert producer.client._security_protocol == "SASL_PLAINTEXT"
+        assert producer.client._sasl_mechanism == mechanism
+        await producer.stop()
+    finally:
+        await engine.redis.aclose()
+
+
+async def test_engine_settings_kafka_ssl_context(kafka_env: pytest.MonkeyPatch) -> None:
+    kafka_env.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    kafka_env.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    kafka_env.setenv("KAFKA_SASL_USERNAME", "engine")
+    kafka_env.setenv("KAFKA_SASL_PASSWORD", "pw")
+    kafka_env.setenv("KAFKA_SSL_CAFILE", certifi.where())
+    kwargs = load_settings().kafka_client_kwargs()
+    assert kwargs["security_protocol"] == "SASL_SSL"
+    context = kwargs["ssl_context"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode is ssl.CERT_REQUIRED
+    assert context.check_hostname
+    kafka_env.setenv("KAFKA_SECURITY_PROTOCOL", "SSL")
+    kwargs = load_settings().kafka_client_kwargs()
+    assert kwargs["security_protocol"] == "SSL"
+    assert isinstance(kwargs["ssl_context"], ssl.SSLContext)
+    assert "sasl_mechanism" not in kwargs
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_PASSWORD": "pw"},
+            "KAFKA_SASL_USERNAME",
+        ),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "u"},
+            "KAFKA_SASL_PASSWORD",
+        ),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"},
+            "KAFKA_SSL_CAFILE",
+        ),
+        ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_KEYFILE": "__file__"}, "KAFKA_SSL_KEYFILE"),
+        ({"KAFKA_SSL_CAFILE": "__file__"}, "KAFKA_SSL_CAFILE"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": "__file__"}, "KAFKA_SSL_CAFILE"),
+        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL"),
+        ({"KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM"),
+    ],
+)
+def test_engine_settings_kafka_security_errors_name_the_setting(
+    kafka_env: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    # "__file__" stands for a file that exists but is no certificate (this test module)
+    for name, value in env.items():
+        kafka_env.setenv(name, __file__ if value == "__file__" else value)
+    kafka_env.setenv("KAFKA_SASL_PASSWORD", env.get("KAFKA_SASL_PASSWORD", "do-not-echo"))
+    if "KAFKA_SASL_PASSWORD" not in env and "KAFKA_SASL_USERNAME" in env:
+        kafka_env.delenv("KAFKA_SASL_PASSWORD")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert named in str(info.value)
+    assert "do-not-echo" not in str(info.value)
+
+
+# --- room lifetimes and caps ------------------------------------------------------------------
+
+
+def test_engine_settings_room_lifetimes_and_caps(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = EngineSettings()
+    assert settings.engine_idle_room_seconds == 600
+    assert settings.engine_finished_room_seconds == 300
+    assert settings.engine_max_rooms_per_host == DEFAULT_MAX_ROOMS_PER_HOST
+    assert settings.engine_max_rooms_per_user == 20
+    monkeypatch.setenv("ENGINE_MAX_ROOMS_PER_HOST", "0")
+    with pytest.raises(SettingsError, match="ENGINE_MAX_ROOMS_PER_HOST:"):
+        load_settings()

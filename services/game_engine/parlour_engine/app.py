@@ -113,9 +113,15 @@ class KafkaSink:
     """EventSink over a dedicated idempotent aiokafka producer (acks=all). Events are the
     engine's hot path: a direct `send` costs a fraction of a FastStream publish."""
 
-    def __init__(self, bootstrap_servers: list[str], client_id: str) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: list[str],
+        client_id: str,
+        security: dict[str, Any] | None = None,
+    ) -> None:
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
+        self._security = security or {}
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -128,6 +134,7 @@ class KafkaSink:
             max_batch_size=512 * 1024,
             linger_ms=0,
             partitioner=CachedPartitioner(),
+            **self._security,
         )
         await self._producer.start()
 
@@ -173,6 +180,7 @@ def create_engine(settings: EngineSettings) -> Engine:
         client_id=f"parlour-engine-{settings.engine_group_id}",
         graceful_timeout=15.0,
         logger=None,
+        security=settings.kafka_security(),
     )
     # the processor runs at most REDIS_MAX_CONNECTIONS rooms at once, one Redis call each
     # at a time, so the pool stays bounded (a batch of hundreds of rooms once opened a
@@ -201,7 +209,11 @@ def create_engine(settings: EngineSettings) -> Engine:
         rng_for = seeded_rng(settings.engine_rng_seed)
     else:
         rng_for = production_rng()
-    sink = KafkaSink(settings.bootstrap_servers, f"parlour-engine-{settings.engine_group_id}")
+    sink = KafkaSink(
+        settings.bootstrap_servers,
+        f"parlour-engine-{settings.engine_group_id}",
+        settings.kafka_client_kwargs(),
+    )
     processor = CommandProcessor(
         redis=redis,
         store=store,

@@ -27,6 +27,7 @@ def main() -> None:
     get_logger(__name__).info(
         "engine_starting",
         kafka=settings.bootstrap_servers,
+        kafka_security=settings.kafka_security_protocol,
         topic_prefix=settings.kafka_topic_prefix,
         key_prefix=settings.redis_key_prefix,
     )
