@@ -177,7 +177,7 @@ def role_of(state: RoomState, user_id: str) -> RoomRole | None:
 def _same_name(state: RoomState, payload: object) -> bool:
     return (
         isinstance(payload, CreateRoom)
-        and payload.room_name.casefold() == state.room_name.casefold()
+        and RedisKeys.fold_room_name(payload.room_name) == RedisKeys.fold_room_name(state.room_name)
         and payload.game_type == state.game_type
     )
 

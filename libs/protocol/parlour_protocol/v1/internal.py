@@ -27,6 +27,8 @@ class PresenceChanged(ClientCommand):
 class TimerKind(StrEnum):
     TURN = "turn"
     DISCONNECT_GRACE = "disconnect_grace"
+    ROOM_EXPIRY = "room_expiry"
+    """A waiting room's idle time or a finished room's keep time is over."""
 
 
 class TimerFired(RoomCommand):

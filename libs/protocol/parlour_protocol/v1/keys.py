@@ -7,6 +7,7 @@ also on Redis Cluster. Keys of one user share `{<user_id>}`. Keys that index acr
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 REPLAY_MAX_EVENTS = 500
@@ -16,11 +17,22 @@ CHAT_HISTORY_KEEP = 200
 CHAT_HISTORY_TTL_SECONDS = 7 * 24 * 3600
 
 
+def fold_room_name(room_name: str) -> str:
+    """The form under which room names are unique and compared: Unicode NFKC + casefold (the
+    Unicode "NFKC_Casefold" caseless match), so look-alikes are one name: other cases,
+    fullwidth letters (U+FF34 for T), ligatures (U+FB01 for fi). Casefolding can
+    un-normalise a string, hence the second NFKC."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", room_name).casefold())
+
+
 @dataclass(frozen=True)
 class RedisKeys:
     """Builds every key; `prefix` (REDIS_KEY_PREFIX) lets tests share one Redis."""
 
     prefix: str = ""
+
+    fold_room_name = staticmethod(fold_room_name)
+    """`fold_room_name`, at hand wherever the keys are."""
 
     # --- one room (engine writes; gateway reads the replay stream) ---
     def room_tag(self, room_id: str) -> str:
@@ -50,12 +62,25 @@ class RedisKeys:
 
     # --- indexes across rooms (engine writes, gateway reads) ---
     def room_name(self, game_type: str, room_name: str) -> str:
-        """String: room id of the active room with this name (names are case-insensitive)."""
-        return f"{self.prefix}roomname:{game_type}:{room_name.casefold()}"
+        """String: room id of the active room with this name (names compare by
+        `fold_room_name`)."""
+        return f"{self.prefix}roomname:{game_type}:{fold_room_name(room_name)}"
 
     def rooms_by_game(self, game_type: str) -> str:
         """Set: ids of the active rooms of a game."""
         return f"{self.prefix}rooms:{game_type}"
+
+    def rooms_waiting(self, game_type: str) -> str:
+        """Sorted set, every score 0: the waiting (listable) rooms of a game as members
+        `<created_at epoch ms, 13 digits>|<room_id>`, so lexicographic order is creation order
+        and a member is a stable paging cursor (`ZRANGE ... BYLEX`). One key per game, so a
+        page is one read on Redis Cluster too; rebuilt from `rooms_by_game` once when
+        `rooms_waiting_indexed` is missing (rooms created before the index existed)."""
+        return f"{self.prefix}lobby:{game_type}"
+
+    def rooms_waiting_indexed(self, game_type: str) -> str:
+        """String: set once `rooms_waiting` of the game was rebuilt from `rooms_by_game`."""
+        return f"{self.prefix}lobby:{game_type}:indexed"
 
     def user_rooms(self, user_id: str) -> str:
         """Hash: room id -> the user's role there (host/player/lobby/spectator)."""

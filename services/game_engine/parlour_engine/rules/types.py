@@ -47,6 +47,13 @@ class RulesConfig:
     auto_roll_guard: int = 100
     """Most server rolls one command may chain (auto players in a row); after that the turn
     timer takes over, so the game never stalls and never loops."""
+    idle_room_secs: int = 600
+    """A waiting room whose lobby members are all gone (their last socket closed, and none
+    came back or acted since) is removed this long after the last one went
+    (`room_removed` reason `abandoned`)."""
+    finished_room_secs: int = 300
+    """A finished room is removed this long after its game ended (`room_removed` reason
+    `game_finished`), whether or not its players leave."""
     scrypt_n: int = 2**14
     """scrypt cost for room passwords. Stored with each hash, so lowering it (tests) never
     breaks verification of existing rooms."""
