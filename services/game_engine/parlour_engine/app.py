@@ -1,12 +1,13 @@
 """The engine's wiring: one FastStream app with one batch subscriber on the commands topic
-(manual offset commits), the Redis client, the timer loop and the health server."""
+(manual offset commits), the Redis client, the supervised background jobs (timer loop, gauge
+sampler) and the health server."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import hiredis
@@ -21,12 +22,13 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import DataError, RedisError
 
 from parlour_engine.commits import OffsetCommitter, batch_offsets
-from parlour_engine.health import HealthServer
+from parlour_engine.health import HealthServer, Readiness, redis_eviction_policy
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics
 from parlour_engine.rules import RulesConfig
 from parlour_engine.settings import EngineSettings
 from parlour_engine.store import RoomStore
+from parlour_engine.supervisor import Supervisor
 from parlour_engine.timers import TimerLoop
 from parlour_engine.worker import (
     CommandProcessor,
@@ -164,7 +166,7 @@ class Engine:
     processor: CommandProcessor
     timers: TimerLoop
     health: HealthServer | None
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    supervisor: Supervisor
 
 
 def create_engine(settings: EngineSettings) -> Engine:
@@ -286,14 +288,19 @@ def create_engine(settings: EngineSettings) -> Engine:
             await committer.drain()
 
     engine_ref: dict[str, Engine] = {}
+    supervisor = Supervisor(metrics)
 
-    async def ready() -> dict[str, bool]:
+    async def ready() -> Readiness:
         checks = {"redis": False, "kafka": False}
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             checks["redis"] = bool(await asyncio.wait_for(redis.ping(), 2))
         with contextlib.suppress(KafkaError, OSError, TimeoutError):
             checks["kafka"] = await broker.ping(timeout=2)
-        return checks
+        warnings: list[str] = []
+        if checks["redis"]:
+            warnings.extend(await _eviction_warnings(redis, metrics))
+        states = {name: state.value for name, state in supervisor.states().items()}
+        return Readiness(checks=checks, tasks=states, warnings=warnings)
 
     health = (
         HealthServer(settings.engine_health_host, settings.engine_health_port, metrics, ready)
@@ -308,8 +315,10 @@ def create_engine(settings: EngineSettings) -> Engine:
         engine = engine_ref["engine"]
         if health is not None:
             await health.start()
-        engine._tasks.append(asyncio.create_task(timers.run(), name="timers"))
-        engine._tasks.append(asyncio.create_task(_sample_gauges(engine), name="gauges"))
+        for warning in await _eviction_warnings(redis, metrics):
+            _log.warning("redis_evicts_keys", detail=warning)
+        supervisor.start("timers", timers.tick, interval=timers.poll_seconds)
+        supervisor.start("gauges", lambda: _sample_gauges(engine), interval=_GAUGE_SECONDS)
         _log.info(
             "engine_started",
             commands=topics.commands,
@@ -322,10 +331,7 @@ def create_engine(settings: EngineSettings) -> Engine:
         processor.stopping = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(committer.drain(), 5)
-        timers.stop()
-        for task in engine._tasks:
-            task.cancel()
-        await asyncio.gather(*engine._tasks, return_exceptions=True)
+        await engine.supervisor.stop()
         if health is not None:
             await health.stop()
 
@@ -356,6 +362,7 @@ def create_engine(settings: EngineSettings) -> Engine:
         processor=processor,
         timers=timers,
         health=health,
+        supervisor=supervisor,
     )
     engine_ref["engine"] = engine
     return engine
@@ -369,14 +376,28 @@ async def _undecoded(_message: Any) -> None:
 
 
 async def _sample_gauges(engine: Engine) -> None:
+    """One round of the gauge sampler (run by the engine's Supervisor)."""
     keys = engine.settings.keys
-    while True:
-        try:
-            total = 0
-            for game in GAMES:
-                total += int(await engine.redis.scard(keys.rooms_by_game(game)))
-            engine.metrics.active_rooms.set(total)
-            engine.metrics.active_games.set(engine.processor.games_in_progress())
-        except (RedisError, OSError) as exc:
-            _log.warning("gauge_sample_failed", error=str(exc))
-        await asyncio.sleep(_GAUGE_SECONDS)
+    total = 0
+    for game in GAMES:
+        total += int(await engine.redis.scard(keys.rooms_by_game(game)))
+    engine.metrics.active_rooms.set(total)
+    engine.metrics.active_games.set(engine.processor.games_in_progress())
+
+
+async def _eviction_warnings(redis: aioredis.Redis, metrics: EngineMetrics) -> list[str]:
+    """A warning when Redis may evict keys (sets the gauge either way); none when Redis
+    cannot tell. Redis that evicts loses rooms, msg_id records and timers silently."""
+    try:
+        policy = await asyncio.wait_for(redis_eviction_policy(redis), 2)
+    except (RedisError, OSError, TimeoutError) as exc:
+        _log.warning("redis_policy_unknown", error=f"{type(exc).__name__}: {exc}")
+        return []
+    evicting = policy != "noeviction"
+    metrics.redis_evicting.set(1 if evicting else 0)
+    if not evicting:
+        return []
+    return [
+        f"redis maxmemory-policy is {policy}, not noeviction: Redis may drop room state "
+        "under memory pressure"
+    ]

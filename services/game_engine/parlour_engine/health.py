@@ -1,19 +1,48 @@
 """A tiny HTTP server for probes and scraping: `/health` (the process runs), `/ready` (Kafka
-and Redis answer) and `/metrics` (Prometheus text). Plain asyncio: it serves a handful of
-GETs per minute, so it needs no framework and shares the engine's event loop."""
+and Redis answer, every background task is alive) and `/metrics` (Prometheus text). Plain
+asyncio: it serves a handful of GETs per minute, so it needs no framework and shares the
+engine's event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics
 
-ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+@dataclass(frozen=True)
+class Readiness:
+    """What `/ready` answers: 200 when every check passed and every task is "ok"; warnings
+    are reported without failing the probe (they need an operator, not a restart)."""
+
+    checks: dict[str, bool]
+    tasks: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return all(self.checks.values()) and all(v == "ok" for v in self.tasks.values())
+
+    def body(self) -> bytes:
+        return json.dumps(
+            {
+                "status": "ready" if self.ready else "not_ready",
+                "checks": self.checks,
+                "tasks": self.tasks,
+                "warnings": self.warnings,
+            }
+        ).encode()
+
+
+ReadyCheck = Callable[[], Awaitable[Readiness]]
 
 _log = get_logger(__name__)
 _MAX_REQUEST_BYTES = 8192
@@ -75,10 +104,8 @@ class HealthServer:
         if path == "/health":
             return 200, "application/json", b'{"status":"ok"}'
         if path == "/ready":
-            checks = await self._ready_check()
-            ready = all(checks.values())
-            body = json.dumps({"status": "ready" if ready else "not_ready", "checks": checks})
-            return (200 if ready else 503), "application/json", body.encode()
+            readiness = await self._ready_check()
+            return (200 if readiness.ready else 503), "application/json", readiness.body()
         if path == "/metrics":
             return 200, CONTENT_TYPE_LATEST, generate_latest(self._metrics.registry)
         return 404, "text/plain", b"not found\n"
@@ -91,3 +118,16 @@ _REASONS = {
     405: "Method Not Allowed",
     503: "Service Unavailable",
 }
+
+
+async def redis_eviction_policy(redis: Redis) -> str:
+    """Redis's `maxmemory-policy`. Anything but `noeviction` lets Redis drop keys (room state,
+    msg_id records, timers) under memory pressure. A managed Redis may refuse CONFIG: then
+    INFO memory, which reports the same policy."""
+    try:
+        reply = await redis.config_get("maxmemory-policy")
+    except ResponseError:
+        info = await redis.info("memory")
+        return str(info.get("maxmemory_policy", "unknown"))
+    value: object = reply.get("maxmemory-policy", "unknown")
+    return value.decode() if isinstance(value, bytes) else str(value)

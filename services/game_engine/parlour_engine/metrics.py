@@ -57,3 +57,22 @@ class EngineMetrics:
             "Rooms whose game is in progress",
             registry=self.registry,
         )
+        self.task_last_ok = Gauge(
+            "parlour_engine_background_task_last_ok_timestamp_seconds",
+            "Unix time of a background task's last good round (timers, gauges); an old value "
+            "means the task keeps failing or hangs, and /ready fails",
+            ["task"],
+            registry=self.registry,
+        )
+        self.task_failures = Counter(
+            "parlour_engine_background_task_failures",
+            "Failed rounds of a background task (each is logged, backed off and retried)",
+            ["task"],
+            registry=self.registry,
+        )
+        self.redis_evicting = Gauge(
+            "parlour_engine_redis_evicting",
+            "1 when Redis may evict keys (maxmemory-policy is not noeviction): room state can "
+            "vanish under memory pressure",
+            registry=self.registry,
+        )

@@ -10,13 +10,11 @@ the rules ignore a timer whose token no longer matches the room.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics
@@ -68,22 +66,14 @@ class TimerLoop:
         self._keys = keys
         self._publish = publish
         self._metrics = metrics
-        self._poll = poll_seconds
-        self._stopping = asyncio.Event()
+        self.poll_seconds = poll_seconds
 
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                fired = await self.fire_due()
-            except (RedisError, OSError) as exc:
-                _log.warning("timer_poll_failed", error=str(exc))
-                fired = 0
-            if fired < _BATCH:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._poll)
+    async def tick(self) -> float:
+        """One round for the engine's `Supervisor`, which runs it forever and survives
+        whatever it raises (a Kafka publish error included). Returns the pause before the
+        next round: none while a full batch was due (a backlog drains at once)."""
+        fired = await self.fire_due()
+        return 0.0 if fired >= _BATCH else self.poll_seconds
 
     async def fire_due(self, now_ms: int | None = None) -> int:
         """Publish every due entry (up to one batch) and remove the published ones."""
