@@ -192,6 +192,10 @@ def test_engine_settings_room_lifetimes_and_caps(monkeypatch: pytest.MonkeyPatch
     assert settings.engine_finished_room_seconds == 300
     assert settings.engine_max_rooms_per_host == DEFAULT_MAX_ROOMS_PER_HOST
     assert settings.engine_max_rooms_per_user == 20
+    monkeypatch.setenv("ENGINE_IDLE_ROOM_SECONDS", "42")
+    monkeypatch.setenv("ENGINE_FINISHED_ROOM_SECONDS", "17")
+    config = rules_config(load_settings())
+    assert (config.idle_room_secs, config.finished_room_secs) == (42, 17)
     monkeypatch.setenv("ENGINE_MAX_ROOMS_PER_HOST", "0")
     with pytest.raises(SettingsError, match="ENGINE_MAX_ROOMS_PER_HOST:"):
         load_settings()
