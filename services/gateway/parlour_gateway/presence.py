@@ -3,6 +3,8 @@
 A user is online while any of their sockets is alive on any gateway. A socket whose record
 expired (its gateway crashed) is dead: every script below drops dead members before counting,
 so the online->offline transition is seen by exactly one caller, which then publishes it.
+A live gateway's periodic refresh (`touch_many`) re-creates the records of its open sockets
+that expired anyway (a Redis restart or a stall longer than the TTL).
 
 Note: the scripts touch the user's keys (`{uid}`-tagged), `presence:online` and the untagged
 `socket:<sid>` records, all passed through KEYS; that is valid on one Redis, not across
@@ -11,6 +13,7 @@ Redis Cluster slots.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -51,12 +54,24 @@ return 0
 """
 
 
-# KEYS: socket; ARGV: ttl, now
-_SEEN = """
+# KEYS: socket, user_sockets, online; ARGV: ttl, now, active (1|0), sid, uid, username,
+# gateway -> 1 when the record had expired and was re-created
+# A record that expired while its socket stayed open (a Redis outage, a stall longer than the
+# TTL) is written again with the socket set and online entries, or another gateway's sweeper
+# would take an active user offline.
+_TOUCH = """
 if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'last_seen', ARGV[2])
+  if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'last_seen', ARGV[2]) end
+  redis.call('SADD', KEYS[2], ARGV[4])
+  redis.call('SADD', KEYS[3], ARGV[5])
+  return 0
 end
-return 0
+redis.call('HSET', KEYS[1], 'user_id', ARGV[5], 'username', ARGV[6], 'gateway_id', ARGV[7],
+  'connected_at', ARGV[2], 'last_seen', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('SADD', KEYS[3], ARGV[5])
+return 1
 """
 
 
@@ -75,7 +90,7 @@ class Presence:
         self._ttl = ttl
         self._register = redis.register_script(_REGISTER)
         self._unregister = redis.register_script(_UNREGISTER)
-        self._seen = redis.register_script(_SEEN)
+        self._touch = redis.register_script(_TOUCH)
 
     async def _members(self, user_id: str, exclude: str = "") -> list[str]:
         raw = await self._redis.smembers(self._keys.user_sockets(user_id))
@@ -156,17 +171,46 @@ class Presence:
         result = await self._unregister(keys=keys, args=[socket_id, user_id, *members])
         return int(result) == 1
 
-    async def touch_many(self, sockets: list[tuple[str, bool]], now: float) -> None:
-        """Keep open sockets' records alive; `last_seen` moves for those that sent frames.
-        One pipeline for the batch instead of a round trip per heartbeat."""
+    async def touch_many(
+        self,
+        sockets: list[tuple[SocketInfo, bool]],
+        now: float,
+        still_open: Callable[[str], bool] = lambda _sid: True,
+    ) -> list[str]:
+        """Keep open sockets' records alive, re-creating any that expired (with the user's
+        socket set and online entries); `last_seen` moves for those that sent frames. One
+        pipeline for the batch. A socket that closed while the pipeline ran (`still_open`
+        false afterwards) is dropped again, so the refresh never resurrects a closed socket.
+        Returns the ids of the sockets whose records were re-created."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            for sid, active in sockets:
-                key = self._keys.socket(sid)
-                if active:  # a record already removed is not brought back
-                    await self._seen(keys=[key], args=[self._ttl, f"{now:.3f}"], client=pipe)
-                else:
-                    pipe.expire(key, self._ttl)
-            await pipe.execute()
+            for info, active in sockets:
+                await self._touch(
+                    keys=[
+                        self._keys.socket(info.socket_id),
+                        self._keys.user_sockets(info.user_id),
+                        self._keys.presence_online(),
+                    ],
+                    args=[
+                        self._ttl,
+                        f"{now:.3f}",
+                        1 if active else 0,
+                        info.socket_id,
+                        info.user_id,
+                        info.username,
+                        self._gateway_id,
+                    ],
+                    client=pipe,
+                )
+            results = await pipe.execute()
+        recreated = [
+            info.socket_id
+            for (info, _), result in zip(sockets, results, strict=True)
+            if int(result) == 1
+        ]
+        for info, _ in sockets:
+            if not still_open(info.socket_id):
+                await self.unregister(info.user_id, info.socket_id)
+        return recreated
 
     async def online_users(self) -> list[str]:
         users: list[str] = []

@@ -21,7 +21,7 @@ from parlour_gateway.events import EventConsumer
 from parlour_gateway.logs import get_logger
 from parlour_gateway.metrics import Metrics
 from parlour_gateway.origin import origin_allowed
-from parlour_gateway.presence import Presence
+from parlour_gateway.presence import Presence, SocketInfo
 from parlour_gateway.publisher import CommandPublisher, PublishError
 from parlour_gateway.routing import Hub
 from parlour_gateway.session import Session
@@ -288,14 +288,19 @@ class Gateway:
         while True:
             try:
                 await self.presence.heartbeat_gateway(self.settings.socket_ttl_secs)
-                sockets: list[tuple[str, bool]] = []
+                sockets: list[tuple[SocketInfo, bool]] = []
                 for conn in list(self.hub.connections.values()):
-                    if conn.identity is not None:
-                        sockets.append((conn.connection_id, conn.active))
+                    if (who := conn.identity) is not None:
+                        info = SocketInfo(conn.connection_id, who.user_id, who.username)
+                        sockets.append((info, conn.active))
                         conn.active = False
                 now = time.time()
                 for start in range(0, len(sockets), 1000):
-                    await self.presence.touch_many(sockets[start : start + 1000], now)
+                    recreated = await self.presence.touch_many(
+                        sockets[start : start + 1000], now, self.hub.connections.__contains__
+                    )
+                    if recreated:
+                        log.warning("presence_recreated", sockets=len(recreated))
             except RedisError as exc:
                 log.warning("gateway_heartbeat_failed", error=type(exc).__name__)
             await asyncio.sleep(interval)
