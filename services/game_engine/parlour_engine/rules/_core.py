@@ -9,7 +9,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from parlour_engine.games import GameRules, game_rules
-from parlour_engine.rules.context import Ctx, Rejected, derive_id, reply_audience, turn_token
+from parlour_engine.rules.context import (
+    Ctx,
+    Rejected,
+    derive_id,
+    reply_audience,
+    seated_unbanned,
+    turn_token,
+)
 from parlour_engine.rules.password import hash_password, verify_password
 from parlour_engine.rules.state import AutoPlayer, Banned, Disconnect, Member, RoomState, Spectator
 from parlour_engine.rules.types import (
@@ -34,6 +41,7 @@ from parlour_protocol.v1 import (
 from parlour_protocol.v1 import chat as chat_msgs
 from parlour_protocol.v1 import rooms as room_msgs
 from parlour_protocol.v1.base import RoomCommand
+from parlour_protocol.v1.limits import MAX_BANNED_PER_ROOM, MAX_MUTED_PER_USER
 from parlour_protocol.v1.rooms import RemovalReason, RoomStatus
 from parlour_protocol.v1.system import Error, UserOffline, UserOnline
 
@@ -75,6 +83,8 @@ def apply(
         ):
             raise Rejected(ErrorCode.ROOM_NOT_FOUND)
         ctx = Ctx(state.model_copy(), command, rng, now, config)
+        if not internal_cmd and not isinstance(payload, room_msgs.LeaveRoom):
+            _came_back(ctx, clear_disconnect=not isinstance(payload, room_msgs.RejoinRoom))
         if handler is not None:
             handler(ctx, payload)
         else:
@@ -109,6 +119,20 @@ def _finish(before: RoomState, ctx: Ctx) -> Outcome:
     if not ctx.removed and not st.players and not st.lobby and before.is_occupied():
         # the last lobby member was kicked or banned while the host was not in the lobby
         _remove_room(ctx, RemovalReason.ABANDONED)
+    _bound_by_membership(st)
+    if not ctx.removed and _all_absent(st) and not _all_absent(before):
+        # the last present member went (disconnected, or left the absent ones behind)
+        st.idle_number += 1
+        due = ctx.now + timedelta(seconds=ctx.config.idle_room_secs)
+        ctx.timers.append(TimerRequest(internal.TimerKind.ROOM_EXPIRY, _idle_token(st), due))
+    if before.status is not RoomStatus.FINISHED and st.status is RoomStatus.FINISHED:
+        ctx.timers.append(
+            TimerRequest(
+                internal.TimerKind.ROOM_EXPIRY,
+                _FINISHED_TOKEN,
+                (st.finished_at or ctx.now) + timedelta(seconds=ctx.config.finished_room_secs),
+            )
+        )
     if ctx.removed:
         return Outcome(
             state=None,
@@ -116,7 +140,7 @@ def _finish(before: RoomState, ctx: Ctx) -> Outcome:
             chat=tuple(ctx.chat),
             changed=True,
         )
-    changed = not ctx.read_only or st.seq != before.seq
+    changed = not ctx.read_only or ctx.touched or st.seq != before.seq
     if changed:
         st.version = before.version + 1
     # a chain of server rolls arms one timer per turn; only the turn still current matters
@@ -132,6 +156,54 @@ def _finish(before: RoomState, ctx: Ctx) -> Outcome:
         chat_read=ctx.chat_read,
         changed=changed,
     )
+
+
+def _bound_by_membership(st: RoomState) -> None:
+    """Per-user records live only as long as their user's place in the room: a leaver's
+    mutes go with them, and only lobby members of a waiting room can be absent."""
+    members = set(st.member_ids())
+    if any(uid not in members for uid in st.mutes):
+        st.mutes = {uid: targets for uid, targets in st.mutes.items() if uid in members}
+    if st.absent:
+        lobby = {m.user_id for m in st.lobby} if st.status is RoomStatus.WAITING else set()
+        if any(uid not in lobby for uid in st.absent):
+            st.absent = tuple(uid for uid in st.absent if uid in lobby)
+
+
+def _came_back(ctx: Ctx, *, clear_disconnect: bool) -> None:
+    """Any command of a user shows they are here: they are no longer absent, and a pending
+    disconnect of theirs ends as a rejoin would end it (`player_rejoined`), so nobody can
+    vote out a player who is playing. Runs before the handler; a rejected command discards
+    it with everything else."""
+    st = ctx.state
+    uid = ctx.actor_id
+    if uid in st.absent:
+        st.absent = tuple(a for a in st.absent if a != uid)
+        ctx.touched = True
+    record = st.disconnect(uid)
+    if clear_disconnect and record is not None and st.status is RoomStatus.IN_PROGRESS:
+        st.disconnects = tuple(d for d in st.disconnects if d.user_id != uid)
+        ctx.room(
+            room_msgs.PlayerRejoined(room_id=st.room_id, user_id=uid, username=record.username)
+        )
+
+
+_FINISHED_TOKEN = "finished"
+"""Token of a finished room's expiry timer (a room finishes once)."""
+
+
+def _all_absent(st: RoomState) -> bool:
+    """A waiting room whose lobby members are all gone (spectators alone keep no room)."""
+    absent = set(st.absent)
+    return (
+        st.status is RoomStatus.WAITING
+        and bool(st.lobby)
+        and all(m.user_id in absent for m in st.lobby)
+    )
+
+
+def _idle_token(state: RoomState) -> str:
+    return f"idle:{state.idle_number}"
 
 
 def _rejected(
@@ -264,7 +336,18 @@ def presence_changed(states: Iterable[RoomState], command: CommandEnvelope) -> t
         event = UserOffline(
             user_id=user.user_id, username=user.username, timestamp=command.timestamp
         )
-    return (Emit(Audience(kind=AudienceKind.USERS, user_ids=list(others)), event),)
+    ids = list(others)
+    # one emit per PRESENCE_AUDIENCE_CHUNK ids keeps each envelope far below EVENT_MAX_BYTES
+    return tuple(
+        Emit(
+            Audience(kind=AudienceKind.USERS, user_ids=ids[i : i + PRESENCE_AUDIENCE_CHUNK]), event
+        )
+        for i in range(0, len(ids), PRESENCE_AUDIENCE_CHUNK)
+    )
+
+
+PRESENCE_AUDIENCE_CHUNK = 1000
+"""Most user ids one presence event's audience lists (ids are at most 64 bytes)."""
 
 
 def _error_emit(
@@ -350,16 +433,27 @@ def _check_password(ctx: Ctx, password: str | None) -> None:
     if st.password_hash is None:
         return
     window_start = ctx.now - timedelta(seconds=ctx.config.password_window_secs)
-    recent = tuple(t for t in st.password_failures.get(ctx.actor_id, ()) if t > window_start)
+    # only failures inside the window count, so older ones are dropped here
+    failures: dict[str, tuple[datetime, ...]] = {}
+    for user_id, times in st.password_failures.items():
+        kept = tuple(t for t in times if t > window_start)
+        if kept:
+            failures[user_id] = kept
+    recent = failures.get(ctx.actor_id, ())
     if len(recent) >= ctx.config.password_attempts:
         raise Rejected(ErrorCode.TOO_MANY_ATTEMPTS)
+    if not recent and len(failures) >= ctx.config.password_failure_users:
+        raise Rejected(
+            ErrorCode.TOO_MANY_ATTEMPTS,
+            f"{ctx.config.password_failure_users} users (password_failure_users) tried a wrong "
+            "password for this room recently; try again in a few minutes.",
+        )
     if password is not None and verify_password(password, st.password_hash):
-        if ctx.actor_id in st.password_failures:
-            st.password_failures = {
-                k: v for k, v in st.password_failures.items() if k != ctx.actor_id
-            }
+        failures.pop(ctx.actor_id, None)
+        st.password_failures = failures
         return
-    st.password_failures = {**st.password_failures, ctx.actor_id: (*recent, ctx.now)}
+    failures[ctx.actor_id] = (*recent, ctx.now)
+    st.password_failures = failures
     raise _WrongPassword(ErrorCode.WRONG_PASSWORD)
 
 
@@ -586,7 +680,7 @@ def _select_player(ctx: Ctx, payload: room_msgs.SelectPlayer) -> None:
     _require_waiting(ctx)
     st = ctx.state
     target = st.lobby_member(payload.target_user_id)
-    if target is None:
+    if target is None or st.is_banned(target.user_id):
         raise Rejected(ErrorCode.PLAYER_NOT_IN_LOBBY)
     if target.user_id in st.selected:
         raise Rejected(ErrorCode.ALREADY_SELECTED)
@@ -755,18 +849,34 @@ def _ban_player(ctx: Ctx, payload: room_msgs.BanPlayer) -> None:
     if st.is_banned(uid):
         ctx.read_only = True
         return
+    if len(st.banned) >= MAX_BANNED_PER_ROOM:
+        raise Rejected(
+            ErrorCode.LIMIT_REACHED,
+            f"The ban list holds at most {MAX_BANNED_PER_ROOM} users (MAX_BANNED_PER_ROOM); "
+            "unban someone first.",
+        )
     username = _known_username(st, uid)
     was_selected = uid in st.selected
+    seated = st.player(uid) is not None
     st.banned = (*st.banned, Banned(user_id=uid, username=username))
     st.lobby = tuple(m for m in st.lobby if m.user_id != uid)
     st.selected = tuple(s for s in st.selected if s != uid)
     st.spectators = tuple(s for s in st.spectators if s.user_id != uid)
     if st.admin_spectator_id == uid:
         st.admin_spectator_id = None
+    if seated:
+        # a banned player loses their seat: nobody (the server included) plays for them again
+        st.players = tuple(m for m in st.players if m.user_id != uid)
+        st.disconnects = tuple(d for d in st.disconnects if d.user_id != uid)
+        st.auto_players = tuple(a for a in st.auto_players if a.user_id != uid)
     ctx.room(
         room_msgs.PlayerBanned(room_id=st.room_id, player_id=uid, player_name=username),
         also=(uid,),
     )
+    if seated and st.status is RoomStatus.IN_PROGRESS:
+        game = game_rules(st.game_type)
+        if game is not None:
+            game.on_player_removed(ctx, uid)
     if was_selected:
         ctx.room(
             room_msgs.SelectedPlayersUpdated(room_id=st.room_id, selected_players=list(st.selected))
@@ -856,6 +966,9 @@ def _player_disconnected(ctx: Ctx, payload: internal.PlayerDisconnectedCommand) 
 
 def _disconnect(ctx: Ctx, uid: str) -> None:
     st = ctx.state
+    if st.status is RoomStatus.WAITING:
+        _absent(ctx, uid)
+        return
     player = st.player(uid)
     if (
         st.status is not RoomStatus.IN_PROGRESS
@@ -884,6 +997,17 @@ def _disconnect(ctx: Ctx, uid: str) -> None:
     )
 
 
+def _absent(ctx: Ctx, uid: str) -> None:
+    """A lobby member of a waiting room lost their last socket. Nobody is told (a waiting
+    room has no seats to lose); once the whole lobby is absent the room's idle time starts
+    (see `_finish`)."""
+    st = ctx.state
+    if st.lobby_member(uid) is None or uid in st.absent:
+        ctx.read_only = True
+        return
+    st.absent = (*st.absent, uid)
+
+
 def grace_token(record: Disconnect) -> str:
     """The token of a disconnect's grace timer: unique per disconnect."""
     return f"{record.user_id}:{record.number}"
@@ -901,7 +1025,14 @@ def _timer_fired(ctx: Ctx, payload: internal.TimerFired) -> None:
         if game is not None:
             game.on_turn_timeout(ctx)
             return
-    # a stale turn timer, or a grace end (votes compare the clock themselves): no effect
+    if payload.kind is internal.TimerKind.ROOM_EXPIRY:
+        if st.status is RoomStatus.FINISHED and payload.token == _FINISHED_TOKEN:
+            _remove_room(ctx, RemovalReason.GAME_FINISHED)
+            return
+        if payload.token == _idle_token(st) and _all_absent(st):
+            _remove_room(ctx, RemovalReason.ABANDONED)
+            return
+    # a stale timer, or a grace end (votes compare the clock themselves): no effect
     ctx.read_only = True
 
 
@@ -927,6 +1058,8 @@ def _vote_kick(ctx: Ctx, payload: room_msgs.VoteKickDisconnected) -> None:
         raise Rejected(ErrorCode.CANNOT_KICK_SELF)
     if st.auto_player(target) is not None:
         raise Rejected(ErrorCode.PLAYER_ALREADY_AUTO)
+    if not seated_unbanned(st, target):
+        raise Rejected(ErrorCode.INVALID_PLAYER)
     record = st.disconnect(target)
     if record is None:
         raise Rejected(ErrorCode.PLAYER_NOT_DISCONNECTED)
@@ -957,7 +1090,8 @@ def _vote_kick(ctx: Ctx, payload: room_msgs.VoteKickDisconnected) -> None:
     # strict majority: the target's turns go to the server and they are banned (original)
     st.disconnects = tuple(d for d in st.disconnects if d.user_id != target)
     st.auto_players = (*st.auto_players, AutoPlayer(user_id=target, reason="vote_kick"))
-    if not st.is_banned(target):
+    if not st.is_banned(target) and len(st.banned) < MAX_BANNED_PER_ROOM:
+        # at the cap the ban is skipped: a vote_kick auto player never regains control anyway
         st.banned = (*st.banned, Banned(user_id=target, username=record.username))
     ctx.room(
         room_msgs.PlayerAutoEnabled(
@@ -1059,6 +1193,12 @@ def _mute(ctx: Ctx, payload: chat_msgs.MuteUser | chat_msgs.UnmuteUser) -> None:
     current = st.mutes.get(uid, ())
     muting = isinstance(payload, chat_msgs.MuteUser)
     if muting and target not in current:
+        if len(current) >= MAX_MUTED_PER_USER:
+            raise Rejected(
+                ErrorCode.LIMIT_REACHED,
+                f"One member may mute at most {MAX_MUTED_PER_USER} users per room "
+                "(MAX_MUTED_PER_USER); unmute someone first.",
+            )
         st.mutes = {**st.mutes, uid: (*current, target)}
     elif not muting and target in current:
         remaining = tuple(t for t in current if t != target)
