@@ -56,6 +56,11 @@ class GetChatHistory(RoomCommand):
     limit: int = Field(
         default=limits.CHAT_HISTORY_DEFAULT_LIMIT, ge=1, le=limits.CHAT_HISTORY_MAX_LIMIT
     )
+    before: Id | None = Field(
+        default=None,
+        description="a `message_id` from an earlier chat_history: only messages older than "
+        "it (the next page back); null = the newest",
+    )
 
 
 class MuteUser(TargetedRoomCommand):
@@ -95,13 +100,19 @@ class ChatMessage(ServerEvent):
 
 
 class ChatHistory(ServerEvent):
-    """The newest `limit` messages of a channel, oldest first, to the requester. Messages from
-    users the requester muted are left out."""
+    """The newest `limit` messages of a channel (older than `before`, when given), oldest
+    first, to the requester. Messages from users the requester muted are left out. The answer
+    never exceeds EVENT_MAX_BYTES: it is filled newest first and stops before the budget;
+    `has_more` then says older messages are kept (ask again with `before` = the first
+    message's id)."""
 
     type: Literal["games.event.chat_history"] = "games.event.chat_history"
     room_id: RoomId
     channel: ChatChannel
     messages: list[ChatMessageItem]
+    has_more: bool = Field(
+        default=False, description="older messages are kept than the ones in `messages`"
+    )
 
 
 class UserMuted(ServerEvent):
