@@ -124,9 +124,10 @@ async def test_engine_direct_message_recorded_but_unsent_sends_the_record(
 async def test_engine_failing_index_write_is_retried_not_reported(
     engine_env: tuple[EngineProcess, Bus], redis_client: aioredis.Redis, topic_prefix: str
 ) -> None:
-    """The join commits, then its user-rooms index write fails (the key has the wrong
-    type): the engine retries the post-commit work instead of dead-lettering the command
-    and telling the joiner internal_error; once the key is fixed, the join goes out."""
+    """The join commits, then its user-rooms index write fails (the host's index key has
+    the wrong type; nothing reads it before the commit): the engine retries the post-commit
+    work instead of dead-lettering the command and telling the joiner internal_error; once
+    the key is fixed (well within the stall bound), the join goes out."""
     engine, bus = engine_env
     keys = RedisKeys(prefix=topic_prefix)
     tag = uuid.uuid4().hex[:6]
@@ -137,13 +138,13 @@ async def test_engine_failing_index_write_is_retried_not_reported(
         CreateRoom(game_type="bigger_dice", room_name=name), host, room_id=room_id
     )
     await bus.wait_caused(create, "games.event.room_state")
-    await redis_client.set(keys.user_rooms(guest.user_id), "not a hash")
+    await redis_client.set(keys.user_rooms(host.user_id), "not a hash")
     join = await bus.send(JoinRoom(game_type="bigger_dice", room_name=name), guest, room_id=room_id)
     deadline = time.monotonic() + 30
     while "command_after_commit_retry" not in engine.log_path.read_text(errors="replace"):
         assert time.monotonic() < deadline, f"no retry logged: {engine.log_tail()}"
         await asyncio.sleep(0.05)
-    await redis_client.delete(keys.user_rooms(guest.user_id))
+    await redis_client.delete(keys.user_rooms(host.user_id))
     await bus.wait_caused(join, "games.event.lobby_joined")
     # the events go out after the index writes: the index is there now
     assert await redis_client.hget(keys.user_rooms(guest.user_id), room_id) == b"lobby"

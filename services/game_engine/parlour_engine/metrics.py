@@ -37,6 +37,18 @@ class EngineMetrics:
         self.dlq = Counter(
             "parlour_engine_dlq", "Commands sent to the dead-letter topic", registry=self.registry
         )
+        self.dead_letters = Counter(
+            "parlour_engine_dead_letters",
+            "Commands sent to the dead-letter topic, by reason (worker.DeadLetterReason)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.stalled_records = Gauge(
+            "parlour_engine_stalled_records",
+            "Commands being retried after a failure right now; each holds its partition "
+            "(see worker.RECORD_STALL_MAX_SECONDS for the bound)",
+            registry=self.registry,
+        )
         self.conflicts = Counter(
             "parlour_engine_version_conflicts",
             "Optimistic-concurrency conflicts (another engine wrote the room first)",

@@ -2,20 +2,39 @@
 
 The script is the room's only write path. Over keys that share the `{room:<id>}` hash tag it
 1. returns the recorded outcome if the command's msg_id was already applied (nothing written),
-2. returns CONFLICT with the current state if the stored version is not the one the caller
+2. returns OLD if the command's Kafka position is at or below the room's offset watermark for
+   that partition (it was handled before, its record already trimmed: nothing is written and
+   nothing new is sent),
+3. returns CONFLICT with the current state if the stored version is not the one the caller
    read (the caller re-runs the rules on that state),
-3. writes (or deletes) the state, appends the room events to the replay stream (`seq`, `env`)
+4. writes (or deletes) the state, appends the room events to the replay stream (`seq`, `env`)
    trimmed to REPLAY_MAX_EVENTS entries and REPLAY_MAX_AGE_SECONDS, appends chat messages to
-   their channel lists with a TTL, and records msg_id -> the produced outcome.
+   their channel lists with a TTL, records msg_id -> the produced outcome and raises the
+   watermark to the command's offset.
 
-A rejected command takes the same path with no state write, so a redelivery re-sends the same
-error and nothing else.
+Idempotency horizon. The msg_id records (the newest `applied_keep` per room) let a redelivery
+re-send exactly the events of its first delivery, and catch the gateway's re-send of a
+msg_id (a new Kafka record, so a new offset) while it is among them. The watermark catches
+every redelivery of a Kafka record (the same offset, read again after a rewind, a crash or a
+rebalance) however old: a room's commands keyed by its id share one partition and are handled
+in offset order, so a record of that key at or below the highest offset the room committed
+from that partition was handled before. The watermark lives in the applied hash under
+`~offset:<topic>:<partition>` (no msg_id starts with `~`), so it lasts as long as the room's
+records: `applied_ttl_seconds` after the room's last commit. It is only consulted for records
+whose Kafka key is the room id (the worker passes no position otherwise: commands naming a
+room by name are keyed by the user and rely on the msg_id records), and one field per
+partition means a change of the partition count starts a new watermark (the msg_id records
+still cover the recent past).
+
+Only commands that change something are committed: a rejection or a read-only answer
+(`changed=False`) writes nothing, and a redelivery of one is answered again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -35,12 +54,20 @@ from parlour_protocol.v1.keys import (
 # ARGV: 1 msg_id, 2 expected version (0 = the room must not exist), 3 mode (w|d|n),
 #       4 new state JSON, 5 record, 6 applied TTL s, 7 stream max entries, 8 stream max age ms,
 #       9 TTL s of a deleted room's stream, 10 chat TTL s, 11 chat keep, 12 event count,
-#       13 applied records kept,
+#       13 applied records kept, 14 watermark field ('' = no position), 15 offset,
 #       then (seq, envelope) per room event, then per chat key: count, items (oldest first)
+# Offsets compare as Lua numbers (doubles): exact below 2^53.
 _COMMIT_LUA = """
 local applied = redis.call('HGET', KEYS[3], ARGV[1])
 if applied then
   return {'dup', applied}
+end
+local wm_field = ARGV[14]
+if wm_field ~= '' then
+  local wm = redis.call('HGET', KEYS[3], wm_field)
+  if wm and tonumber(wm) >= tonumber(ARGV[15]) then
+    return {'old'}
+  end
 end
 local cur = redis.call('GET', KEYS[1])
 local version = 0
@@ -64,7 +91,7 @@ elseif mode == 'd' then
   redis.call('DEL', KEYS[1])
 end
 local n = tonumber(ARGV[12])
-local i = 14
+local i = 16
 if n > 0 then
   for _ = 1, n do
     redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], '*', 'seq', ARGV[i], 'env', ARGV[i + 1])
@@ -88,6 +115,9 @@ for k = 5, #KEYS do
   redis.call('EXPIRE', KEYS[k], ARGV[10])
 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
+if wm_field ~= '' then
+  redis.call('HSET', KEYS[3], wm_field, ARGV[15])
+end
 redis.call('EXPIRE', KEYS[3], ARGV[6])
 local kept = redis.call('RPUSH', KEYS[4], ARGV[1])
 local excess = kept - tonumber(ARGV[13])
@@ -105,6 +135,8 @@ def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# the state JSON ends with its top-level `"version":N,"seq":M}` (as the commit script reads it)
+_VERSION_TAIL = re.compile(r'"version":(\d+),"seq":\d+}$')
 _RECORD_TAG = "R1"
 _PENDING = "p:"  # a direct message record whose events were not yet acknowledged
 _SENT = "s"  # ... and one whose events were
@@ -119,7 +151,22 @@ class StateWrite(Enum):
 class CommitStatus(Enum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
+    OLD = "old"
+    """At or below the room's offset watermark: handled before, its record trimmed."""
     CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a command record sits on the commands topic (for the room's watermark)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def field(self) -> str:
+        return f"~offset:{self.topic}:{self.partition}"
 
 
 @dataclass(frozen=True)
@@ -180,6 +227,16 @@ class Record:
             events=[PublishedEvent(key=k, seq=s, envelope=e) for k, s, e in data["events"]],
             projection=data.get("projection") or {},
         )
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A command's standing in its room without committing (`RoomStore.seen`)."""
+
+    record: Record | None
+    old: bool
+    version: int
+    """The stored state's version; 0 when there is no room."""
 
 
 @dataclass(frozen=True)
@@ -296,6 +353,30 @@ class RoomStore:
         raw: bytes | str | None = await self._redis.hget(self._keys.room_applied(room_id), msg_id)
         return None if raw is None else Record.loads(raw)
 
+    async def seen(self, room_id: str, msg_id: str, position: Position | None) -> Seen:
+        """What the commit script would check, for a command that commits nothing: the
+        command's record, whether its position is at or below the room's watermark, and the
+        stored version (to tell a stale cached state). One round trip."""
+        applied = self._keys.room_applied(room_id)
+        state_key = self._keys.room_state(room_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(applied, [msg_id, position.field if position else msg_id])
+            pipe.getrange(state_key, -80, -1)
+            (raw, wm), tail = await pipe.execute()
+        version = 0
+        if tail:
+            match = _VERSION_TAIL.search(text(tail))
+            if match is not None:
+                version = int(match.group(1))
+            else:  # not the usual field order: read the whole state
+                current = await self.load(room_id)
+                version = 0 if current is None else int(json.loads(current)["version"])
+        return Seen(
+            record=None if raw is None else Record.loads(raw),
+            old=position is not None and wm is not None and int(wm) >= position.offset,
+            version=version,
+        )
+
     async def commit(
         self,
         room_id: str,
@@ -306,6 +387,7 @@ class RoomStore:
         state_json: str = "",
         record: Record,
         chat: list[ChatAppendJson] | None = None,
+        position: Position | None = None,
     ) -> CommitResult:
         keys = self._keys
         chat_by_channel: dict[str, list[str]] = {}
@@ -333,6 +415,8 @@ class RoomStore:
             self._chat_keep,
             len(room_events),
             self._applied_keep,
+            "" if position is None else position.field,
+            -1 if position is None else position.offset,
         ]
         for event in room_events:
             args.append(event.seq)  # type: ignore[arg-type]  # filtered above
@@ -346,6 +430,8 @@ class RoomStore:
             return CommitResult(CommitStatus.APPLIED)
         if status == "dup":
             return CommitResult(CommitStatus.DUPLICATE, record=Record.loads(reply[1]))
+        if status == "old":
+            return CommitResult(CommitStatus.OLD)
         current = reply[1].decode() if reply[1] else None
         return CommitResult(CommitStatus.CONFLICT, current_state=current)
 

@@ -7,19 +7,38 @@ offset order. For each command:
 1. decode (an undecodable record goes straight to the dead-letter topic);
 2. load the room (an in-process cache holds the last state this process stored, checked by the
    store's version test), run `rules.apply`;
-3. commit with the store's one Lua script; on a version conflict re-run on the state the script
-   returned; on a duplicate msg_id take the recorded events instead;
-4. rewrite the cross-room indexes (idempotent) and hand the events to the idempotent producer.
+3. build the events and check each against EVENT_MAX_BYTES (one that would not fit stops the
+   command here: nothing is committed);
+4. an outcome that changes nothing (a rejection, a read-only answer) is only answered; one
+   that changes the room is committed with the store's one Lua script (on a version conflict
+   re-run on the state the script returned; on a duplicate msg_id, or a record at or below the
+   room's offset watermark, take the recorded events, or send nothing);
+5. rewrite the cross-room indexes (idempotent) and hand the events to the idempotent producer.
 
 The Kafka offset is committed only after every event of the batch was acknowledged by Kafka.
-An infrastructure failure (Redis or Kafka unreachable) is retried without limit and without
-committing; a command whose processing raises anything else is tried `ENGINE_MAX_TRIES` times,
-then sent to the dead-letter topic and its sender gets `system.error` `internal_error`.
+
+Failures (`DeadLetterReason` names each way a record leaves by the dead-letter topic; the
+sender then gets `system.error` `internal_error` and the offset moves on):
+- deterministic, before the commit (a fault in the engine): tried `ENGINE_MAX_TRIES` times;
+- an event over the budget: at once (`event_too_large`);
+- Kafka refusing an event for good (a non-retriable KafkaError: too large, invalid record,
+  not authorised), raised by `send` or by its acknowledgement: at once (`publish_refused`);
+- an outage (Redis or Kafka unreachable, timeouts, not enough replicas, leader moves) and any
+  failure of the idempotent steps after the commit: retried with backoff. No record holds its
+  partition longer than RECORD_STALL_MAX_SECONDS of failing (plus one produce timeout of the
+  producer, when Kafka is what fails) while the infrastructure answers others: it is then
+  dead-lettered (`stalled`). "Answers" is Redis answering PING for a Redis failure, and Kafka
+  taking the dead-letter copy for a Kafka failure; during a real outage neither holds, so
+  nothing is dead-lettered and the record is retried until the outage ends.
+The gauge `parlour_engine_stalled_records` counts the records retrying right now, and the
+counter `parlour_engine_dead_letters{reason}` every dead letter (alert on either).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import json
 import random
 import secrets
 import time
@@ -28,10 +47,11 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 import structlog
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, ProducerClosed
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -44,9 +64,11 @@ from parlour_engine.rules.context import derive_id
 from parlour_engine.store import (
     ChatAppendJson,
     CommitStatus,
+    Position,
     PublishedEvent,
     Record,
     RoomStore,
+    Seen,
     StateWrite,
     text,
 )
@@ -62,9 +84,10 @@ from parlour_protocol.v1 import (
     RedisKeys,
     ServerEvent,
     decode_command_envelope,
+    limits,
     utc_now,
 )
-from parlour_protocol.v1.chat import ChatHistory, ChatMessageItem
+from parlour_protocol.v1.chat import ChatHistory, ChatMessageItem, GetChatHistory
 from parlour_protocol.v1.rooms import (
     CreateRoom,
     JoinAsSpectator,
@@ -82,6 +105,44 @@ _MAX_CONFLICT_RETRIES = 50
 _INFRA_BACKOFF_SECONDS = (0.1, 0.2, 0.5, 1.0, 2.0)
 _CACHE_ROOMS = 20_000
 _ENDED = frozenset({RoomStatus.FINISHED, RoomStatus.ABANDONED})
+RECORD_STALL_MAX_SECONDS = 60.0
+"""Most time one command may spend failing (and so holding its partition) while the
+infrastructure answers, before it is dead-lettered as `stalled` (see the module docstring)."""
+EVENT_MAX_BYTES = limits.EVENT_MAX_BYTES
+DLQ_VALUE_MAX_BYTES = EVENT_MAX_BYTES
+"""A dead-letter copy keeps at most this much of the record (the rest is cut, header
+`x-truncated` = the original size), so it always fits the producer's max_request_size
+(aiokafka's default 1 MiB, with room for the headers) and the broker's message.max.bytes:
+a dead letter can never fail for its size."""
+_CHAT_ENVELOPE_RESERVE = 8 * 1024
+"""Bytes of a chat_history envelope besides its messages (ids, audience, timestamps), kept
+free when the history is filled up to EVENT_MAX_BYTES."""
+_PROBE_SECONDS = 2.0
+_ACK_FAILURES_KEEP = 10_000
+_REDACTED = "***"
+
+# where the record being handled sits on the commands topic: each key's group of a batch runs
+# in its own task (asyncio.gather), so this is per record, and `_room_command` reads it
+_position: contextvars.ContextVar[Position | None] = contextvars.ContextVar(
+    "parlour_position", default=None
+)
+
+
+class DeadLetterReason(StrEnum):
+    """Why a record went to the dead-letter topic (header `x-reason`, metric label)."""
+
+    UNDECODABLE = "undecodable"
+    """Not a command envelope of this protocol."""
+    EVENT_TOO_LARGE = "event_too_large"
+    """An event of the command would exceed EVENT_MAX_BYTES: nothing was committed."""
+    PUBLISH_REFUSED = "publish_refused"
+    """Kafka refused an event for good (a non-retriable error: too large for the broker,
+    invalid or corrupt record, not authorised)."""
+    STALLED = "stalled"
+    """Kept failing for RECORD_STALL_MAX_SECONDS while Redis and Kafka answered otherwise."""
+    FAILED = "failed"
+    """Raised `ENGINE_MAX_TRIES` times before its commit (a fault in the engine)."""
+
 
 ApplyFn = Callable[[RoomState | None, CommandEnvelope, rules.Rng, datetime, RulesConfig], Any]
 RngFor = Callable[[CommandEnvelope], rules.Rng]
@@ -120,11 +181,55 @@ class InfraError(Exception):
     """Redis or Kafka did not answer; the batch is retried, never dead-lettered."""
 
 
+class EventTooLarge(Exception):
+    """An event would exceed EVENT_MAX_BYTES; raised before anything is committed."""
+
+
 class AfterCommitError(Exception):
     """A step after the room commit failed (index writes, name release, publishing). The
-    command took effect, so it must never be reported as failed: these steps are idempotent
-    and are retried like infrastructure work (the redelivery path redoes them from the
-    command's record), never dead-lettered."""
+    command took effect: these steps are idempotent and are retried like infrastructure
+    work (the redelivery path redoes them from the command's record); only a failure that can
+    never pass (Kafka refusing an event for good) or one that outlasts
+    RECORD_STALL_MAX_SECONDS while Redis and Kafka answer ends in the dead-letter topic."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Infrastructure that did not answer (worth retrying; never the command's fault):
+    Redis connection errors and timeouts, socket errors, and Kafka errors that Kafka marks
+    retriable (connection, not enough replicas, leader moves) plus the producer's delivery
+    timeout and a closed producer (aiokafka marks those two non-retriable)."""
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+        return True
+    if isinstance(exc, KafkaTimeoutError | KafkaConnectionError | ProducerClosed):
+        return True
+    return isinstance(exc, KafkaError) and bool(exc.retriable)
+
+
+def redacted(value: bytes) -> tuple[bytes, bool]:
+    """The record with every `password` field (at any depth) replaced by "***", and whether
+    one was. A record that is not JSON keeps its bytes (there is no field to find)."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return value, False
+
+    def scrub(node: Any) -> bool:
+        found = False
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if key == "password" and item is not None:
+                    node[key] = _REDACTED
+                    found = True
+                else:
+                    found = scrub(item) or found
+        elif isinstance(node, list):
+            for item in node:
+                found = scrub(item) or found
+        return found
+
+    if not scrub(data):
+        return value, False
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(), True
 
 
 def production_rng() -> RngFor:
@@ -210,6 +315,7 @@ class CommandProcessor:
         apply: ApplyFn = rules.apply,
         clock: Callable[[], datetime] = utc_now,
         concurrency: int = 64,
+        stall_max_seconds: float = RECORD_STALL_MAX_SECONDS,
     ) -> None:
         self._slots = asyncio.Semaphore(concurrency)
         self._redis = redis
@@ -229,6 +335,11 @@ class CommandProcessor:
         self._batch_timers: dict[str, int] = {}
         self._listed: OrderedDict[bytes, RoomState] = OrderedDict()
         self._counters: dict[tuple[str, str], Any] = {}
+        self._stall_max = stall_max_seconds
+        self._retrying = 0
+        # records whose events Kafka did not acknowledge (an outage fails the batch, which is
+        # consumed again): when each first failed, to bound the stall across re-runs
+        self._ack_failures: OrderedDict[str, float] = OrderedDict()
         self.stopping = False
 
     def _count(self, command_type: str, outcome: Outcome) -> None:
@@ -297,7 +408,9 @@ class CommandProcessor:
         try:
             command = decode_command_envelope(record.value)
         except ProtocolError as exc:
-            await self._dead_letter(record, f"undecodable: {exc}", tries=0)
+            await self._dead_letter(
+                record, DeadLetterReason.UNDECODABLE, f"undecodable: {exc}", tries=0
+            )
             self._metrics.commands.labels(type="(undecodable)", outcome=Outcome.DLQ).inc()
             _log.warning(
                 "command_undecodable", key=record.key, offset=record.offset, error=str(exc)
@@ -309,81 +422,176 @@ class CommandProcessor:
             user_id=command.actor.user_id,
             type=command.type,
         )
+        # the room's offset watermark covers records keyed by the room (see store.py)
+        keyed_by_room = record.offset >= 0 and record.key == command.room_id
+        _position.set(
+            Position(record.topic, record.partition, record.offset) if keyed_by_room else None
+        )
+        failing_since: float | None = None
         try:
             tries = 0
             infra_failures = 0
             while True:
-                tries += 1
                 local: list[Awaitable[Any]] = []
                 failure: BaseException
+                after_commit = False
                 try:
                     outcome = await self._handle(command, local)
                 except InfraError:
                     raise
+                except EventTooLarge as exc:
+                    await self._give_up_or_raise(
+                        record, command, DeadLetterReason.EVENT_TOO_LARGE, str(exc), tries
+                    )
+                    return
                 except AfterCommitError as exc:
                     outcome = None
                     failure = exc.__cause__ or exc
-                    retriable = True
-                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                    outcome = None
-                    failure = exc
-                    retriable = True
-                except KafkaError as exc:
-                    outcome = None
-                    failure = exc
-                    retriable = bool(getattr(exc, "retriable", False))
+                    after_commit = True
                 except Exception as exc:  # noqa: BLE001 - a faulty command must not stop the engine
                     outcome = None
                     failure = exc
-                    retriable = False
                 if outcome is not None:
-                    pending.extend(local)
+                    if local:
+                        pending.append(asyncio.ensure_future(self._settle(record, command, local)))
                     self._count(command.type, outcome)
                     elapsed = time.perf_counter() - started
                     self._metrics.latency.observe(elapsed)
                     _log.info("command_handled", outcome=outcome.value, ms=round(elapsed * 1e3, 2))
                     return
-                if retriable:
-                    # Redis or Kafka away: not the command's fault, never dead-letter it
-                    tries -= 1
-                    if self.stopping:
-                        raise InfraError(str(failure)) from failure
-                    delay = _INFRA_BACKOFF_SECONDS[
-                        min(infra_failures, len(_INFRA_BACKOFF_SECONDS) - 1)
-                    ]
-                    infra_failures += 1
-                    if isinstance(failure, RedisConnectionError | RedisTimeoutError | OSError):
-                        _log.warning("command_infra_retry", error=str(failure), delay=delay)
-                    else:  # after the commit, and not an outage: worth an operator's look
-                        _log.error(
-                            "command_after_commit_retry",
-                            error=f"{type(failure).__name__}: {failure}",
-                            delay=delay,
-                        )
-                    await asyncio.sleep(delay)
-                    continue
-                _log.error(
-                    "command_failed",
-                    tries=tries,
-                    error=f"{type(failure).__name__}: {failure}",
-                    exc_info=failure,
-                )
-                if tries >= self._max_tries:
-                    await self._dead_letter(
-                        record, f"{type(failure).__name__}: {failure}", tries=tries
+                error = f"{type(failure).__name__}: {failure}"
+                if self.stopping:
+                    raise InfraError(error) from failure
+                outage = is_outage(failure)
+                if isinstance(failure, KafkaError) and not outage:
+                    # Kafka refuses this for good (too large, invalid, not authorised)
+                    _log.error("command_publish_refused", error=error)
+                    await self._give_up_or_raise(
+                        record, command, DeadLetterReason.PUBLISH_REFUSED, error, tries
                     )
-                    await self._abandon_claim(command)
-                    await self._publish_now(
-                        [error_emit(command, ErrorCode.INTERNAL_ERROR, command.room_id)],
-                        command,
-                        key=command.key,
-                        room_id=command.room_id,
-                        now=self._clock(),
-                    )
-                    self._count(command.type, Outcome.DLQ)
                     return
+                if not outage and not after_commit:
+                    tries += 1
+                    _log.error("command_failed", tries=tries, error=error, exc_info=failure)
+                    if tries >= self._max_tries:
+                        await self._give_up_or_raise(
+                            record, command, DeadLetterReason.FAILED, error, tries
+                        )
+                        return
+                    continue
+                # an outage, or an idempotent step after the commit: retry with backoff, for
+                # at most the stall bound while the infrastructure answers
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                    self._retrying += 1
+                    self._metrics.stalled_records.set(self._retrying)
+                elif now - failing_since >= self._stall_max and await self._infra_answers(failure):
+                    reason = DeadLetterReason.STALLED
+                    if await self._give_up(record, command, reason, error, tries):
+                        return
+                delay = _INFRA_BACKOFF_SECONDS[min(infra_failures, len(_INFRA_BACKOFF_SECONDS) - 1)]
+                infra_failures += 1
+                if outage:
+                    _log.warning("command_infra_retry", error=error, delay=delay)
+                else:  # after the commit, and not an outage: worth an operator's look
+                    _log.error("command_after_commit_retry", error=error, delay=delay)
+                await asyncio.sleep(delay)
         finally:
+            if failing_since is not None:
+                self._retrying -= 1
+                self._metrics.stalled_records.set(self._retrying)
             structlog.contextvars.unbind_contextvars("msg_id", "room_id", "user_id", "type")
+
+    async def _settle(
+        self, record: RawCommand, command: CommandEnvelope, acks: list[Awaitable[Any]]
+    ) -> None:
+        """Wait until Kafka acknowledged the command's events (the batch commits after this).
+        A refusal for good dead-letters the command and lets its offset move on. An outage
+        raises (the committer rewinds and the batch is consumed again; the redelivery re-sends
+        the recorded events), until the command has failed for RECORD_STALL_MAX_SECONDS and
+        Kafka takes its dead-letter copy."""
+        try:
+            await asyncio.gather(*acks)
+        except KafkaError as exc:
+            failure: KafkaError = exc
+        else:
+            if self._ack_failures:
+                self._ack_failures.pop(self._ack_key(record, command), None)
+            return
+        error = f"{type(failure).__name__}: {failure}"
+        if self.stopping:
+            raise failure
+        if not is_outage(failure):
+            _log.error("command_publish_refused", msg_id=str(command.msg_id), error=error)
+            if await self._give_up(record, command, DeadLetterReason.PUBLISH_REFUSED, error, 0):
+                return
+            raise failure
+        key = self._ack_key(record, command)
+        first = self._ack_failures.setdefault(key, time.monotonic())
+        while len(self._ack_failures) > _ACK_FAILURES_KEEP:
+            self._ack_failures.popitem(last=False)
+        stalled = time.monotonic() - first >= self._stall_max
+        if stalled and await self._give_up(record, command, DeadLetterReason.STALLED, error, 0):
+            self._ack_failures.pop(key, None)
+            return
+        raise failure
+
+    @staticmethod
+    def _ack_key(record: RawCommand, command: CommandEnvelope) -> str:
+        return f"{record.topic}:{record.partition}:{record.offset}:{command.msg_id}"
+
+    async def _infra_answers(self, failure: BaseException) -> bool:
+        """Whether the infrastructure behind `failure` answers others: Redis answers PING for
+        a Redis failure. For Kafka the dead-letter send itself is the probe (`_give_up`)."""
+        if isinstance(failure, KafkaError):
+            return True
+        try:
+            return bool(await asyncio.wait_for(self._redis.ping(), _PROBE_SECONDS))
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            return False
+
+    async def _give_up_or_raise(
+        self,
+        record: RawCommand,
+        command: CommandEnvelope,
+        reason: DeadLetterReason,
+        error: str,
+        tries: int,
+    ) -> None:
+        """Dead-letter the command; if Kafka does not take the copy, the batch is retried."""
+        if not await self._give_up(record, command, reason, error, tries):
+            raise InfraError(f"dead-lettering failed ({reason}): {error}")
+
+    async def _give_up(
+        self,
+        record: RawCommand,
+        command: CommandEnvelope,
+        reason: DeadLetterReason,
+        error: str,
+        tries: int,
+    ) -> bool:
+        """Send the record to the dead-letter topic and tell its sender `internal_error`.
+        False when Kafka did not take the copy (an outage: the caller retries)."""
+        try:
+            await self._dead_letter(record, reason, error, tries=tries)
+        except KafkaError as exc:
+            _log.warning("dead_letter_failed", reason=reason.value, error=str(exc))
+            return False
+        self._count(command.type, Outcome.DLQ)
+        try:
+            await self._abandon_claim(command)
+            await self._publish_now(
+                [error_emit(command, ErrorCode.INTERNAL_ERROR, command.room_id)],
+                command,
+                key=command.key,
+                room_id=command.room_id,
+                now=self._clock(),
+            )
+        except (KafkaError, RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            # the dead letter is what counts; the reply is a courtesy that an outage may cost
+            _log.warning("dead_letter_reply_failed", error=f"{type(exc).__name__}: {exc}")
+        return True
 
     # --- one command ----------------------------------------------------------------------
 
@@ -501,29 +709,24 @@ class CommandProcessor:
         self, command: CommandEnvelope, room_id: str, now: datetime, pending: list[Awaitable[Any]]
     ) -> Outcome:
         msg_id = str(command.msg_id)
+        position = _position.get()
         state = await self._load(room_id)
         for _ in range(_MAX_CONFLICT_RETRIES):
             outcome = await self._run_apply(state, command, now)
             emits: tuple[Emit, ...] = tuple(outcome.emits)
             if outcome.chat_read is not None:
-                emits += (await self._chat_history(outcome.chat_read),)
+                emits += (await self._chat_history(outcome.chat_read, command.payload),)
             after: RoomState | None = outcome.state
-            if state is None and after is None:
-                # nothing exists: nothing to protect. An earlier delivery may have been applied
-                # before the room was removed: then its recorded events are the answer.
-                record = await self._store.recorded(room_id, msg_id)
-                if record is not None:
-                    await self._after_commit(self._after_duplicate(room_id, record, pending))
-                    return Outcome.DUPLICATE
-                await self._send(self._envelopes(emits, command, room_id, now, room_id), pending)
-                await self._release_if_create(command, room_id)
-                return self._rejected_outcome(outcome)
             if not outcome.changed:
-                write = StateWrite.NONE
-            elif after is None:
-                write = StateWrite.DELETE
-            else:
-                write = StateWrite.WRITE
+                seen = await self._store.seen(room_id, msg_id, position)
+                if seen.version != (0 if state is None else state.version):
+                    # the cached state is stale (another engine moved the room on): as the
+                    # commit script's version check would, re-run on the stored one
+                    self._cache.pop(room_id, None)
+                    state = await self._load(room_id)
+                    continue
+                return await self._answer(command, room_id, outcome, emits, seen, now, pending)
+            write = StateWrite.DELETE if after is None else StateWrite.WRITE
             events = self._envelopes(emits, command, room_id, now, room_id)
             projection = self._projection(state, after, outcome, now)
             record = Record(events=events, projection=projection)
@@ -538,7 +741,12 @@ class CommandProcessor:
                     ChatAppendJson(channel=c.channel.value, item=c.item.model_dump_json())
                     for c in outcome.chat
                 ],
+                position=position,
             )
+            if result.status is CommitStatus.OLD:
+                # handled before, its record trimmed since: its events went out then
+                _log.info("command_below_watermark", offset=position.offset if position else None)
+                return Outcome.DUPLICATE
             if result.status is CommitStatus.CONFLICT:
                 self._metrics.conflicts.inc()
                 state = (
@@ -552,14 +760,45 @@ class CommandProcessor:
                 assert result.record is not None
                 await self._after_commit(self._after_duplicate(room_id, result.record, pending))
                 return Outcome.DUPLICATE
-            if write is not StateWrite.NONE:
-                self._remember(room_id, after)
+            self._remember(room_id, after)
             steps = self._committed(
                 command, room_id, state, after, outcome, projection, events, pending
             )
             await self._after_commit(steps)
             return Outcome.APPLIED if outcome.rejected is None else self._rejected_outcome(outcome)
         raise RuntimeError(f"room {room_id}: {_MAX_CONFLICT_RETRIES} version conflicts in a row")
+
+    async def _answer(
+        self,
+        command: CommandEnvelope,
+        room_id: str,
+        outcome: Any,
+        emits: tuple[Emit, ...],
+        seen: Seen,
+        now: datetime,
+        pending: list[Awaitable[Any]],
+    ) -> Outcome:
+        """An outcome that changes nothing (a rejection, a read-only answer): sent, never
+        stored, so reads and refusals cost the room no record (a redelivery is answered
+        again). An earlier delivery that did take effect still gets its recorded events; one
+        below the watermark whose record is gone gets no refusal (re-run on today's state, a
+        command the room applied then may be refused now), only a read is answered again."""
+        if seen.record is not None:
+            await self._after_commit(self._after_duplicate(room_id, seen.record, pending))
+            return Outcome.DUPLICATE
+        if seen.old and outcome.rejected is not None:
+            return Outcome.DUPLICATE
+        after: RoomState | None = outcome.state
+        events = self._envelopes(emits, command, room_id, now, room_id)
+        for timer in outcome.timers:
+            member = timer_member(room_id, timer.kind, timer.token)
+            self._batch_timers[member] = int(timer.due.timestamp() * 1000)
+        await self._send(events, pending)
+        if outcome.rejected is not None and (
+            after is None or not _same_name(after, command.payload)
+        ):
+            await self._release_if_create(command, room_id)
+        return Outcome.ANSWERED if outcome.rejected is None else self._rejected_outcome(outcome)
 
     async def _committed(
         self,
@@ -625,15 +864,36 @@ class CommandProcessor:
                 keys=[self._keys.room_name(payload.game_type, payload.room_name)], args=[room_id]
             )
 
-    async def _chat_history(self, read: ChatRead) -> Emit:
-        raw = await self._store.chat_history(read.room_id, read.channel.value, read.limit)
-        items = [ChatMessageItem.model_validate_json(item) for item in raw]
+    async def _chat_history(self, read: ChatRead, payload: object) -> Emit:
+        """The newest `read.limit` messages (older than the request's `before`), filled
+        newest first while they fit EVENT_MAX_BYTES; `has_more` when older ones are kept."""
+        before = payload.before if isinstance(payload, GetChatHistory) else None
+        channel = read.channel.value
+        if before is None:
+            # one more than asked, to know whether older messages exist
+            raw = await self._store.chat_history(read.room_id, channel, read.limit + 1)
+        else:  # the cursor's place is found in the whole list (at most chat_keep items)
+            raw = await self._store.chat_history(read.room_id, channel, self._config.chat_keep)
+        items = [(ChatMessageItem.model_validate_json(r), len(r.encode())) for r in raw]
+        if before is not None:
+            at = next((n for n, (i, _) in enumerate(items) if i.message_id == before), None)
+            items = items[:at] if at is not None else []  # a cursor no longer kept: nothing
+        has_more = len(items) > read.limit
+        budget = EVENT_MAX_BYTES - _CHAT_ENVELOPE_RESERVE
+        picked: list[ChatMessageItem] = []
+        for item, size in reversed(items[-read.limit :]):
+            if item.user_id in read.hidden_user_ids:
+                continue
+            budget -= size + 1
+            if budget < 0:
+                has_more = True
+                break
+            picked.append(item)
+        picked.reverse()
         return Emit(
             read.audience,
             ChatHistory(
-                room_id=read.room_id,
-                channel=read.channel,
-                messages=[i for i in items if i.user_id not in read.hidden_user_ids],
+                room_id=read.room_id, channel=read.channel, messages=picked, has_more=has_more
             ),
         )
 
@@ -783,9 +1043,14 @@ class CommandProcessor:
                 timestamp=now,
                 payload=message,
             )
-            out.append(
-                PublishedEvent(key=key, seq=message.seq, envelope=envelope.model_dump_json())
-            )
+            encoded = envelope.model_dump_json()
+            # a char is at most 4 bytes in UTF-8: only long envelopes need encoding to measure
+            if len(encoded) * 4 > EVENT_MAX_BYTES and len(encoded.encode()) > EVENT_MAX_BYTES:
+                raise EventTooLarge(
+                    f"{message.type} would be {len(encoded.encode())} bytes "
+                    f"(the budget is {EVENT_MAX_BYTES})"
+                )
+            out.append(PublishedEvent(key=key, seq=message.seq, envelope=encoded))
         return out
 
     async def _send(self, events: Sequence[PublishedEvent], pending: list[Awaitable[Any]]) -> None:
@@ -808,13 +1073,33 @@ class CommandProcessor:
         await self._send(self._envelopes(emits, command, room_id, now, key), pending)
         await asyncio.gather(*pending)
 
-    async def _dead_letter(self, record: RawCommand, error: str, *, tries: int) -> None:
-        self._metrics.dlq.inc()
+    async def _dead_letter(
+        self, record: RawCommand, reason: DeadLetterReason, error: str, *, tries: int
+    ) -> None:
+        """Copy the record to the dead-letter topic (raises KafkaError if Kafka does not take
+        it). Passwords are replaced by "***" (header `x-redacted`), and the copy is cut to
+        DLQ_VALUE_MAX_BYTES, so it can never be refused for its size."""
+        value, was_redacted = redacted(record.value)
         headers = {
+            "x-reason": reason.value,
             "x-error": error[:1000],
             "x-tries": str(tries),
             "x-origin": f"{record.topic}:{record.partition}:{record.offset}",
         }
-        ack = await self._sink.send(self._dlq_topic, record.key, record.value, headers)
+        if was_redacted:
+            headers["x-redacted"] = "password"
+        if len(value) > DLQ_VALUE_MAX_BYTES:
+            headers["x-truncated"] = str(len(value))
+            value = value[:DLQ_VALUE_MAX_BYTES]
+        ack = await self._sink.send(self._dlq_topic, record.key[:1000], value, headers)
         await ack
-        _log.error("command_dead_lettered", key=record.key, offset=record.offset, tries=tries)
+        self._metrics.dlq.inc()
+        self._metrics.dead_letters.labels(reason=reason.value).inc()
+        _log.error(
+            "command_dead_lettered",
+            key=record.key,
+            offset=record.offset,
+            tries=tries,
+            reason=reason.value,
+            error=error[:300],
+        )

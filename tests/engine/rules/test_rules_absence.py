@@ -110,15 +110,16 @@ def test_vote_needs_running_game() -> None:
     )
 
 
-def test_disconnected_player_may_not_vote() -> None:
+def test_disconnected_player_who_votes_is_back_and_eligible() -> None:
+    # voting is an action: it ends the voter's own pending disconnect first
     table = _disconnected(4, "u2")
     table.disconnect("u3")
     table.advance(31)
-    table.err(
-        "u3",
-        r.VoteKickDisconnected(room_id=ROOM, target_user_id="u2"),
-        ErrorCode.NOT_ELIGIBLE_TO_VOTE,
-    )
+    out = table.ok("u3", r.VoteKickDisconnected(room_id=ROOM, target_user_id="u2"))
+    assert types(out) == ["games.event.player_rejoined", "games.event.kick_vote_received"]
+    assert table.state is not None
+    assert table.state.disconnect("u3") is None
+    assert table.state.disconnect("u2") is not None
 
 
 @pytest.mark.parametrize(

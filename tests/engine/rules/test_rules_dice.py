@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from rules_table import FAST, ROOM, ScriptedRng, Table, of_type, types
 
 from parlour_engine.rules import RulesConfig
 from parlour_protocol.v1 import AudienceKind, ErrorCode
 from parlour_protocol.v1.games import bigger_dice as dice
+from parlour_protocol.v1.internal import TimerKind
 from parlour_protocol.v1.rooms import RoomStatus
 
 ROLLED = "games.event.bigger_dice.rolled"
@@ -156,7 +159,10 @@ def test_game_over_lists_every_player() -> None:
     ]
     assert table.state is not None
     assert table.state.current_turn is None
-    assert out.timers == ()
+    # no turn timer; the finished room's expiry instead
+    assert [(t.kind, t.token, t.due) for t in out.timers] == [
+        (TimerKind.ROOM_EXPIRY, "finished", table.now + timedelta(seconds=300))
+    ]
 
 
 def test_state_for_rejoining_player_has_round_history() -> None:

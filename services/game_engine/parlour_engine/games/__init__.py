@@ -48,6 +48,10 @@ class GameRules(Protocol):
     def on_auto_play(self, ctx: Ctx) -> None:
         """Someone's turns were just handed to the server: play if it is their turn."""
 
+    def on_player_removed(self, ctx: Ctx, user_id: str) -> None:
+        """`user_id` lost their seat mid-game (the host banned them): `ctx.state.players` no
+        longer holds them. Go on without them, or end the game when too few are left."""
+
     def snapshot_for(self, state: RoomState, user_id: str) -> ServerEvent | None:
         """The game's state for a (re)joining player or spectator, or None."""
 

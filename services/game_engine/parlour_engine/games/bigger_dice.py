@@ -5,19 +5,29 @@ A round: every active roller rolls once in seat order; the highest roll scores a
 without advancing the round number; after `max_tiebreakers` tiebreakers the first tied player
 gets the point in a reported `round_result` (`by_tiebreaker_limit`) and the win is still
 checked. First to `winning_score` wins. The server rolls with the injected rng.
+
+A player banned mid-game loses their seat: their rolls of the current round are dropped and
+the round goes on without them; with one player left, that player wins.
+
+Bounds: `active` and `rolls` hold at most the seated players; `history` keeps the newest
+HISTORY_KEEP rounds (tiebreakers included), so the game state event stays small however
+long a game runs.
 """
 
 from __future__ import annotations
 
 from parlour_engine.games import GameRules
 from parlour_engine.rules.absence import enable_auto_play
-from parlour_engine.rules.context import Ctx, Rejected
-from parlour_engine.rules.state import AutoPlayer, GameState, RoomState
+from parlour_engine.rules.context import Ctx, Rejected, seated_unbanned
+from parlour_engine.rules.state import GameState, Member, RoomState
 from parlour_protocol.v1 import ErrorCode, ServerEvent
 from parlour_protocol.v1.base import ClientCommand
 from parlour_protocol.v1.games import bigger_dice as proto
 from parlour_protocol.v1.registry import type_tag
 from parlour_protocol.v1.rooms import RoomStatus
+
+HISTORY_KEEP = 20
+"""Rounds (tiebreakers included) the game state keeps for `round_history`."""
 
 
 class HistoryRound(GameState):
@@ -70,7 +80,7 @@ class BiggerDiceRules:
         if st.status is not RoomStatus.IN_PROGRESS:
             raise Rejected(ErrorCode.GAME_NOT_IN_PROGRESS)
         if isinstance(command, proto.Roll):
-            if st.player(ctx.actor_id) is None:
+            if not seated_unbanned(st, ctx.actor_id):
                 raise Rejected(ErrorCode.NOT_A_PLAYER)
             if st.current_turn != ctx.actor_id:
                 raise Rejected(ErrorCode.NOT_YOUR_TURN)
@@ -80,13 +90,14 @@ class BiggerDiceRules:
             target = command.target_user_id
             if not st.is_member(ctx.actor_id):
                 raise Rejected(ErrorCode.NOT_IN_ROOM)
+            # only for a seated, unbanned player whose turns the server plays by their choice
+            # (vote-kicked players are banned: the server's own chain plays for them)
+            if not seated_unbanned(st, target):
+                raise Rejected(ErrorCode.INVALID_PLAYER, "The target is not a player.")
             if st.current_turn != target:
                 raise Rejected(ErrorCode.NOT_YOUR_TURN, "It is not the target's turn.")
             if st.auto_player(target) is None:
-                if not st.is_banned(target):
-                    raise Rejected(ErrorCode.GAME_ERROR, "The target is not played by the server.")
-                # banned by a vote but missing from auto_players: restore (original fallback)
-                st.auto_players = (*st.auto_players, AutoPlayer(user_id=target, reason="vote_kick"))
+                raise Rejected(ErrorCode.GAME_ERROR, "The target is not played by the server.")
             _roll(ctx, target, auto=True)
             _auto_chain(ctx)
         else:
@@ -98,6 +109,24 @@ class BiggerDiceRules:
         _auto_chain(ctx)
 
     def on_auto_play(self, ctx: Ctx) -> None:
+        _auto_chain(ctx)
+
+    def on_player_removed(self, ctx: Ctx, user_id: str) -> None:
+        st = ctx.state
+        dice = _dice(st)
+        active = tuple(u for u in dice.active if u != user_id)
+        rolls = tuple((u, r) for u, r in dice.rolls if u != user_id)
+        dice = dice.model_copy(update={"active": active, "rolls": rolls})
+        st.game = dice
+        if len(st.players) < 2:
+            if st.players:
+                _game_over(ctx, dice, st.players[0])
+            return
+        if len(rolls) >= len(active):
+            # they were the last to roll in this round: it ends with the rolls made
+            _end_of_round(ctx, dice, rolls)
+        elif st.current_turn == user_id:
+            ctx.set_turn(active[len(rolls)])
         _auto_chain(ctx)
 
     def snapshot_for(self, state: RoomState, user_id: str) -> ServerEvent | None:
@@ -143,6 +172,26 @@ def _auto_chain(ctx: Ctx) -> None:
         _roll(ctx, turn, auto=True)
 
 
+def _game_over(ctx: Ctx, dice: DiceState, champion: Member) -> None:
+    st = ctx.state
+    st.game = dice
+    st.status = RoomStatus.FINISHED
+    st.winner_id = champion.user_id
+    st.finished_at = ctx.now
+    ctx.clear_turn()
+    ctx.room(
+        proto.GameOver(
+            room_id=st.room_id,
+            winner=champion.user_id,
+            winner_name=champion.username,
+            final_scores=[
+                proto.FinalScore(user_id=m.user_id, username=m.username, score=m.score)
+                for m in st.players
+            ],
+        )
+    )
+
+
 def _roll(ctx: Ctx, uid: str, *, auto: bool) -> None:
     st = ctx.state
     dice = _dice(st)
@@ -168,6 +217,10 @@ def _roll(ctx: Ctx, uid: str, *, auto: bool) -> None:
     _end_of_round(ctx, dice, rolls)
 
 
+def _kept(history: tuple[HistoryRound, ...], latest: HistoryRound) -> tuple[HistoryRound, ...]:
+    return (*history, latest)[-HISTORY_KEEP:]
+
+
 def _scores(st: RoomState) -> list[tuple[str, int]]:
     return [(m.user_id, m.score) for m in st.players]
 
@@ -184,8 +237,8 @@ def _end_of_round(ctx: Ctx, dice: DiceState, rolls: tuple[tuple[str, int], ...])
                 "rolls": (),
                 "is_tiebreaker": True,
                 "tiebreaker_iteration": dice.tiebreaker_iteration + 1,
-                "history": (
-                    *dice.history,
+                "history": _kept(
+                    dice.history,
                     HistoryRound(
                         round_number=dice.round_number,
                         rolls=rolls,
@@ -215,8 +268,8 @@ def _end_of_round(ctx: Ctx, dice: DiceState, rolls: tuple[tuple[str, int], ...])
         m.model_copy(update={"score": m.score + 1}) if m.user_id == winner else m
         for m in st.players
     )
-    history = (
-        *dice.history,
+    history = _kept(
+        dice.history,
         HistoryRound(
             round_number=dice.round_number,
             rolls=rolls,
@@ -241,22 +294,7 @@ def _end_of_round(ctx: Ctx, dice: DiceState, rolls: tuple[tuple[str, int], ...])
     champion = st.player(winner)
     assert champion is not None
     if champion.score >= ctx.config.winning_score:
-        st.game = dice.model_copy(update={"rolls": rolls, "history": history})
-        st.status = RoomStatus.FINISHED
-        st.winner_id = winner
-        st.finished_at = ctx.now
-        ctx.clear_turn()
-        ctx.room(
-            proto.GameOver(
-                room_id=st.room_id,
-                winner=winner,
-                winner_name=champion.username,
-                final_scores=[
-                    proto.FinalScore(user_id=m.user_id, username=m.username, score=m.score)
-                    for m in st.players
-                ],
-            )
-        )
+        _game_over(ctx, dice.model_copy(update={"rolls": rolls, "history": history}), champion)
         return
     st.game = DiceState(
         round_number=dice.round_number + 1,

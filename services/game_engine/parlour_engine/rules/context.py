@@ -50,6 +50,9 @@ class Ctx:
         self.removed = False
         self.read_only = False
         """Set by handlers that answer without changing the room (a rejoin, chat history)."""
+        self.touched = False
+        """Set when the state changed without a room event (an absent member came back), so
+        the change is stored even when the handler itself was read-only."""
         self._minted = 0
 
     @property
@@ -124,6 +127,12 @@ class Ctx:
     def clear_turn(self) -> None:
         self.state.current_turn = None
         self.state.turn_deadline = None
+
+
+def seated_unbanned(st: RoomState, uid: str) -> bool:
+    """Whether a command may act for or on `uid` as a player: they hold a seat and are not
+    banned (a vote-kicked player keeps a seat the server plays, but is banned)."""
+    return st.player(uid) is not None and not st.is_banned(uid)
 
 
 def turn_token(state: RoomState) -> str:

@@ -65,7 +65,24 @@ class GameState(_Frozen):
 
 class RoomState(BaseModel):
     """Everything the engine knows about a room. `version` counts accepted changing
-    commands (optimistic concurrency in the store); `seq` is the last room-wide event seq."""
+    commands (optimistic concurrency in the store); `seq` is the last room-wide event seq.
+
+    Every collection is bounded, so no client can grow a room (or an event carrying it)
+    without limit:
+
+    - `players`: at most `max_players` (protocol MAX_PLAYERS).
+    - `lobby`: at most `RulesConfig.max_lobby` joiners (+ the host coming back).
+    - `selected`: user ids of lobby members, at most `max_players`.
+    - `spectators`: at most `max_spectators`.
+    - `banned`: at most MAX_BANNED_PER_ROOM (`limit_reached` beyond).
+    - `auto_players`, `disconnects`: players only, one record each.
+    - `absent`: lobby members of a waiting room, one entry each.
+    - `password_failures`: users with a wrong password inside `password_window_secs`, at most
+      `RulesConfig.password_failure_users` of them, each at most `password_attempts` times.
+    - `mutes`: keyed by current members only (a leaver's mutes go with them), each at most
+      MAX_MUTED_PER_USER targets (`limit_reached` beyond).
+    - the game's own state: the plugin's docstring states its bounds.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -94,6 +111,13 @@ class RoomState(BaseModel):
     auto_players: tuple[AutoPlayer, ...] = ()
     disconnects: tuple[Disconnect, ...] = ()
     disconnect_counter: int = 0
+    absent: tuple[str, ...] = ()
+    """Lobby members of a waiting room whose last socket closed and who have not come back
+    (rejoined or acted) since. When it holds the whole lobby the room expires after
+    `RulesConfig.idle_room_secs`."""
+    idle_number: int = 0
+    """Counts the times the whole lobby went absent: the expiry timer's token, so a timer
+    armed before someone came back never removes the room."""
     password_failures: dict[str, tuple[datetime, ...]] = Field(default_factory=dict)
     mutes: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 

@@ -42,6 +42,11 @@ class RulesConfig:
     password_attempts: int = 5
     """Wrong passwords one user may try per room within `password_window_secs`."""
     password_window_secs: int = 300
+    password_failure_users: int = 100
+    """Most users with a recent wrong password one room remembers. While it is full, users
+    without a record get `too_many_attempts` before their password is checked: refusing
+    them (for at most `password_window_secs`) keeps the number of guesses per window bounded
+    by `password_failure_users * password_attempts`, which forgetting records would not."""
     chat_keep: int = 200
     """Messages kept per room channel (the worker trims the store to this)."""
     auto_roll_guard: int = 100
