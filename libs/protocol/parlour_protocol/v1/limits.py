@@ -44,6 +44,11 @@ MAX_MUTED_PER_USER = 50
 DEFAULT_MAX_ROOMS_PER_HOST = 5
 """Default most active (waiting or running) rooms one user may host at once
 (ENGINE_MAX_ROOMS_PER_HOST); a further `create_room` gets `too_many_rooms`."""
+DEFAULT_MAX_ROOMS_PER_USER = 20
+"""Default most rooms one user may be a member of at once, in any role and status
+(ENGINE_MAX_ROOMS_PER_USER); a further `create_room`, `join_room` or `join_as_spectator` gets
+`limit_reached`. Each connect or disconnect of a user costs one engine command per room they
+are in, so this also bounds that."""
 EVENT_MAX_BYTES = 256 * 1024
 """Budget of one event envelope on the events topic. Every list an event carries is capped
 or paged so that no event reaches it; the engine checks every event against it before it

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, computed_field, model_validator
+from pydantic import Field, StringConstraints, computed_field, model_validator
 
 from parlour_protocol.v1 import limits
 from parlour_protocol.v1.base import (
@@ -145,9 +145,34 @@ class RoomListItem(WireModel):
 # --- client -> server ---------------------------------------------------------------------
 
 
+RoomListCursor = Annotated[
+    str,
+    StringConstraints(
+        max_length=limits.ID_MAX_LENGTH + 14, pattern=r"^[0-9]{13}\|[A-Za-z0-9_.:@-]*$"
+    ),
+]
+"""Opaque to clients: pass back a `room_list.next_cursor` unchanged."""
+
+
 class ListRooms(ClientCommand):
+    """One page of the rooms the caller may see: without `cursor`, the first page, which
+    starts with the caller's own rooms (any they are a member of, running games included),
+    then the waiting rooms of others, oldest first; with the `next_cursor` of a page, the
+    page after it. A page may hold fewer than `limit` rooms (rooms the caller may not see
+    are skipped); only a null `next_cursor` means the end. Walking the cursors lists every
+    room that stays listed during the walk exactly once."""
+
     type: Literal["games.command.list_rooms"] = "games.command.list_rooms"
     game_type: GameType = "bigger_dice"
+    cursor: RoomListCursor | None = Field(
+        default=None, description="`next_cursor` of the previous page; none = first page"
+    )
+    limit: int = Field(
+        default=limits.ROOM_LIST_PAGE_MAX,
+        ge=1,
+        le=limits.ROOM_LIST_PAGE_MAX,
+        description="most rooms in the page",
+    )
 
 
 class CreateRoom(ClientCommand):
@@ -291,9 +316,17 @@ class RoomStateEvent(ServerEvent):
 
 
 class RoomList(ServerEvent):
+    """One page of rooms (see `list_rooms`), at most `ROOM_LIST_PAGE_MAX`."""
+
     type: Literal["games.event.room_list"] = "games.event.room_list"
     game_type: GameType
     rooms: list[RoomListItem]
+    cursor: RoomListCursor | None = Field(
+        default=None, description="the `cursor` this page was asked for (null: first page)"
+    )
+    next_cursor: RoomListCursor | None = Field(
+        default=None, description="ask `list_rooms` with it for the next page; null: last page"
+    )
 
 
 class RoomRemoved(ServerEvent):
