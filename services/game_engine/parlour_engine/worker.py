@@ -57,10 +57,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from parlour_engine import rules
+from parlour_engine.lobby import Lobby, UserTurns, listing_member
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics, Outcome
 from parlour_engine.rules import ChatRead, Emit, RoomState, RulesConfig
 from parlour_engine.rules.context import derive_id
+from parlour_engine.rules.views import listable
 from parlour_engine.store import (
     ChatAppendJson,
     CommitStatus,
@@ -88,6 +90,7 @@ from parlour_protocol.v1 import (
     utc_now,
 )
 from parlour_protocol.v1.chat import ChatHistory, ChatMessageItem, GetChatHistory
+from parlour_protocol.v1.limits import DEFAULT_MAX_ROOMS_PER_HOST, DEFAULT_MAX_ROOMS_PER_USER
 from parlour_protocol.v1.rooms import (
     CreateRoom,
     JoinAsSpectator,
@@ -316,6 +319,8 @@ class CommandProcessor:
         clock: Callable[[], datetime] = utc_now,
         concurrency: int = 64,
         stall_max_seconds: float = RECORD_STALL_MAX_SECONDS,
+        max_rooms_per_host: int = DEFAULT_MAX_ROOMS_PER_HOST,
+        max_rooms_per_user: int = DEFAULT_MAX_ROOMS_PER_USER,
     ) -> None:
         self._slots = asyncio.Semaphore(concurrency)
         self._redis = redis
@@ -333,7 +338,10 @@ class CommandProcessor:
         self._release_name = redis.register_script(_RELEASE_NAME_LUA)
         self._cache: OrderedDict[str, RoomState] = OrderedDict()
         self._batch_timers: dict[str, int] = {}
-        self._listed: OrderedDict[bytes, RoomState] = OrderedDict()
+        self._lobby = Lobby(redis, store.keys)
+        self._user_turns = UserTurns()
+        self._max_rooms_per_host = max_rooms_per_host
+        self._max_rooms_per_user = max_rooms_per_user
         self._counters: dict[tuple[str, str], Any] = {}
         self._stall_max = stall_max_seconds
         self._retrying = 0
@@ -599,7 +607,7 @@ class CommandProcessor:
         payload = command.payload
         now = self._clock()
         if isinstance(payload, ListRooms):
-            return await self._list_rooms(command, payload.game_type, now, pending)
+            return await self._list_rooms(command, payload, now, pending)
         if command.type == "chat.command.send_message":
             return await self._direct_message(command, now, pending)
         if command.type == "games.command.presence_changed":
@@ -619,13 +627,53 @@ class CommandProcessor:
                 self._envelopes(outcome.emits, command, None, now, command.key), pending
             )
             return self._rejected_outcome(outcome)
-        if isinstance(payload, CreateRoom):
-            owner = await self._claim_name(payload.game_type, payload.room_name, room_id)
-            if owner != room_id:
-                emit = error_emit(command, ErrorCode.ROOM_NAME_TAKEN, room_id)
-                await self._send(self._envelopes((emit,), command, room_id, now, room_id), pending)
+        if not isinstance(payload, CreateRoom | JoinRoom | JoinAsSpectator):
+            return await self._room_command(command, room_id, now, pending)
+        # one at a time per user in this engine, from the cap check to the index write
+        async with self._user_turns.turn(command.actor.user_id):
+            refused = await self._over_cap(command, room_id)
+            if refused is not None:
+                await self._send(
+                    self._envelopes((refused,), command, command.room_id, now, command.key),
+                    pending,
+                )
                 return Outcome.REJECTED
-        return await self._room_command(command, room_id, now, pending)
+            if isinstance(payload, CreateRoom):
+                owner = await self._claim_name(payload.game_type, payload.room_name, room_id)
+                if owner != room_id:
+                    emit = error_emit(command, ErrorCode.ROOM_NAME_TAKEN, room_id)
+                    await self._send(
+                        self._envelopes((emit,), command, room_id, now, room_id), pending
+                    )
+                    return Outcome.REJECTED
+            return await self._room_command(command, room_id, now, pending)
+
+    async def _over_cap(self, command: CommandEnvelope, room_id: str) -> Emit | None:
+        """The `too_many_rooms` / `limit_reached` answer when creating or joining would take
+        the user past max_rooms_per_host / max_rooms_per_user (counted from `user_rooms`, see
+        lobby.py for the bound that holds under races), else None. Before the name claim, so
+        a refused create claims no name."""
+        user_id = command.actor.user_id
+        refusal = await self._lobby.refusal(
+            user_id,
+            room_id,
+            creating=isinstance(command.payload, CreateRoom),
+            max_rooms_per_host=self._max_rooms_per_host,
+            max_rooms_per_user=self._max_rooms_per_user,
+        )
+        if refusal is None:
+            return None
+        # A redelivery of a command that took effect while its index write was lost (a crash
+        # between the commit and `_project`) must get its recorded answer, not a refusal.
+        raw = await self._store.load(room_id)
+        if raw is not None:
+            state = RoomState.model_validate_json(raw)
+            if isinstance(command.payload, CreateRoom) or state.is_member(user_id):
+                return None
+        return Emit(
+            reply_audience(command),
+            Error(code=refusal.code, message=refusal.message, request_id=command.request_id),
+        )
 
     async def _direct_message(
         self, command: CommandEnvelope, now: datetime, pending: list[Awaitable[Any]]
@@ -898,42 +946,41 @@ class CommandProcessor:
         )
 
     async def _list_rooms(
-        self, command: CommandEnvelope, game_type: str, now: datetime, pending: list[Awaitable[Any]]
+        self,
+        command: CommandEnvelope,
+        payload: ListRooms,
+        now: datetime,
+        pending: list[Awaitable[Any]],
     ) -> Outcome:
-        ids: set[bytes | str] = await self._redis.smembers(self._keys.rooms_by_game(game_type))
-        states = await self._states(sorted(text(i) for i in ids))
-        room_list = rules.list_rooms(states, command.actor.user_id, game_type, now)
+        """One page from the room index (lobby.py): never reads every room."""
+        user_id, game_type = command.actor.user_id, payload.game_type
+        page = await self._lobby.page(
+            game_type,
+            user_id,
+            cursor=payload.cursor,
+            limit=payload.limit,
+            listable=lambda state: listable(state, user_id, game_type),
+        )
+        room_list = rules.list_rooms(
+            page.states,
+            user_id,
+            game_type,
+            now,
+            cursor=payload.cursor,
+            next_cursor=page.next_cursor,
+        )
         emit = Emit(reply_audience(command), room_list)
         await self._send(self._envelopes((emit,), command, None, now, command.key), pending)
         return Outcome.ANSWERED
 
     async def _user_room_states(self, user_id: str) -> list[RoomState]:
+        # bounded: `user_rooms` holds at most max_rooms_per_user rooms (see `_over_cap`)
         ids: list[bytes | str] = await self._redis.hkeys(self._keys.user_rooms(user_id))
         return await self._states([text(i) for i in ids])
 
     async def _states(self, room_ids: list[str]) -> list[RoomState]:
-        if not room_ids:
-            return []
-        # one GET per room (different hash slots), pipelined; read-only, so the cache is
-        # not consulted: another engine may own these rooms
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for room_id in room_ids:
-                pipe.get(self._keys.room_state(room_id))
-            raw: list[bytes | None] = await pipe.execute()
-        return [self._parse_listed(r) for r in raw if r is not None]
-
-    def _parse_listed(self, raw: bytes) -> RoomState:
-        """Room lists read every room of a game; most did not change since the last list,
-        so their parsed state is reused (keyed by the exact stored JSON)."""
-        state = self._listed.get(raw)
-        if state is None:
-            state = RoomState.model_validate_json(raw)
-            self._listed[raw] = state
-            while len(self._listed) > _CACHE_ROOMS:
-                self._listed.popitem(last=False)
-        else:
-            self._listed.move_to_end(raw)
-        return state
+        # read-only, so the cache is not consulted: another engine may own these rooms
+        return list((await self._lobby.states(room_ids)).values())
 
     # --- indexes across rooms (projections of room state) ---------------------------------
 
@@ -950,6 +997,7 @@ class CommandProcessor:
             "gone": gone,
             "game": subject.game_type if subject else None,
             "name": subject.room_name if subject else None,
+            "listing": listing_member(subject.room_id, subject.created_at) if subject else None,
             "timers": [
                 [timer_member(subject.room_id, t.kind, t.token), int(t.due.timestamp() * 1000)]
                 for t in outcome.timers
@@ -994,6 +1042,18 @@ class CommandProcessor:
                     pipe.srem(keys.rooms_by_game(game), room_id)
                 else:
                     pipe.sadd(keys.rooms_by_game(game), room_id)
+                # the room list's index: waiting rooms only (a room never returns to waiting)
+                subject = after or before
+                listing = (
+                    listing_member(room_id, subject.created_at)
+                    if subject is not None
+                    else projection.get("listing")
+                )
+                if listing is not None:
+                    if after is not None and after.status is RoomStatus.WAITING:
+                        pipe.zadd(keys.rooms_waiting(game), {listing: 0})
+                    else:
+                        pipe.zrem(keys.rooms_waiting(game), listing)
             await pipe.execute()
         if after is None and game is not None and projection.get("name"):
             await self._release_name(

@@ -280,15 +280,25 @@ def comparable(state: RoomState | None) -> dict[str, Any] | None:
 
 
 def list_rooms(
-    states: Iterable[RoomState], user_id: str, game_type: str, now: datetime
+    states: Iterable[RoomState],
+    user_id: str,
+    game_type: str,
+    now: datetime,
+    *,
+    cursor: str | None = None,
+    next_cursor: str | None = None,
 ) -> room_msgs.RoomList:
+    """One `room_list` page of the rooms the worker read from its index: those `user_id`
+    may see (`list_item`), oldest first. The paging itself is the worker's (an index read)."""
     items = [
         item
         for state in states
         if state.game_type == game_type and (item := list_item(state, user_id)) is not None
     ]
     items.sort(key=lambda i: (i.created_at, i.room_id))
-    return room_msgs.RoomList(game_type=game_type, rooms=items)
+    return room_msgs.RoomList(
+        game_type=game_type, rooms=items, cursor=cursor, next_cursor=next_cursor
+    )
 
 
 def direct_message(command: CommandEnvelope, now: datetime) -> tuple[Emit, ...]:

@@ -95,11 +95,18 @@ def comparable(state: RoomState | None) -> dict[str, Any] | None:
 
 
 def list_rooms(
-    states: Iterable[RoomState], user_id: str, game_type: str, now: datetime
+    states: Iterable[RoomState],
+    user_id: str,
+    game_type: str,
+    now: datetime,
+    *,
+    cursor: str | None = None,
+    next_cursor: str | None = None,
 ) -> RoomList:
-    """`games.event.room_list` for `user_id`: waiting rooms of `game_type` for everyone,
-    in-progress ones only for their members, never a room that banned the user."""
-    return _core.list_rooms(states, user_id, game_type, now)
+    """One `games.event.room_list` page for `user_id` of the rooms the worker read from its
+    index: waiting rooms of `game_type` for everyone, in-progress ones only for their members,
+    never a room that banned the user; `cursor`/`next_cursor` are the worker's paging."""
+    return _core.list_rooms(states, user_id, game_type, now, cursor=cursor, next_cursor=next_cursor)
 
 
 def direct_message(command: CommandEnvelope, now: datetime) -> tuple[Emit, ...]:

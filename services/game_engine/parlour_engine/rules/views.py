@@ -109,3 +109,8 @@ def list_item(state: RoomState, user_id: str) -> RoomListItem | None:
         rejoin_role=role,
         created_at=state.created_at,
     )
+
+
+def listable(state: RoomState, user_id: str, game_type: str) -> bool:
+    """Whether `user_id`'s room list of `game_type` shows the room (as `list_item`)."""
+    return state.game_type == game_type and list_item(state, user_id) is not None
