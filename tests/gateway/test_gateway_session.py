@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,7 +21,16 @@ from parlour_gateway.metrics import Metrics
 from parlour_gateway.routing import Hub
 from parlour_gateway.session import Session
 from parlour_gateway.settings import GatewaySettings
-from parlour_protocol.v1 import CloseCode, decode_client_message
+from parlour_protocol.v1 import (
+    Audience,
+    AudienceKind,
+    CloseCode,
+    EventEnvelope,
+    RedisKeys,
+    decode_client_message,
+    encode,
+)
+from parlour_protocol.v1.chat import ChatChannel, ChatMessage
 from parlour_protocol.v1.rooms import CreateRoom
 
 
@@ -60,6 +70,8 @@ class FakeGateway:
         self.metrics = Metrics()
         self.hub = Hub(settings.gateway_id)
         self.verifier = None
+        self.redis: Any = None
+        self.keys: Any = None
 
 
 @pytest.fixture
@@ -174,3 +186,134 @@ def test_msg_id_is_derived_from_user_connection_and_request_id() -> None:
     anonymous = decode_client_message(b'{"type":"games.command.bigger_dice.roll","room_id":"r1"}')
     ids = {build_envelope(anonymous, me, connection_id="c1", gateway_id="g").msg_id for _ in "ab"}
     assert len(ids) == 2  # no request_id: nothing to deduplicate by
+
+
+# ------------------------------------------------------------------ resume replay
+
+
+class FakeStreamRedis:
+    """The two stream reads of a replay over one room's entries, with Redis's id bounds
+    (`-`, `+`, `(` exclusive) and COUNT; every call is recorded."""
+
+    def __init__(self, entries: list[tuple[int, bytes]]) -> None:
+        self.entries = [
+            (f"{1000 + seq}-0".encode(), {b"seq": b"%d" % seq, b"env": env}) for seq, env in entries
+        ]
+        self.calls: list[tuple[str, int]] = []
+
+    @staticmethod
+    def _key(entry_id: bytes) -> tuple[int, int]:
+        ms, n = entry_id.decode().split("-")
+        return int(ms), int(n)
+
+    def _within(self, entry_id: bytes, low: str, high: str) -> bool:
+        key = self._key(entry_id)
+        if low != "-":
+            bound = self._key(low.lstrip("(").encode())
+            if key < bound or (low.startswith("(") and key == bound):
+                return False
+        if high != "+":
+            bound = self._key(high.lstrip("(").encode())
+            if key > bound or (high.startswith("(") and key == bound):
+                return False
+        return True
+
+    async def xrange(self, name: str, min: str, max: str, count: int) -> list[Any]:
+        self.calls.append(("xrange", count))
+        return [e for e in self.entries if self._within(e[0], min, max)][:count]
+
+    async def xrevrange(self, name: str, max: str, min: str, count: int) -> list[Any]:
+        self.calls.append(("xrevrange", count))
+        return [e for e in reversed(self.entries) if self._within(e[0], min, max)][:count]
+
+
+def _stream(seqs: range, audience: list[str]) -> list[tuple[int, bytes]]:
+    out = []
+    for seq in seqs:
+        payload = ChatMessage(
+            room_id="r1",
+            channel=ChatChannel.LOBBY,
+            message_id=f"m{seq}",
+            user_id="b",
+            username="b",
+            content=f"line {seq}",
+            timestamp=datetime.now(UTC),
+            seq=seq,
+        )
+        envelope = EventEnvelope(
+            type=payload.type,
+            room_id="r1",
+            seq=seq,
+            audience=Audience(kind=AudienceKind.ROOM, user_ids=audience),
+            payload=payload,
+        )
+        out.append((seq, encode(envelope)))
+    return out
+
+
+async def _replayed(
+    settings: GatewaySettings, entries: list[tuple[int, bytes]], last_seq: int, queue_max: int
+) -> tuple[FakeSocket, Connection, FakeGateway]:
+    gateway = FakeGateway(settings)
+    redis = FakeStreamRedis(entries)
+    gateway.redis = redis
+    gateway.keys = RedisKeys()
+    ws = FakeSocket()
+    conn = Connection("c1", queue_max)
+    conn.identity = Identity(user_id="a", username="a")
+    session = Session(cast(Any, gateway), conn, cast(WebSocket, ws))
+    writer = asyncio.create_task(session._writer())
+    try:
+        await asyncio.wait_for(session._replay("r1", last_seq, "a"), 5)
+        await asyncio.wait_for(conn.queue.join(), 5)
+    finally:
+        writer.cancel()
+    return ws, conn, gateway
+
+
+async def test_replay_is_paced_into_a_small_send_queue(settings: GatewaySettings) -> None:
+    """300 missed events through a 16-frame queue: every one arrives once, in order, and
+    the socket is not closed as a slow consumer."""
+    ws, conn, gateway = await _replayed(settings, _stream(range(1, 301), ["a", "b"]), 0, 16)
+    assert [f["seq"] for f in ws.sent] == list(range(1, 301))
+    assert conn.close_code is None
+    assert all(count == 100 for _, count in gateway.redis.calls)  # paged, never all at once
+
+
+async def test_replay_starts_after_last_seq_across_pages(settings: GatewaySettings) -> None:
+    ws, _, gateway = await _replayed(settings, _stream(range(1, 301), ["a"]), 137, 256)
+    assert [f["seq"] for f in ws.sent] == list(range(138, 301))
+    # back from the newest to seq 137 (two pages), then forward from 138 (two pages)
+    assert [name for name, _ in gateway.redis.calls] == ["xrevrange"] * 2 + ["xrange"] * 2
+
+
+async def test_replay_filters_on_seq_before_decoding(settings: GatewaySettings) -> None:
+    """Entries at or before last_seq are never decoded (these would count as bad events)."""
+    entries = [(seq, b"not json") for seq in range(1, 6)] + _stream(range(6, 9), ["a"])
+    ws, _, gateway = await _replayed(settings, entries, 5, 64)
+    assert [f["seq"] for f in ws.sent] == [6, 7, 8]
+    assert gateway.metrics.bad_events._value.get() == 0
+    ws, _, gateway = await _replayed(settings, entries, 3, 64)
+    assert [f["seq"] for f in ws.sent] == [6, 7, 8]
+    assert gateway.metrics.bad_events._value.get() == 2
+
+
+async def test_replay_skips_a_gap_the_stream_no_longer_holds(settings: GatewaySettings) -> None:
+    """The stream starts at seq 50: a client at 10 gets nothing replayed (the engine's answer
+    to its rejoin, a fresh room_state, covers the gap); one at 49 gets everything."""
+    ws, _, _ = await _replayed(settings, _stream(range(50, 81), ["a"]), 10, 64)
+    assert ws.sent == []
+    ws, _, _ = await _replayed(settings, _stream(range(50, 81), ["a"]), 49, 64)
+    assert [f["seq"] for f in ws.sent] == list(range(50, 81))
+    ws, _, _ = await _replayed(settings, _stream(range(50, 81), ["a"]), 80, 64)
+    assert ws.sent == []
+
+
+async def test_replay_sends_only_what_the_user_was_an_audience_of(
+    settings: GatewaySettings,
+) -> None:
+    entries = (
+        _stream(range(1, 4), ["a"]) + _stream(range(4, 5), ["b"]) + _stream(range(5, 6), ["a"])
+    )
+    ws, _, _ = await _replayed(settings, entries, 0, 64)
+    assert [f["seq"] for f in ws.sent] == [1, 2, 3, 5]

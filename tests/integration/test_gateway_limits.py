@@ -664,6 +664,8 @@ async def test_rejoin_with_last_seq_replays_the_gap_once_in_order(
     await redis_client.xadd(
         stream, {"seq": "6", "env": encode(chat_event(room, ["other"], 6, "secret"))}
     )
+    for rid in (room, old_room := uuid.uuid4().hex):  # replays are for members only
+        await redis_client.hset(rkeys.user_rooms(sub), rid, "player")
     client = await user(gw, keys, sub)
     await client.send(
         {"type": "games.command.rejoin_room", "room_id": room, "last_seq": 2, "request_id": "rj"}
@@ -680,7 +682,6 @@ async def test_rejoin_with_last_seq_replays_the_gap_once_in_order(
     await client.ping_ok()
     assert [f["seq"] for f in client.frames if f["type"] == "games.event.chat_message"] == got
     # a gap older than the stream: no replay (the engine's room_state covers it)
-    old_room = uuid.uuid4().hex
     for seq in (10, 11):
         await redis_client.xadd(
             rkeys.room_events(old_room),

@@ -1,12 +1,14 @@
 """Gateway hardening against real processes (two gateways and one engine on real Kafka and
-Redis, `websockets` clients): presence records that expired under an open socket come back,
-and each hostile sequence leaves an ordinary game playable."""
+Redis, `websockets` clients): a long resume replays in pages without closing the socket, a
+former member gets nothing from a room's replay stream, presence records that expired under
+an open socket come back, and each hostile sequence leaves an ordinary game playable."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,6 +18,7 @@ from test_gateway_fullstack import (
     Player,
     _is_room_event,
     _play_turns,
+    _room_of,
     _start_game,
     stack,
 )
@@ -28,6 +31,49 @@ __all__ = ["stack"]  # the fixture, shared with the full-stack tests
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 Stack = tuple[EngineProcess, GatewayProc, GatewayProc, Keys]
+
+
+async def _create_room(host: Player, name: str) -> str:
+    mark = len(host.frames)
+    await host.command(
+        {
+            "type": "games.command.create_room",
+            "game_type": "bigger_dice",
+            "room_name": name,
+            "max_players": 2,
+        }
+    )
+    state = await host.wait(lambda f: f["type"] == "games.event.room_state", after=mark)
+    return str(state["room"]["room_id"])
+
+
+def _chat(room_id: str, text: str) -> dict[str, Any]:
+    return {
+        "type": "games.command.send_chat",
+        "room_id": room_id,
+        "channel": "lobby",
+        "content": text,
+    }
+
+
+async def _send_within_rate(player: Player, message: dict[str, Any]) -> None:
+    """Send a command and wait for its ack; when the socket's rate limit drops it, wait as
+    long as the limit asks (50 frames/s) and send it again, as a client would."""
+    while True:
+        rid = uuid.uuid4().hex[:12]
+        mark = len(player.frames)
+        await player.send({**message, "request_id": rid})
+        frame = await player.wait(
+            lambda f, rid=rid: (
+                f.get("request_id") == rid
+                or (f["type"] == "system.error" and f.get("code") == "rate_limited")
+            ),
+            after=mark,
+        )
+        if frame["type"] == "system.ack":
+            return
+        assert frame.get("code") == "rate_limited", frame
+        await asyncio.sleep(0.05)
 
 
 async def _socket_answers(player: Player) -> None:
@@ -48,6 +94,82 @@ async def _ordinary_game_finishes(keys: Keys, gw_a: GatewayProc, gw_b: GatewayPr
     await guest.wait(_is_room_event(room_id, "games.event.bigger_dice.game_over"))
     await host.close()
     await guest.close()
+
+
+async def test_resume_after_500_room_events_replays_every_one_in_order(stack: Stack) -> None:
+    """More missed events than the send queue holds (256): the replay is paced into it, so
+    the client gets all 500 once, in order, and the socket stays open."""
+    _, gw1, gw2, keys = stack
+    tag = uuid.uuid4().hex[:6]
+    host = Player(f"h{tag}", keys.token(f"h{tag}"))
+    guest = Player(f"g{tag}", keys.token(f"g{tag}"))
+    await host.connect(gw1.url)
+    await guest.connect(gw2.url)
+    room_id = await _create_room(host, f"Long {tag}")
+    await guest.command({"type": "games.command.join_room", "room_name": f"Long {tag}"})
+    await host.command(_chat(room_id, "before"))
+    seen = await guest.wait(lambda f: f.get("content") == "before")
+    last_seq = int(seen["seq"])
+
+    await guest.close()
+    for i in range(500):
+        await _send_within_rate(host, _chat(room_id, f"m{i}"))
+    newest = await host.wait(lambda f: f.get("content") == "m499", within=60)
+    assert newest["seq"] == last_seq + 500
+
+    await guest.connect(gw2.url)
+    mark = len(guest.frames)
+    await guest.command(
+        {"type": "games.command.rejoin_room", "room_id": room_id, "last_seq": last_seq}
+    )
+    await guest.wait(lambda f: f.get("seq") == newest["seq"], after=mark, within=60)
+    await guest.wait(_is_room_event(room_id, "games.event.room_state"), after=mark)
+    await _socket_answers(guest)
+    chats = [f for f in guest.frames[mark:] if f["type"] == "games.event.chat_message"]
+    assert [f["seq"] for f in chats] == list(range(last_seq + 1, last_seq + 501))
+    assert [f["content"] for f in chats] == [f"m{i}" for i in range(500)]
+    assert not [f for f in guest.frames[mark:] if f["type"] == "system.error"]
+    await host.close()
+    await guest.close()
+    await _ordinary_game_finishes(keys, gw1, gw2)
+
+
+async def test_former_member_gets_nothing_from_the_replay_stream(
+    stack: Stack, redis_client: aioredis.Redis, topic_prefix: str
+) -> None:
+    """The stream still holds events the user was an audience of while a member; after
+    leaving, a `rejoin_room {last_seq: 0}` on a fresh socket replays none of them."""
+    _, gw1, gw2, keys = stack
+    rkeys = RedisKeys(prefix=topic_prefix)
+    tag = uuid.uuid4().hex[:6]
+    host = Player(f"h{tag}", keys.token(f"h{tag}"))
+    other = Player(f"x{tag}", keys.token(f"x{tag}"))
+    await host.connect(gw1.url)
+    await other.connect(gw2.url)
+    room_id = await _create_room(host, f"Private {tag}")
+    await other.command({"type": "games.command.join_room", "room_name": f"Private {tag}"})
+    await host.command(_chat(room_id, "while you were here"))
+    await other.wait(lambda f: f.get("content") == "while you were here")
+    assert 1 in other.room_seqs(room_id)  # the stream starts at seq 1: last_seq 0 fits it
+    await other.command({"type": "games.command.leave_room", "room_id": room_id})
+    await host.wait(_is_room_event(room_id, "games.event.player_left"))
+    deadline = time.monotonic() + 10
+    while await redis_client.hexists(rkeys.user_rooms(other.user_id), room_id):
+        assert time.monotonic() < deadline, "the engine did not drop the room from user_rooms"
+        await asyncio.sleep(0.05)
+    await other.close()
+
+    await other.connect(gw2.url)  # a fresh socket: it has been given no seq of the room
+    mark = len(other.frames)
+    await other.command({"type": "games.command.rejoin_room", "room_id": room_id, "last_seq": 0})
+    await other.wait(_is_room_event(room_id, "games.event.not_in_room"), after=mark)
+    await host.command(_chat(room_id, "after"))
+    await host.wait(lambda f: f.get("content") == "after")
+    await _socket_answers(other)
+    assert not [f for f in other.frames[mark:] if _room_of(f) == room_id and f.get("seq")]
+    await host.close()
+    await other.close()
+    await _ordinary_game_finishes(keys, gw1, gw2)
 
 
 async def test_presence_refresh_recreates_expired_records(

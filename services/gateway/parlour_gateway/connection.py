@@ -254,6 +254,10 @@ class Connection:
     def holding(self, room_id: str) -> bool:
         return room_id in self._holding
 
+    def backlogged(self) -> bool:
+        """The send queue is past half full: a replay waits before adding more."""
+        return self.queue.qsize() * 2 >= self.queue.maxsize
+
     def deliver_replayed(self, room_id: str, seq: int, out: Outgoing) -> bool:
         tracker = self.seqs.setdefault(room_id, SeqTracker())
         if tracker.seen(seq):

@@ -227,6 +227,10 @@ class Presence:
             for k, v in raw.items()
         }
 
+    async def in_room(self, user_id: str, room_id: str) -> bool:
+        """Whether the engine's `user_rooms` index lists the user in the room (any role)."""
+        return bool(await self._redis.hexists(self._keys.user_rooms(user_id), room_id))
+
     async def mark_reconnect(self, user_id: str, username: str, room_id: str, now: float) -> None:
         key = self._keys.reconnect(user_id, room_id)
         async with self._redis.pipeline(transaction=False) as pipe:

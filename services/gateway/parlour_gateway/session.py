@@ -9,10 +9,11 @@ import asyncio
 import contextlib
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 from pydantic import BaseModel
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -435,7 +436,13 @@ class Session:
         )
         replay_from: int | None = None
         room_id = envelope.room_id
-        if isinstance(command, RejoinRoom) and command.last_seq is not None and room_id:
+        if (
+            isinstance(command, RejoinRoom)
+            and command.last_seq is not None
+            and room_id
+            and await self._member(identity.user_id, room_id)
+        ):
+            # a non-member gets no replay and no hold: the engine answers it (not_in_room)
             replay_from = command.last_seq
             self.conn.begin_hold(room_id, replay_from)
         try:
@@ -460,39 +467,112 @@ class Session:
             if replay_from is not None and room_id is not None and self.conn.holding(room_id):
                 self.conn.end_hold(room_id)
 
-    async def _replay(self, room_id: str, last_seq: int, user_id: str) -> None:
-        """Send the room's events after `last_seq` from its replay stream, in order; skip when
-        the stream no longer holds `last_seq + 1` (the engine's fresh room_state covers it)."""
+    async def _member(self, user_id: str, room_id: str) -> bool:
         try:
-            entries = await self.gw.redis.xrange(self.gw.keys.room_events(room_id))
+            return await self.gw.presence.in_room(user_id, room_id)
+        except RedisError as exc:  # no replay: the engine's fresh room_state covers the gap
+            log.warning("membership_read_failed", room_id=room_id, error=type(exc).__name__)
+            return False
+
+    async def _replay(self, room_id: str, last_seq: int, user_id: str) -> None:
+        """Send a member the room's events after `last_seq` from its replay stream, in order.
+
+        The stream is read in pages of `_REPLAY_PAGE` entries (`XREVRANGE` back to the first
+        entry after `last_seq`, then `XRANGE` forward from it); an entry's `seq` field is read
+        before its envelope is decoded, and the replay waits for the send queue to drain
+        below half before adding more, so a long gap neither overflows the queue (which would
+        close the socket) nor is held in memory at once. When the stream no longer reaches
+        back to `last_seq + 1` nothing is replayed: the engine answers a member's rejoin with
+        a fresh room_state, which covers the gap."""
+        redis = self.gw.redis
+        stream = self.gw.keys.room_events(room_id)
+        sent = 0
+        try:
+            lower = await _replay_start(redis, stream, last_seq)
+            if lower is None:
+                log.info("replay_skipped", room_id=room_id, last_seq=last_seq)
+                return
+            while True:
+                page = _entries(await redis.xrange(stream, min=lower, max="+", count=_REPLAY_PAGE))
+                for _, fields in page:
+                    seq = _entry_seq(fields)
+                    if seq is None or seq <= last_seq:
+                        continue
+                    if not await self._room_in_queue():
+                        return
+                    try:
+                        envelope = decode_event_envelope(fields[b"env"])
+                    except (KeyError, ProtocolError):
+                        self.gw.metrics.bad_events.inc()
+                        continue
+                    # a stream holds the whole room's history: only replay what this user
+                    # was sent
+                    if user_id not in envelope.audience.user_ids:
+                        continue
+                    sent += self.conn.deliver_replayed(
+                        room_id, seq, Outgoing(encode(envelope.payload).decode())
+                    )
+                if len(page) < _REPLAY_PAGE:
+                    return
+                lower = "(" + page[-1][0].decode()
         except RedisError as exc:
             log.warning("replay_read_failed", room_id=room_id, error=type(exc).__name__)
-            return
-        items: list[tuple[int, bytes | str]] = []
-        for _, fields in entries or []:
-            if not fields:
-                continue
+        finally:
+            self.gw.metrics.replayed.inc(sent)
+            log.info("replayed", room_id=room_id, last_seq=last_seq, sent=sent)
+
+    async def _room_in_queue(self) -> bool:
+        """Wait until the send queue is below half of its bounds; False when the socket is
+        closing (or the client read nothing for a heartbeat timeout: closed as slow)."""
+        conn = self.conn
+        if conn.backlogged():
             try:
-                items.append((int(fields[b"seq"]), fields[b"env"]))
-            except (KeyError, ValueError):
+                await asyncio.wait_for(conn.queue.join(), self.settings.ws_heartbeat_timeout_secs)
+            except TimeoutError:
+                conn.request_close(
+                    CloseRequest.SLOW_CONSUMER, CloseCode.SLOW_CONSUMER, "replay not read"
+                )
+        return conn.close_code is None
+
+
+_REPLAY_PAGE = 100
+"""Stream entries per XRANGE / XREVRANGE call of a replay."""
+
+
+async def _replay_start(redis: Redis, stream: str, last_seq: int) -> str | None:
+    """The stream id of the first entry after `last_seq`, found by paging back from the
+    newest; None when no entry is newer or the stream no longer reaches back to
+    `last_seq + 1`. Seqs grow with stream ids (the engine appends room events in seq order)."""
+    upper = "+"
+    first: tuple[str, int] | None = None
+    while True:
+        page = _entries(await redis.xrevrange(stream, max=upper, min="-", count=_REPLAY_PAGE))
+        for entry_id, fields in page:
+            seq = _entry_seq(fields)
+            if seq is None:
                 continue
-        items.sort(key=lambda item: item[0])
-        newer = [item for item in items if item[0] > last_seq]
-        if not newer or newer[0][0] != last_seq + 1:
-            log.info("replay_skipped", room_id=room_id, last_seq=last_seq, kept=len(items))
-            return
-        sent = 0
-        for seq, raw in newer:
-            try:
-                envelope = decode_event_envelope(raw)
-            except ProtocolError:
-                self.gw.metrics.bad_events.inc()
-                continue
-            # a stream holds the whole room's history: only replay what this user was sent
-            if user_id not in envelope.audience.user_ids:
-                continue
-            sent += self.conn.deliver_replayed(
-                room_id, seq, Outgoing(encode(envelope.payload).decode())
-            )
-        self.gw.metrics.replayed.inc(sent)
-        log.info("replayed", room_id=room_id, last_seq=last_seq, sent=sent)
+            if seq <= last_seq:
+                return None if first is None else first[0]
+            first = (entry_id.decode(), seq)
+        if len(page) < _REPLAY_PAGE:
+            break
+        upper = "(" + page[-1][0].decode()
+    # the stream's oldest entry is newer than last_seq: it covers the gap only if it follows it
+    if first is not None and first[1] == last_seq + 1:
+        return first[0]
+    return None
+
+
+_Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def _entries(reply: Any) -> list[_Entry]:
+    """A stream range reply: bytes throughout (no decode_responses), whatever the stubs say."""
+    return cast("list[_Entry]", reply or [])
+
+
+def _entry_seq(fields: dict[bytes, bytes]) -> int | None:
+    try:
+        return int(fields[b"seq"])
+    except (KeyError, ValueError):
+        return None
