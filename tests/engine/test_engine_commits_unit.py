@@ -96,3 +96,22 @@ async def test_engine_publish_failure_after_a_later_rewind_still_rewinds() -> No
     await committer.drain()
     assert consumer.commits == []
     assert (TP1, 5) in consumer.seeks
+
+
+async def test_engine_unexpected_ack_failure_rewinds_and_the_chain_goes_on() -> None:
+    """An acknowledgement failing with something other than a KafkaError (a bug in a settle
+    step) must not break the chain: every later commit would then fail with it."""
+    consumer = Consumer()
+    committer = OffsetCommitter()
+    loop = asyncio.get_running_loop()
+    broken: asyncio.Future[Any] = loop.create_future()
+    await committer.enqueue(consumer, [broken], {TP0: 10}, {TP0: 0})
+    broken.set_exception(RuntimeError("a settle step is broken"))
+    await committer.drain()
+    assert consumer.commits == []
+    assert consumer.seeks == [(TP0, 0)]
+    again: asyncio.Future[Any] = loop.create_future()
+    again.set_result(None)
+    await committer.enqueue(consumer, [again], {TP0: 10}, {TP0: 0})
+    await committer.drain()
+    assert consumer.commits == [{TP0: 10}]

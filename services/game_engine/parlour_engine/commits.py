@@ -5,8 +5,15 @@ to commit) to an `OffsetCommitter` and goes straight on to the next poll. A back
 awaits each batch's acknowledgements and then commits exactly that batch's offsets, batch
 after batch. If a batch's events could not be published, the chain rewinds the partitions
 to that batch's first records and drops the commits of every later batch, so all of them are
-consumed again; the store's msg_id records make that re-run publish the same events and
-change nothing else. Committing never runs ahead of what Kafka acknowledged.
+consumed again; the store's msg_id records and offset watermark make that re-run publish the
+same events and change nothing else. Committing never runs ahead of what Kafka acknowledged.
+
+Only outages reach the rewind: the worker settles each record's acknowledgements itself
+(`CommandProcessor._settle`), so an event Kafka refuses for good (too large, invalid, not
+authorised) dead-letters that one record and its batch commits; a record whose outage
+outlasts the worker's stall bound is dead-lettered there too, once Kafka takes the copy.
+An acknowledgement that fails with anything else is treated like a failed publish (rewind),
+never allowed to break the chain: a broken chain would stop every later commit.
 """
 
 from __future__ import annotations
@@ -88,6 +95,12 @@ class OffsetCommitter:
                 # always: rewinding further back only re-reads more (as duplicates), while
                 # skipping it could let a later commit pass commands whose events were lost
                 _log.warning("batch_publish_failed", error=str(exc))
+                self.rewind(consumer, first)
+                return
+            except Exception as exc:  # noqa: BLE001 - logged; the batch is consumed again
+                _log.error(
+                    "batch_settle_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc
+                )
                 self.rewind(consumer, first)
                 return
             if generation != self._generation:
