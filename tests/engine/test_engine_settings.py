@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from parlour_engine.app import create_engine, rules_config
 from parlour_engine.settings import EngineSettings, SettingsError, load_settings
-from parlour_protocol.v1.limits import DEFAULT_MAX_ROOMS_PER_HOST
+from parlour_protocol.v1.limits import DEFAULT_MAX_ROOMS_PER_HOST, DEFAULT_MAX_ROOMS_PER_USER
 
 
 def test_engine_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,11 +191,16 @@ def test_engine_settings_room_lifetimes_and_caps(monkeypatch: pytest.MonkeyPatch
     assert settings.engine_idle_room_seconds == 600
     assert settings.engine_finished_room_seconds == 300
     assert settings.engine_max_rooms_per_host == DEFAULT_MAX_ROOMS_PER_HOST
-    assert settings.engine_max_rooms_per_user == 20
+    assert settings.engine_max_rooms_per_user == DEFAULT_MAX_ROOMS_PER_USER == 20
     monkeypatch.setenv("ENGINE_IDLE_ROOM_SECONDS", "42")
     monkeypatch.setenv("ENGINE_FINISHED_ROOM_SECONDS", "17")
     config = rules_config(load_settings())
     assert (config.idle_room_secs, config.finished_room_secs) == (42, 17)
+    monkeypatch.setenv("ENGINE_MAX_ROOMS_PER_HOST", "2")
+    monkeypatch.setenv("ENGINE_MAX_ROOMS_PER_USER", "3")
+    monkeypatch.setenv("ENGINE_HEALTH_PORT", "0")
+    processor = create_engine(load_settings()).processor
+    assert (processor._max_rooms_per_host, processor._max_rooms_per_user) == (2, 3)
     monkeypatch.setenv("ENGINE_MAX_ROOMS_PER_HOST", "0")
     with pytest.raises(SettingsError, match="ENGINE_MAX_ROOMS_PER_HOST:"):
         load_settings()

@@ -229,6 +229,8 @@ def create_engine(settings: EngineSettings) -> Engine:
         max_tries=settings.engine_max_tries,
         rng_for=rng_for,
         concurrency=settings.redis_max_connections,
+        max_rooms_per_host=settings.engine_max_rooms_per_host,
+        max_rooms_per_user=settings.engine_max_rooms_per_user,
     )
 
     async def publish_command(envelope: CommandEnvelope) -> None:

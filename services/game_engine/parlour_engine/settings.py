@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from parlour_protocol.v1 import RedisKeys, Topics
-from parlour_protocol.v1.limits import DEFAULT_MAX_ROOMS_PER_HOST
+from parlour_protocol.v1.limits import DEFAULT_MAX_ROOMS_PER_HOST, DEFAULT_MAX_ROOMS_PER_USER
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -101,7 +101,10 @@ class EngineSettings(BaseSettings):
         default=DEFAULT_MAX_ROOMS_PER_HOST, ge=1, le=1_000, description="active rooms per host"
     )
     engine_max_rooms_per_user: int = Field(
-        default=20, ge=1, le=1_000, description="rooms one user may be a member of at once"
+        default=DEFAULT_MAX_ROOMS_PER_USER,
+        ge=1,
+        le=1_000,
+        description="rooms one user may be a member of at once",
     )
 
     # --- ops ---
