@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 from parlour_gateway.auth import Identity
 from parlour_gateway.connection import Connection, Outgoing, SeqTracker
-from parlour_gateway.routing import Hub
+from parlour_gateway.routing import LOBBY_SUBSCRIPTION_SECS, Hub
 from parlour_protocol.v1 import Audience, AudienceKind, CloseCode, EventEnvelope
 from parlour_protocol.v1.chat import DirectMessageReceived
-from parlour_protocol.v1.rooms import RoomSnapshot, RoomStateEvent, RoomStatus
+from parlour_protocol.v1.rooms import RoomCreated, RoomSnapshot, RoomStateEvent, RoomStatus
 
 GW = "gw-1"
 
@@ -80,12 +80,79 @@ def test_connection_audience_needs_this_gateway() -> None:
     assert _drain(b) == []
 
 
-def test_broadcast_skips_unauthenticated_sockets() -> None:
+def _lobby_event(game_type: str, room_id: str = "r9") -> EventEnvelope:
+    payload = RoomCreated(
+        room_id=room_id,
+        room_name="Table",
+        game_type=game_type,
+        host_id="h",
+        host_name="h",
+        is_password_protected=False,
+        max_players=2,
+        allow_spectators=True,
+    )
+    return EventEnvelope(
+        type=payload.type, audience=Audience(kind=AudienceKind.BROADCAST), payload=payload
+    )
+
+
+def test_lobby_events_reach_only_sockets_that_listed_that_game() -> None:
     hub = Hub(GW)
-    a, anon = _conn(hub, "a"), _conn(hub, None)
-    assert hub.dispatch(_event(Audience(kind=AudienceKind.BROADCAST))) == 1
-    assert len(_drain(a)) == 1
-    assert _drain(anon) == []
+    lister, other_game, idle, anon = (
+        _conn(hub, "a"),
+        _conn(hub, "b"),
+        _conn(hub, "c"),
+        _conn(hub, None),
+    )
+    hub.subscribe_lobby(lister, "bigger_dice", now=0.0)
+    hub.subscribe_lobby(other_game, "tic_tac_toe", now=0.0)
+    hub.subscribe_lobby(anon, "bigger_dice", now=0.0)  # not authenticated: still nothing
+    assert hub.dispatch(_lobby_event("bigger_dice"), now=1.0) == 1
+    assert [m["type"] for m in _drain(lister)] == ["games.event.room_created"]
+    assert _drain(other_game) == _drain(idle) == _drain(anon) == []
+    # listing another game moves the subscription
+    hub.subscribe_lobby(lister, "tic_tac_toe", now=2.0)
+    hub.dispatch(_lobby_event("bigger_dice"), now=3.0)
+    assert _drain(lister) == []
+    assert hub.dispatch(_lobby_event("tic_tac_toe"), now=3.0) == 2
+
+
+def test_lobby_subscription_ends_after_its_time_a_room_state_or_the_socket() -> None:
+    hub = Hub(GW)
+    a, b, c = _conn(hub, "a"), _conn(hub, "b"), _conn(hub, "c")
+    for conn in (a, b, c):
+        hub.subscribe_lobby(conn, "bigger_dice", now=0.0)
+    hub.dispatch(_room_state_for("b"), now=1.0)  # b joined a room
+    hub.remove(c)
+    assert hub.dispatch(_lobby_event("bigger_dice"), now=2.0) == 1
+    assert [m["type"] for m in _drain(a)] == ["games.event.room_created"]
+    assert [m["type"] for m in _drain(b)] == ["games.event.room_state"]
+    assert hub.dispatch(_lobby_event("bigger_dice"), now=LOBBY_SUBSCRIPTION_SECS + 1) == 0
+    assert hub.lobby == {}  # nothing left behind
+    hub.subscribe_lobby(a, "bigger_dice", now=LOBBY_SUBSCRIPTION_SECS + 2)  # listed again
+    assert hub.dispatch(_lobby_event("bigger_dice"), now=LOBBY_SUBSCRIPTION_SECS + 3) == 1
+
+
+def _room_state_for(user: str) -> EventEnvelope:
+    payload = RoomStateEvent(
+        room=RoomSnapshot(
+            room_id="r1",
+            room_name="t",
+            game_type="bigger_dice",
+            status=RoomStatus.WAITING,
+            host_id=user,
+            host_name=user,
+            max_players=2,
+            created_at=datetime.now(UTC),
+            last_seq=1,
+        )
+    )
+    return EventEnvelope(
+        type=payload.type,
+        room_id="r1",
+        payload=payload,
+        audience=Audience(kind=AudienceKind.USER, user_ids=[user]),
+    )
 
 
 def test_one_encoding_shared_by_every_socket() -> None:

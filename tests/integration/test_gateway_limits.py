@@ -627,9 +627,12 @@ async def test_routing_by_audience(gw: GatewayProc, keys: Keys, kafka: Kafka) ->
     )
     # garbage on the topic is skipped; delivery goes on
     await kafka.publish_raw(b"{garbage")
-    # broadcast: every authenticated socket, not the anonymous one
+    # broadcast (lobby updates): only the sockets that asked for a room list
+    for c in (a1, b):
+        await c.send({"type": "games.command.list_rooms", "request_id": "lr"})
+        await c.expect("system.ack")
     await kafka.publish(dm_event(Audience(kind=AudienceKind.BROADCAST), "all"))
-    for c in (a1, a2, b):
+    for c in (a1, b):
         assert (await c.expect("chat.event.message_received"))["content"] == "all"
     # room events dedup by (room, seq) per socket; only listed users get them
     room = uuid.uuid4().hex
@@ -644,6 +647,8 @@ async def test_routing_by_audience(gw: GatewayProc, keys: Keys, kafka: Kafka) ->
     assert [f["seq"] for f in a1.frames if f["type"] == "games.event.chat_message"] == [1, 2, 3]
     await b.ping_ok()
     assert "not-here" not in [f.get("content") for f in b.frames]
+    await a2.ping_ok()
+    assert "all" not in [f.get("content") for f in a2.frames]
     assert not [f for f in b.frames if f["type"] == "games.event.chat_message"]
     await anon.ping_ok()
     assert [f["type"] for f in anon.frames] == ["system.welcome", "system.heartbeat_ack"]

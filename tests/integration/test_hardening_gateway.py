@@ -235,3 +235,39 @@ async def test_gateway_recreates_presence_of_an_open_socket(
     await _socket_answers(player)
     await player.close()
     await _ordinary_game_finishes(keys, gw1, gw2)
+
+
+async def test_lobby_updates_reach_only_sockets_that_listed_the_rooms(stack: Stack) -> None:
+    """A host creates and leaves rooms in a loop: the socket that asked for the room list
+    sees each room_created / room_removed; another authenticated socket sees none of them."""
+    _, gw1, gw2, keys = stack
+    tag = uuid.uuid4().hex[:6]
+    host = Player(f"h{tag}", keys.token(f"h{tag}"))
+    lister = Player(f"l{tag}", keys.token(f"l{tag}"))
+    bystander = Player(f"b{tag}", keys.token(f"b{tag}"))
+    await host.connect(gw2.url)
+    await lister.connect(gw1.url)
+    await bystander.connect(gw2.url)  # same gateway as the host: it sees what gw2 sends
+    await lister.command({"type": "games.command.list_rooms", "game_type": "bigger_dice"})
+    await lister.wait(lambda f: f["type"] == "games.event.room_list")
+    rooms = []
+    for n in range(5):
+        room_id = await _create_room(host, f"Loop {tag} {n}")
+        rooms.append(room_id)
+        await host.command({"type": "games.command.leave_room", "room_id": room_id})
+        # the engine publishes room_removed before the player_left the host gets: once the
+        # host has it, gw2 has dispatched the room_removed to its sockets
+        await host.wait(_is_room_event(room_id, "games.event.player_left"))
+    for room_id in rooms:
+        await lister.wait(
+            lambda f, r=room_id: f["type"] == "games.event.room_removed" and f["room_id"] == r
+        )
+    created = [f["room_id"] for f in lister.frames if f["type"] == "games.event.room_created"]
+    assert created == rooms
+    await _socket_answers(bystander)
+    lobby_types = {"games.event.room_created", "games.event.room_removed"}
+    assert not [f for f in bystander.frames if f["type"] in lobby_types]
+    await host.close()
+    await lister.close()
+    await bystander.close()
+    await _ordinary_game_finishes(keys, gw1, gw2)

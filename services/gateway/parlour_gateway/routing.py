@@ -1,22 +1,36 @@
 """Local sockets and event delivery by audience. The engine resolves every audience to user
-ids, so no room membership is kept here (docs/architecture.md)."""
+ids, so no room membership is kept here (docs/architecture.md).
+
+Lobby-list events (audience `broadcast`: room_created, room_removed) go only to the sockets
+that asked for that game's room list (`list_rooms`), for `LOBBY_SUBSCRIPTION_SECS` or until
+the socket is given a room_state (it is in a room now); each socket has at most one such
+subscription, so the index is bounded by the number of sockets."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 
 from parlour_gateway.connection import Connection, Outgoing
 from parlour_protocol.v1 import AudienceKind, EventEnvelope, encode
 from parlour_protocol.v1.rooms import RoomStateEvent
 
+LOBBY_SUBSCRIPTION_SECS = 900.0
+"""How long a `list_rooms` keeps a socket on its game's lobby updates (the browser lists
+again whenever it comes back to the lobby)."""
+
 
 class Hub:
-    """Every socket of this gateway, and the authenticated ones by user."""
+    """Every socket of this gateway, the authenticated ones by user, and the lobby
+    subscribers by game."""
 
     def __init__(self, gateway_id: str) -> None:
         self.gateway_id = gateway_id
         self.connections: dict[str, Connection] = {}
         self.by_user: dict[str, set[Connection]] = {}
+        self.lobby: dict[str, dict[Connection, float]] = {}
+        """game type -> subscribed socket -> monotonic time its subscription ends"""
+        self._lobby_game: dict[Connection, str] = {}
 
     def add(self, conn: Connection) -> None:
         self.connections[conn.connection_id] = conn
@@ -28,6 +42,7 @@ class Hub:
 
     def remove(self, conn: Connection) -> None:
         self.connections.pop(conn.connection_id, None)
+        self.unsubscribe_lobby(conn)
         if conn.user_id is not None:
             conns = self.by_user.get(conn.user_id)
             if conns is not None:
@@ -35,10 +50,38 @@ class Hub:
                 if not conns:
                     del self.by_user[conn.user_id]
 
+    def subscribe_lobby(self, conn: Connection, game_type: str, now: float) -> None:
+        """The socket asked for a game's room list: it gets that game's lobby updates (and
+        no other game's) until `now + LOBBY_SUBSCRIPTION_SECS`."""
+        self.unsubscribe_lobby(conn)
+        self.lobby.setdefault(game_type, {})[conn] = now + LOBBY_SUBSCRIPTION_SECS
+        self._lobby_game[conn] = game_type
+
+    def unsubscribe_lobby(self, conn: Connection) -> None:
+        game_type = self._lobby_game.pop(conn, None)
+        if game_type is None:
+            return
+        subscribers = self.lobby.get(game_type)
+        if subscribers is not None:
+            subscribers.pop(conn, None)
+            if not subscribers:
+                del self.lobby[game_type]
+
+    def _lobby_targets(self, game_type: str | None, now: float) -> list[Connection]:
+        games = [game_type] if game_type is not None else list(self.lobby)
+        targets: list[Connection] = []
+        for game in games:
+            for conn, until in list(self.lobby.get(game, {}).items()):
+                if until <= now:
+                    self.unsubscribe_lobby(conn)
+                elif conn.identity is not None:
+                    targets.append(conn)
+        return targets
+
     def local_sockets(self, user_id: str) -> int:
         return len(self.by_user.get(user_id, ()))
 
-    def targets(self, envelope: EventEnvelope) -> Iterator[Connection]:
+    def targets(self, envelope: EventEnvelope, now: float | None = None) -> Iterator[Connection]:
         audience = envelope.audience
         if audience.kind is AudienceKind.CONNECTION:
             if audience.gateway_id == self.gateway_id and audience.connection_id is not None:
@@ -47,7 +90,12 @@ class Hub:
                     yield conn
             return
         if audience.kind is AudienceKind.BROADCAST:
-            yield from [c for c in self.connections.values() if c.identity is not None]
+            # a lobby event without a game type goes to the lobby subscribers of every game
+            game_type = getattr(envelope.payload, "game_type", None)
+            yield from self._lobby_targets(
+                game_type if isinstance(game_type, str) else None,
+                time.monotonic() if now is None else now,
+            )
             return
         seen: set[str] = set()
         for user_id in audience.user_ids:
@@ -56,9 +104,11 @@ class Hub:
             seen.add(user_id)
             yield from list(self.by_user.get(user_id, ()))
 
-    def dispatch(self, envelope: EventEnvelope, event_ts: float | None = None) -> int:
+    def dispatch(
+        self, envelope: EventEnvelope, event_ts: float | None = None, now: float | None = None
+    ) -> int:
         """Deliver one event to its local sockets; the payload is encoded once for all."""
-        targets: Iterable[Connection] = self.targets(envelope)
+        targets: Iterable[Connection] = self.targets(envelope, now)
         out: Outgoing | None = None
         room_id, floor = room_of(envelope)
         delivered = 0
@@ -66,6 +116,8 @@ class Hub:
             if out is None:
                 out = Outgoing(encode(envelope.payload).decode(), event_ts)
             delivered += conn.deliver(room_id, envelope.seq, out, floor)
+            if floor is not None:  # a room snapshot: the socket is in a room, not the lobby
+                self.unsubscribe_lobby(conn)
         return delivered
 
 

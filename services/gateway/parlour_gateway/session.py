@@ -33,7 +33,7 @@ from parlour_protocol.v1 import (
     decode_event_envelope,
     encode,
 )
-from parlour_protocol.v1.rooms import RejoinRoom
+from parlour_protocol.v1.rooms import ListRooms, RejoinRoom
 from parlour_protocol.v1.system import (
     Ack,
     Authenticate,
@@ -434,6 +434,9 @@ class Session:
             gateway_id=self.settings.gateway_id,
             resolved_room_id=resolved,
         )
+        if isinstance(command, ListRooms):
+            # before the engine reads the list: no room created after it is missed
+            self.gw.hub.subscribe_lobby(self.conn, command.game_type, time.monotonic())
         replay_from: int | None = None
         room_id = envelope.room_id
         if (
