@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from parlour_engine.store import (
     ChatAppendJson,
     CommitStatus,
+    Position,
     PublishedEvent,
     Record,
     RoomStore,
@@ -98,3 +99,59 @@ async def test_engine_store_commit_duplicate_conflict_and_trim(
     assert await store.load("r1") is None
     assert 0 < await redis_client.ttl(keys.room_events("r1")) <= 60
     assert await redis_client.xlen(keys.room_events("r1")) == 2
+
+
+async def test_engine_store_offset_watermark(
+    redis_client: aioredis.Redis, topic_prefix: str
+) -> None:
+    """A record at or below the room's watermark for its partition is OLD even when its msg_id
+    record was trimmed; another partition has its own watermark; no position, no check."""
+    keys = RedisKeys(prefix=topic_prefix)
+    store = RoomStore(
+        redis_client, keys, applied_ttl_seconds=300, ended_room_ttl_seconds=60, applied_keep=10
+    )
+    at = Position("cmd", 3, 0)
+    for n in range(1, 16):  # 15 commits at offsets 1..15; records of the first 5 are trimmed
+        result = await store.commit(
+            "r2",
+            msg_id=f"m{n}",
+            expected_version=0 if n == 1 else 1,
+            write=StateWrite.WRITE if n == 1 else StateWrite.NONE,
+            state_json='{"version": 1, "seq": 1}' if n == 1 else "",
+            record=_record(),
+            position=Position("cmd", 3, n),
+        )
+        assert result.status is CommitStatus.APPLIED
+    assert await store.recorded("r2", "m1") is None
+    # the first command read again at its offset: trimmed record, but below the watermark
+    late = await store.commit(
+        "r2",
+        msg_id="m1",
+        expected_version=0,
+        write=StateWrite.WRITE,
+        state_json='{"version": 1, "seq": 9}',
+        record=_record(9),
+        position=Position("cmd", 3, 1),
+    )
+    assert late.status is CommitStatus.OLD
+    assert await store.load("r2") == '{"version": 1, "seq": 1}'
+    assert (await store.seen("r2", "m1", Position("cmd", 3, 1))).old
+    seen = await store.seen("r2", "m1", Position("cmd", 3, 16))
+    assert (seen.old, seen.record, seen.version) == (False, None, 1)
+    assert (await store.seen("r2", "m15", at)).record == _record()
+    # another partition (e.g. after a partition-count change) starts its own watermark
+    other = await store.commit(
+        "r2",
+        msg_id="m-other",
+        expected_version=1,
+        write=StateWrite.NONE,
+        record=_record(),
+        position=Position("cmd", 4, 2),
+    )
+    assert other.status is CommitStatus.APPLIED
+    # a record with no position (not keyed by the room) is not compared
+    unkeyed = await store.commit(
+        "r2", msg_id="m-unkeyed", expected_version=1, write=StateWrite.NONE, record=_record()
+    )
+    assert unkeyed.status is CommitStatus.APPLIED
+    assert (await store.seen("r3-missing", "m1", at)).version == 0
