@@ -16,10 +16,12 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from engine_harness import Bus, EngineProcess, actor, play_game, running_engine, start_game
+from test_browser_game import chromium, stack  # noqa: F401 - fixtures of the browser tests
 
 from parlour_engine import rules
 from parlour_engine.lobby import Lobby, listing_member
@@ -388,3 +390,32 @@ async def _finish_a_game(bus: Bus, name: str) -> None:
     tag = uuid.uuid4().hex[:6]
     game = await play_game(bus, [actor(1, f"p{tag}-"), actor(2, f"p{tag}-")], room_name=name)
     assert game.game_over.type == "games.event.bigger_dice.game_over"
+
+
+# --- the browser client --------------------------------------------------------------------
+
+
+async def test_browser_lists_more_rooms_page_by_page(
+    stack: Any,  # noqa: F811 - the browser tests' fixture, imported above
+    chromium: Any,  # noqa: F811
+) -> None:
+    """The web client shows the first page and fetches the next ones with 'More rooms'."""
+    from playwright.async_api import expect
+    from test_browser_game import STEP_MS, User, login
+
+    tag = uuid.uuid4().hex[:6]
+    count = ROOM_LIST_PAGE_MAX + 7
+    await _create_many(stack.bus, count, tag)
+    dora = await User.open(chromium, f"dora{tag}")
+    await login(dora, stack)
+    rows = dora.page.locator("#rooms li")
+    await expect(rows).to_have_count(ROOM_LIST_PAGE_MAX, timeout=STEP_MS)
+    more = dora.page.locator("#rooms-more")
+    await expect(more).to_be_visible(timeout=STEP_MS)
+    await more.click()
+    await expect(rows).to_have_count(count, timeout=STEP_MS)
+    await expect(more).to_be_hidden(timeout=STEP_MS)
+    # a refresh starts again from the first page
+    await dora.page.click("#rooms-refresh")
+    await expect(rows).to_have_count(ROOM_LIST_PAGE_MAX, timeout=STEP_MS)
+    await expect(more).to_be_visible(timeout=STEP_MS)

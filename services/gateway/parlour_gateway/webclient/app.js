@@ -86,6 +86,7 @@ const S = {
   reqCounter: 0,
   pending: new Map(), // request_id -> {type, label, at}
   rooms: new Map(), // room_id -> room list item
+  roomsNext: null, // next_cursor of the newest room_list page (null: no more pages)
   pwDrafts: new Map(), // room_id -> password typed in the room list
   room: null, // current room (RoomSnapshot, kept current by events)
   roomId: sessionStorage.getItem(STORE_ROOM), // the room we are in, or want to rejoin
@@ -345,7 +346,10 @@ function onFrame(f) {
       return;
     case "games.event.room_list":
       if (f.game_type !== GAME) return;
-      S.rooms = new Map(f.rooms.map((r) => [r.room_id, r]));
+      // the first page (no cursor) starts the list afresh; a later page adds to it
+      if (!f.cursor) S.rooms = new Map();
+      for (const r of f.rooms) S.rooms.set(r.room_id, r);
+      S.roomsNext = f.next_cursor || null;
       return render();
     case "games.event.room_created":
       if (f.game_type !== GAME) return;
@@ -878,6 +882,7 @@ function renderRooms() {
   ul.replaceChildren();
   const rooms = [...S.rooms.values()].sort((a, b) => String(a.room_name).localeCompare(String(b.room_name)));
   $("rooms-empty").hidden = rooms.length > 0;
+  $("rooms-more").hidden = !S.roomsNext;
   for (const room of rooms) {
     const info = [
       room.status === "waiting" ? "waiting" : room.status.replace("_", " "),
@@ -1177,10 +1182,14 @@ function bind() {
     S.wantOpen = false;
     S.me = null;
     S.rooms = new Map();
+    S.roomsNext = null;
     if (S.ws) S.ws.close(1000, "logout");
     render();
   });
   $("rooms-refresh").addEventListener("click", () => send({ type: "games.command.list_rooms", game_type: GAME }, "List rooms"));
+  $("rooms-more").addEventListener("click", () => {
+    if (S.roomsNext) send({ type: "games.command.list_rooms", game_type: GAME, cursor: S.roomsNext }, "More rooms");
+  });
   $("create-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const name = $("create-name").value.trim();
