@@ -1,18 +1,33 @@
 """CommandProcessor paths that need neither Redis nor Kafka: undecodable records are
-dead-lettered (with the reason) and never raise; the store record survives a round trip."""
+dead-lettered (with the reason) and never raise; the store record survives a round trip;
+which failures are outages; dead-letter copies lose their passwords."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotEnoughReplicasError,
+    NotLeaderForPartitionError,
+    TopicAuthorizationFailedError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from parlour_engine.metrics import EngineMetrics
 from parlour_engine.rules import RulesConfig
 from parlour_engine.store import PublishedEvent, Record, RoomStore
-from parlour_engine.worker import CommandProcessor, RawCommand, seeded_rng
+from parlour_engine.worker import CommandProcessor, RawCommand, is_outage, redacted, seeded_rng
 from parlour_protocol.v1 import RedisKeys
 
 
@@ -65,7 +80,10 @@ async def test_engine_undecodable_records_are_dead_lettered() -> None:
     assert first_headers["x-origin"] == "cmd:2:7"
     assert first_headers["x-tries"] == "0"
     assert first_headers["x-error"].startswith("undecodable: invalid_json")
+    assert first_headers["x-reason"] == "undecodable"
     assert metrics.registry.get_sample_value("parlour_engine_dlq_total") == 3
+    labels = {"reason": "undecodable"}
+    assert metrics.registry.get_sample_value("parlour_engine_dead_letters_total", labels) == 3
 
 
 def test_engine_record_round_trip() -> None:
@@ -77,3 +95,47 @@ def test_engine_record_round_trip() -> None:
         projection={"now": "2026-01-01T00:00:00+00:00", "gone": ["u2"], "timers": []},
     )
     assert Record.loads(record.dumps()) == record
+
+
+@pytest.mark.parametrize(
+    ("failure", "outage"),
+    [
+        (RedisConnectionError("refused"), True),
+        (RedisTimeoutError("slow"), True),
+        (ConnectionResetError(), True),
+        (KafkaConnectionError(), True),
+        (NotEnoughReplicasError(), True),
+        (NotLeaderForPartitionError(), True),
+        (KafkaTimeoutError(), True),  # the producer's delivery timeout: aiokafka says no
+        (MessageSizeTooLargeError(), False),
+        (CorruptRecordException(), False),
+        (TopicAuthorizationFailedError(), False),
+        (ResponseError("WRONGTYPE"), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_engine_failure_taxonomy(failure: BaseException, outage: bool) -> None:
+    assert is_outage(failure) is outage
+
+
+def test_engine_redaction_replaces_every_password_and_keeps_the_rest() -> None:
+    raw = json.dumps(
+        {
+            "type": "games.command.join_room",
+            "payload": {"password": "hunter2", "room_name": "Den", "nested": [{"password": "x"}]},
+            "actor": {"user_id": "u1"},
+        }
+    ).encode()
+    out, changed = redacted(raw)
+    assert changed
+    assert b"hunter2" not in out
+    data = json.loads(out)
+    assert data["payload"] == {
+        "password": "***",
+        "room_name": "Den",
+        "nested": [{"password": "***"}],
+    }
+    assert data["actor"] == {"user_id": "u1"}
+    no_password = b'{"payload":{"password":null}}'
+    assert redacted(no_password) == (no_password, False)
+    assert redacted(b"\xff not json") == (b"\xff not json", False)
