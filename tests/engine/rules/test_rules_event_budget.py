@@ -108,7 +108,7 @@ def room_at_every_cap() -> tuple[WideTable, dict[str, int]]:
     assert table.state is not None
     assert len(table.state.lobby) == CONFIG.max_lobby
     for n in range(CONFIG.max_spectators - 1):
-        table.ok(big_id("s", n), r.JoinAsSpectator(room_id=ROOM_ID, room_name=ROOM_NAME))
+        table.ok(big_id("s", n), r.JoinAsSpectator(room_name=ROOM_NAME))
     for user in seats:
         table.ok(user, r.Ready(room_id=ROOM_ID))
     assert table.state.status is RoomStatus.IN_PROGRESS
@@ -129,7 +129,7 @@ def room_at_every_cap() -> tuple[WideTable, dict[str, int]]:
         table.ok(user, c.MuteUser(room_id=ROOM_ID, target_user_id=big_id("m", 0)))
 
     sizes: dict[str, int] = {}
-    spectator = table.ok(big_id("s", 99), r.JoinAsSpectator(room_id=ROOM_ID, room_name=ROOM_NAME))
+    spectator = table.ok(big_id("s", 99), r.JoinAsSpectator(room_name=ROOM_NAME))
     assert len(table.state.spectators) == CONFIG.max_spectators
     sizes["spectator room_state"] = largest(spectator, "games.event.room_state")
     sizes["spectator game state"] = largest(spectator, "games.event.bigger_dice.state")
