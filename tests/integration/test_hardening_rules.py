@@ -304,3 +304,39 @@ async def test_a_waiting_room_everyone_left_is_removed_after_its_idle_time(
     assert await redis_client.get(keys.room_name("bigger_dice", kept_name)) == kept_id.encode()
 
     await ordinary_game_still_finishes(bus, redis_client, topic_prefix, tag)
+
+
+@pytest.fixture
+async def short_lived_engine(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, create_topics, tmp_path: Path
+) -> AsyncIterator[tuple[EngineProcess, Bus]]:
+    extra = {**ENGINE_ENV, "ENGINE_FINISHED_ROOM_SECONDS": "1"}
+    async with running_engine(
+        kafka_bootstrap, redis_url, topic_prefix, create_topics, tmp_path, extra=extra
+    ) as env:
+        yield env
+
+
+async def test_a_finished_room_is_removed_after_its_keep_time(
+    short_lived_engine: tuple[EngineProcess, Bus],
+    redis_client: aioredis.Redis,
+    topic_prefix: str,
+) -> None:
+    _, bus = short_lived_engine
+    keys = RedisKeys(prefix=topic_prefix)
+    tag = uuid.uuid4().hex[:6]
+    players = [actor(0, tag), actor(1, tag)]
+    name = f"done {tag}"
+    game = await play_game(bus, players, room_name=name)
+    # (room_removed `game_started` came earlier: the room left the lobby lists)
+    await bus.wait_for(
+        lambda e: (
+            e.type == "games.event.room_removed" and e.payload.reason == "game_finished"  # type: ignore[attr-defined]
+        ),
+        room_id=game.room_id,
+        what="room_removed game_finished of the finished room",
+    )
+    assert await redis_client.get(keys.room_state(game.room_id)) is None
+    assert await redis_client.get(keys.room_name("bigger_dice", name)) is None
+    for user in players:
+        assert await redis_client.hget(keys.user_rooms(user.user_id), game.room_id) is None

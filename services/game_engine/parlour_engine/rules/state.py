@@ -50,7 +50,8 @@ class AutoPlayer(_Frozen):
 
 class Disconnect(_Frozen):
     """A player's connection dropped during the game. `number` makes the grace timer's token
-    unique per disconnect; `votes` are the user ids that voted to hand their turns over."""
+    unique per disconnect; `votes` are the user ids that voted to hand their turns over (each
+    a player, each once: at most `max_players - 1`)."""
 
     user_id: str
     username: str
