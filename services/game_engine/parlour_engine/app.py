@@ -23,6 +23,7 @@ from redis.exceptions import DataError, RedisError
 
 from parlour_engine.commits import OffsetCommitter, batch_offsets
 from parlour_engine.health import HealthServer, Readiness, redis_eviction_policy
+from parlour_engine.isolation import FailingBatches, process_one_by_one
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics
 from parlour_engine.rules import RulesConfig
@@ -245,6 +246,7 @@ def create_engine(settings: EngineSettings) -> Engine:
     )
 
     committer = OffsetCommitter()
+    failing = FailingBatches()
 
     @broker.subscriber(
         Topic(topics.commands, declare=False),
@@ -274,17 +276,32 @@ def create_engine(settings: EngineSettings) -> Engine:
         ]
         commit, first = batch_offsets(records)
         consumer = message.consumer
+        isolate = failing.isolate(first)
         try:
-            acks = await processor.process_batch_nowait(batch)
+            if isolate:
+                acks = await process_one_by_one(processor, batch, metrics)
+            else:
+                acks = await processor.process_batch_nowait(batch)
         except InfraError as exc:
-            # nothing of this batch is committed: rewind and take it again
-            _log.warning("batch_retry", error=str(exc), size=len(batch))
+            # an outage: nothing of this batch is committed; rewind and take it again, for
+            # as long as it lasts
+            _log.warning("batch_retry", error=str(exc), size=len(batch), isolated=isolate)
             committer.rewind(consumer, first)
             return
         except Exception as exc:  # noqa: BLE001 - never let a later commit skip this batch
-            _log.error("batch_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            # rewound, but not forever: after a few failures at the same first offset the
+            # batch is taken record by record and what still fails is dead-lettered
+            failures = failing.failed(first)
+            _log.error(
+                "batch_failed",
+                error_type=type(exc).__name__,
+                error=f"{type(exc).__name__}: {exc}",
+                failures=failures,
+                exc_info=exc,
+            )
             committer.rewind(consumer, first)
             return
+        failing.succeeded(first)
         # the commit trails: the next poll starts while Kafka acknowledges these events
         await committer.enqueue(consumer, acks, commit, first)
         if processor.stopping:

@@ -82,6 +82,12 @@ class EngineMetrics:
             ["task"],
             registry=self.registry,
         )
+        self.dropped = Counter(
+            "parlour_engine_dropped_commands",
+            "Commands given up on that not even the dead-letter topic took (see the "
+            "record_dropped log line for the partition and offset)",
+            registry=self.registry,
+        )
         self.redis_evicting = Gauge(
             "parlour_engine_redis_evicting",
             "1 when Redis may evict keys (maxmemory-policy is not noeviction): room state can "

@@ -1163,3 +1163,19 @@ class CommandProcessor:
             reason=reason.value,
             error=error[:300],
         )
+
+    async def give_up(self, record: RawCommand, error: str) -> None:
+        """Last resort of the batch handler (isolation.py) for a record that fails even in a
+        batch of its own: dead-letter it and tell its sender, as `_give_up` does. Raises
+        InfraError when Kafka does not take the copy (the batch is retried)."""
+        try:
+            command = decode_command_envelope(record.value)
+        except ProtocolError:
+            await self._dead_letter(
+                record, DeadLetterReason.UNDECODABLE, error, tries=self._max_tries
+            )
+            return
+        if not await self._give_up(
+            record, command, DeadLetterReason.FAILED, error, self._max_tries
+        ):
+            raise InfraError(f"dead-lettering failed: {error}")
