@@ -386,6 +386,44 @@ async def test_host_cap_and_member_cap(
     await _finish_a_game(bus, f"after member cap {tag}")
 
 
+async def test_caps_hold_for_one_users_simultaneous_commands(
+    engine_env: tuple[EngineProcess, Bus], redis_client: aioredis.Redis, topic_prefix: str
+) -> None:
+    """Creates for different rooms land on different partitions and run concurrently in one
+    engine batch: still exactly the cap succeeds (one engine handles one user's creates and
+    joins one at a time)."""
+    _, bus = engine_env
+    assert bus.producer is not None
+    keys = RedisKeys(prefix=topic_prefix)
+    tag = uuid.uuid4().hex[:6]
+    host = actor(0, f"burst{tag}-")
+    creates = [
+        _envelope(CreateRoom(game_type=GAME, room_name=f"Burst {tag} {n}"), host, str(uuid.uuid4()))
+        for n in range(3 * DEFAULT_MAX_ROOMS_PER_HOST)
+    ]
+    sends = [
+        await bus.producer.send(bus.topics.commands, encode(e), key=e.key.encode()) for e in creates
+    ]
+    await asyncio.gather(*sends)
+    answers = [
+        await bus.wait_for(
+            lambda e, c=c: (
+                e.causation_id == c.msg_id and e.type in ("games.event.room_state", "system.error")
+            ),
+            room_id=c.room_id,
+            what=f"answer to {c.msg_id}",
+        )
+        for c in creates
+    ]
+    made = [a for a in answers if a.type == "games.event.room_state"]
+    refused = [a.payload.code for a in answers if a.type == "system.error"]  # type: ignore[attr-defined]
+    assert len(made) == DEFAULT_MAX_ROOMS_PER_HOST
+    assert refused == ["too_many_rooms"] * (len(creates) - DEFAULT_MAX_ROOMS_PER_HOST)
+    assert await redis_client.hlen(keys.user_rooms(host.user_id)) == DEFAULT_MAX_ROOMS_PER_HOST
+
+    await _finish_a_game(bus, f"after burst {tag}")
+
+
 async def _finish_a_game(bus: Bus, name: str) -> None:
     tag = uuid.uuid4().hex[:6]
     game = await play_game(bus, [actor(1, f"p{tag}-"), actor(2, f"p{tag}-")], room_name=name)
