@@ -38,7 +38,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -554,22 +554,25 @@ async def storms(run: Run) -> None:
     """Connect/authenticate/disconnect loops, and unauthenticated sockets held open until the
     gateway closes them (AUTH_TIMEOUT), then opened again."""
 
-    async def churn(worker: int) -> None:
+    async def churn(worker: int, per_second: float, gateway: int | None) -> None:
         async def step(i: int) -> bool:
-            sock = await run.sock(f"storm{worker}-{run.tag}", "storm", f"10.9.{worker}.1", i)
-            run.stats.actions["storms: connect/auth/disconnect"] += 1
+            n = i if gateway is None else gateway
+            sock = await run.sock(f"storm{worker}-{run.tag}", "storm", f"10.9.{worker}.1", n)
+            run.stats.actions[f"storms: connect/auth/disconnect at {per_second:.0f}/s"] += 1
             if sock is not None:
                 await run.forget(sock)
             return True
 
-        await paced(run, 5, step, 50_000)
+        await paced(run, per_second, step, 50_000)
 
-    async def hold(address: str, count: int) -> None:
+    async def hold(address: str, count: int, gateway: int | None) -> None:
+        """`count` unauthenticated sockets from one address, on one gateway or spread."""
+
         async def one(n: int) -> None:
             for _ in range(1_000):
                 if run.stop_hostile.is_set():
                     return
-                sock = await run.sock(None, "storm", address, n)
+                sock = await run.sock(None, "storm", address, n if gateway is None else gateway)
                 if sock is None:
                     await asyncio.sleep(2)
                     continue
@@ -585,7 +588,10 @@ async def storms(run: Run) -> None:
         await asyncio.gather(*(one(n) for n in range(count)))
 
     await asyncio.gather(
-        *(churn(w) for w in range(4)), hold("10.9.100.1", 120), hold("10.9.100.2", 60)
+        *(churn(w, 5, None) for w in range(3)),
+        churn(3, 20, 0),  # past WS_IP_HANDSHAKES_PER_SEC once its burst is spent
+        hold("10.9.100.1", 150, 0),  # past WS_IP_MAX_UNAUTHENTICATED on one gateway
+        hold("10.9.100.2", 60, None),
     )
 
 
@@ -598,6 +604,17 @@ class Services:
     gateways: list[GatewayProc]
     redis: aioredis.Redis
     prefix: str
+
+
+def cpu_seconds(pid: int | None) -> str:
+    """User + system CPU time the process has used so far."""
+    if pid is None:
+        return "-"
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return "gone"
+    return f"{(int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK'):.0f}"
 
 
 def rss_mb(pid: int | None) -> str:
@@ -624,6 +641,22 @@ def _shape(rest: str) -> str:
     )
 
 
+async def leftovers(redis: aioredis.Redis, prefix: str) -> list[str]:
+    """The keys under the prefix by shape, each with its count and TTL range: a key without
+    a TTL (-1) stays for ever, one with a TTL goes by itself."""
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=2_000)]
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.ttl(key)
+    ttls: dict[str, list[int]] = {}
+    for key, ttl in zip(keys, await pipe.execute(), strict=True):
+        ttls.setdefault(_shape(key.decode(errors="replace")[len(prefix) :]), []).append(int(ttl))
+    return [
+        f"{shape} x{len(t)} (TTL {'none' if min(t) < 0 else f'{min(t)}..{max(t)} s'})"
+        for shape, t in sorted(ttls.items(), key=lambda item: -len(item[1]))
+    ]
+
+
 async def prefix_bytes(redis: aioredis.Redis, prefix: str) -> int:
     """MEMORY USAGE summed over the keys under the prefix: this run's share of Redis."""
     total = 0
@@ -643,18 +676,19 @@ async def _usage(redis: aioredis.Redis, keys: list[bytes]) -> int:
     return sum(int(n or 0) for n in await pipe.execute())
 
 
-async def sample(services: Services, label: str) -> Counter[str]:
+async def sample(services: Services, label: str) -> None:
     info = await services.redis.info("memory")
-    count, shapes = await key_count(services.redis, services.prefix)
+    count, _ = await key_count(services.redis, services.prefix)
     own = await prefix_bytes(services.redis, services.prefix)
-    engines = " ".join(rss_mb(e.proc.pid if e.proc else None) for e in services.engines)
-    gateways = " ".join(rss_mb(g.proc.pid) for g in services.gateways)
+    pids = [e.proc.pid if e.proc else None for e in services.engines]
+    pids += [g.proc.pid for g in services.gateways]
+    rss = " ".join(rss_mb(pid) for pid in pids)
+    cpu = " ".join(cpu_seconds(pid) for pid in [*pids, os.getpid()])
     say(
-        f"  {label:<28} RSS MB engines {engines:<9} gateways {gateways:<9} "
+        f"  {label:<24} RSS MB {rss:<16} CPU s {cpu:<20} "
         f"redis used_memory {int(info['used_memory']) / 2**20:6.1f} MB, "
         f"under the prefix {count} keys {own / 2**20:6.2f} MB"
     )
-    return shapes
 
 
 # --------------------------------------------------------------------------- main
@@ -681,7 +715,10 @@ async def main_async(args: argparse.Namespace) -> None:
     tag = uuid.uuid4().hex[:6]
     prefix = f"hm{tag}."
     workdir = Path(tempfile.mkdtemp(prefix="hostile_mix-"))
-    say(f"hostile mix: {args.minutes} min, {args.games} ordinary games at a time, prefix {prefix}")
+    say(
+        f"hostile mix: {args.minutes} min of {args.attacks}, {args.games} ordinary games at "
+        f"a time, prefix {prefix}"
+    )
     say(f"kafka {kafka}  redis {redis_url}  logs {workdir}")
     keys = Keys(workdir / "jwt")
     await create_topics(kafka, prefix)
@@ -730,8 +767,10 @@ async def main_async(args: argparse.Namespace) -> None:
             await asyncio.to_thread(gateway.wait_ready, 60)
         run.urls = [g.url for g in gateways]
         say(
-            "memory (used_memory is the whole Redis, shared with whatever else uses it; the "
-            "prefix figures are this run's keys, by MEMORY USAGE):"
+            "memory: RSS of engine 1, engine 2, gateway 1, gateway 2; CPU seconds used so far "
+            "by the same four and by this load generator; Redis used_memory is the whole Redis "
+            "(shared with whatever else uses it), the prefix figures are this run's keys (by "
+            "MEMORY USAGE)"
         )
         await sample(services, "before")
         await drive(run, services, args)
@@ -758,7 +797,7 @@ async def drive(run: Run, services: Services, args: argparse.Namespace) -> None:
     games = [asyncio.create_task(ordinary_pair(run, i)) for i in range(args.games)]
     await asyncio.sleep(args.quiet_seconds)  # the games' usual duration, for comparison
     run.phase = "under the hostile load"
-    hostile = [asyncio.create_task(job(run)) for job in (growth, floods, replays, storms)]
+    hostile = [asyncio.create_task(ATTACKS[name](run)) for name in args.attacks.split(",")]
     began = time.monotonic()
     end = began + args.minutes * 60
     while (left := end - time.monotonic()) > 0:
@@ -788,13 +827,9 @@ async def drive(run: Run, services: Services, args: argparse.Namespace) -> None:
             last, steady_since = count, time.monotonic()
         elif time.monotonic() - steady_since > args.room_seconds + 10:
             break
-    shapes = await sample(
-        services, f"{time.monotonic() - began - args.minutes * 60:.0f} s after the load"
-    )
-    say(
-        "  keys left under the prefix, by shape: "
-        + (", ".join(f"{shape} {n}" for shape, n in shapes.most_common()) or "none")
-    )
+    await sample(services, f"{time.monotonic() - began - args.minutes * 60:.0f} s after the load")
+    left = await leftovers(services.redis, services.prefix)
+    say("  keys left under the prefix: " + ("; ".join(left) or "none"))
 
 
 def report(stats: Stats) -> None:
@@ -825,6 +860,14 @@ def report(stats: Stats) -> None:
         say(f"  {kind}: {n}")
 
 
+ATTACKS: dict[str, Callable[[Run], Coroutine[Any, Any, None]]] = {
+    "growth": growth,
+    "floods": floods,
+    "replays": replays,
+    "storms": storms,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--minutes", type=float, default=5.0, help="hostile load (default 5)")
@@ -841,10 +884,18 @@ def main(argv: list[str] | None = None) -> int:
         default=20.0,
         help="ordinary games alone before the hostile load starts (their usual duration)",
     )
+    parser.add_argument(
+        "--attacks",
+        default=",".join(ATTACKS),
+        help=f"comma-separated subset of {','.join(ATTACKS)} (default: all)",
+    )
     parser.add_argument("--kafka", help="bootstrap servers (default: .infra/run/env)")
     parser.add_argument("--redis", help="Redis URL (default: .infra/run/env)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs")
     args = parser.parse_args(argv)
+    unknown = set(args.attacks.split(",")) - set(ATTACKS)
+    if unknown:
+        parser.error(f"unknown attacks: {', '.join(sorted(unknown))}")
     try:
         asyncio.run(main_async(args))
     except KeyboardInterrupt:
