@@ -60,3 +60,28 @@ async def test_send_queue_bounds_and_joins() -> None:
     await asyncio.sleep(0)
     queue.put_nowait(Outgoing("d"))
     assert (await getter).text == "d"
+
+
+async def test_send_queue_is_bounded_in_bytes_too() -> None:
+    big = "x" * 40_000
+    queue = SendQueue(1000, max_bytes=100_000)
+    queue.put_nowait(Outgoing(big))
+    queue.put_nowait(Outgoing(big))
+    assert queue.nbytes > 80_000
+    with pytest.raises(asyncio.QueueFull):  # a third would pass 100 kB, though 997 slots are free
+        queue.put_nowait(Outgoing(big))
+    assert queue.qsize() == 2
+    queue.get_nowait()
+    queue.task_done()
+    queue.put_nowait(Outgoing(big))  # room again once the writer took one
+    while not queue.empty():
+        await queue.get()
+        queue.task_done()
+    assert queue.nbytes == 0
+
+
+def test_send_queue_takes_one_frame_over_the_byte_bound_when_empty() -> None:
+    queue = SendQueue(10, max_bytes=65_536)
+    queue.put_nowait(Outgoing("y" * 200_000))  # a reading client still gets a large snapshot
+    with pytest.raises(asyncio.QueueFull):
+        queue.put_nowait(Outgoing("z"))

@@ -11,6 +11,7 @@ the user was not in at authentication are never held: normal play adds no latenc
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -32,6 +33,7 @@ class CloseRequest(StrEnum):
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"
     SHUTDOWN = "shutdown"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    GATEWAY_FULL = "gateway_full"
 
 
 @dataclass
@@ -71,13 +73,20 @@ class Outgoing:
 class SendQueue:
     """A socket's bounded FIFO of frames with the few `asyncio.Queue` methods the session uses
     (put_nowait, get, get_nowait, task_done, join). An idle socket holds an empty list and
-    nothing else: `asyncio.Queue` costs three deques and an Event (about 3 KB) per socket."""
+    nothing else: `asyncio.Queue` costs three deques and an Event (about 3 KB) per socket.
 
-    __slots__ = ("_getter", "_items", "_joiners", "_unfinished", "maxsize")
+    Bounded twice: `maxsize` frames and `max_bytes` of memory (the frames' `sys.getsizeof`),
+    so a client that stops reading pins at most `max_bytes` however large the events are. An
+    empty queue takes any one frame: a frame larger than the byte bound alone still goes to a
+    client that reads."""
 
-    def __init__(self, maxsize: int) -> None:
+    __slots__ = ("_bytes", "_getter", "_items", "_joiners", "_unfinished", "max_bytes", "maxsize")
+
+    def __init__(self, maxsize: int, max_bytes: int | None = None) -> None:
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
         self._items: list[Outgoing] = []
+        self._bytes = 0
         self._unfinished = 0
         self._getter: asyncio.Future[None] | None = None
         self._joiners: list[asyncio.Future[None]] | None = None
@@ -85,22 +94,36 @@ class SendQueue:
     def qsize(self) -> int:
         return len(self._items)
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the queued frames."""
+        return self._bytes
+
     def empty(self) -> bool:
         return not self._items
 
     def put_nowait(self, item: Outgoing) -> None:
         if len(self._items) >= self.maxsize:
             raise asyncio.QueueFull
+        size = sys.getsizeof(item.text)
+        if self.max_bytes is not None and self._items and self._bytes + size > self.max_bytes:
+            raise asyncio.QueueFull
         self._items.append(item)
+        self._bytes += size
         self._unfinished += 1
         getter = self._getter
         if getter is not None and not getter.done():
             getter.set_result(None)
 
+    def _pop(self) -> Outgoing:
+        item = self._items.pop(0)
+        self._bytes -= sys.getsizeof(item.text)
+        return item
+
     def get_nowait(self) -> Outgoing:
         if not self._items:
             raise asyncio.QueueEmpty
-        return self._items.pop(0)
+        return self._pop()
 
     async def get(self) -> Outgoing:
         while not self._items:
@@ -110,7 +133,7 @@ class SendQueue:
                 await getter
             finally:
                 self._getter = None
-        return self._items.pop(0)
+        return self._pop()
 
     def task_done(self) -> None:
         if self._unfinished <= 0:
@@ -156,10 +179,12 @@ class _Held:
 
 
 class Connection:
-    def __init__(self, connection_id: str, queue_max: int) -> None:
+    def __init__(
+        self, connection_id: str, queue_max: int, queue_max_bytes: int | None = None
+    ) -> None:
         self.connection_id = connection_id
         self.identity: Identity | None = None
-        self.queue = SendQueue(queue_max)
+        self.queue = SendQueue(queue_max, queue_max_bytes)
         self.seqs: dict[str, SeqTracker] = {}
         self._holding: dict[str, list[_Held]] = {}
         self._auth_held: set[str] = set()
