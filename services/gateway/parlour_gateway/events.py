@@ -10,6 +10,7 @@ and commits nothing; a restarted gateway has new sockets, and those resume throu
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -40,8 +41,11 @@ class EventConsumer:
         self.assigned.set()
         self.healthy = True
 
-    async def run(self) -> None:
+    async def run(self, beat: Callable[[], None] = lambda: None) -> None:
+        """Deliver events until cancelled; `beat` is called after every fetch (progress, for
+        the supervisor's stall check)."""
         while True:
+            beat()
             try:
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=2000)
             except KafkaError as exc:

@@ -12,6 +12,11 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.connections = Gauge("parlour_gateway_connections_current", "open sockets", registry=r)
+        self.unauthenticated = Gauge(
+            "parlour_gateway_unauthenticated_current",
+            "open sockets not yet authenticated",
+            registry=r,
+        )
         self.connections_total = Counter(
             "parlour_gateway_connections_total", "sockets by outcome", ["outcome"], registry=r
         )
@@ -29,6 +34,17 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "parlour_gateway_rate_limited_total", "frames dropped by the rate limit", registry=r
+        )
+        self.direct_messages_throttled = Counter(
+            "parlour_gateway_direct_messages_throttled_total",
+            "direct messages refused by the per-user throttle",
+            registry=r,
+        )
+        self.task_failures = Counter(
+            "parlour_gateway_task_failures_total",
+            "background loop failures (each followed by a restart)",
+            ["task"],
+            registry=r,
         )
         self.publish_latency = Histogram(
             "parlour_gateway_publish_seconds",
