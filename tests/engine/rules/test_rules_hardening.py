@@ -10,12 +10,13 @@ import pytest
 from rules_table import FAST, ROOM, ScriptedRng, Table, of_type, types, uid
 
 from parlour_engine.games.bigger_dice import HISTORY_KEEP, DiceState
-from parlour_engine.rules import Outcome, RoomState, RulesConfig
+from parlour_engine.rules import Outcome, RoomState, RulesConfig, presence_changed
+from parlour_engine.rules._core import PRESENCE_AUDIENCE_CHUNK
 from parlour_protocol.v1 import AudienceKind, ErrorCode, RedisKeys
 from parlour_protocol.v1 import chat as c
 from parlour_protocol.v1 import rooms as r
 from parlour_protocol.v1.games import bigger_dice as dice
-from parlour_protocol.v1.internal import TimerFired, TimerKind
+from parlour_protocol.v1.internal import PresenceChanged, TimerFired, TimerKind
 from parlour_protocol.v1.keys import fold_room_name
 from parlour_protocol.v1.limits import MAX_BANNED_PER_ROOM, MAX_MUTED_PER_USER
 from parlour_protocol.v1.rooms import RemovalReason, RoomStatus
@@ -535,3 +536,30 @@ def test_expiry_of_a_running_game_does_nothing() -> None:
 
 def test_lifetimes_default_to_the_documented_values() -> None:
     assert (FAST.idle_room_secs, FAST.finished_room_secs) == (600, 300)
+
+
+# --- presence of a user in many full rooms ---------------------------------------------------
+
+
+def test_presence_audience_is_split_into_bounded_emits() -> None:
+    table = Table()
+    table.lobby_of(2)
+    assert table.state is not None
+    base = table.state
+    states = []
+    for room in range(25):
+        lobby = (
+            base.lobby[1],  # u2
+            *(
+                base.lobby[0].model_copy(update={"user_id": made_up(room * 1000 + n)})
+                for n in range(99)
+            ),
+        )
+        states.append(base.model_copy(update={"room_id": f"room-{room}", "lobby": lobby}))
+    envelope = table.envelope("u2", PresenceChanged(online=False), system=True)
+    emits = presence_changed(states, envelope)
+    sizes = [len(e.audience.user_ids) for e in emits]
+    assert sizes == [PRESENCE_AUDIENCE_CHUNK, PRESENCE_AUDIENCE_CHUNK, 25 * 99 - 2000]
+    everyone = [uid for e in emits for uid in e.audience.user_ids]
+    assert len(everyone) == len(set(everyone)) == 25 * 99
+    assert "u2" not in everyone

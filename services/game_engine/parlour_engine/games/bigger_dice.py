@@ -40,7 +40,8 @@ class HistoryRound(GameState):
 
 class DiceState(GameState):
     """Round state: `active` rollers of the current round or tiebreaker (in order), the
-    `rolls` made so far in it, and the finished rounds."""
+    `rolls` made so far in it, and the finished rounds. Bounds: `active` and `rolls` hold
+    seated players only; `history` the newest HISTORY_KEEP rounds."""
 
     round_number: int = 1
     active: tuple[str, ...] = ()
