@@ -417,6 +417,10 @@ async def run(args: argparse.Namespace) -> None:
             "WS_MAX_CONNECTIONS": str(n + 10),
             "WS_HEARTBEAT_INTERVAL_SECS": str(int(args.heartbeat)),
             "WS_RATE_LIMIT_BURST": "1000",
+            # every bench socket comes from 127.0.0.1, all at once: lift the per-IP limits
+            "WS_IP_HANDSHAKE_BURST": str(n + 10),
+            "WS_IP_MAX_UNAUTHENTICATED": str(n + 10),
+            "WS_MAX_UNAUTHENTICATED": str(n + 10),
             "GATEWAY_LOG_LEVEL": "WARNING",
         }
         proc = subprocess.Popen([PY, "-m", "parlour_gateway"], env=env, cwd=ROOT)  # noqa: ASYNC220

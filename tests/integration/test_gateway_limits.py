@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ LIMITS_ENV = {
     "WS_HEARTBEAT_INTERVAL_SECS": "2",
     "JWT_ISSUER": ISSUER,
     "JWT_AUDIENCE": AUDIENCE,
+    "WS_DIRECT_MESSAGES_PER_MINUTE": "3",
 }
 
 
@@ -804,3 +805,421 @@ async def test_tokens_and_chat_text_never_reach_the_logs(
     assert secret_text not in logs
     assert token not in logs
     assert token.split(".")[1] not in logs
+
+
+# ------------------------------------------------------------------ hardening: connection limits
+#
+# Each test runs the hostile sequence against its own gateway process, then checks that an
+# ordinary client is still served. Clients get distinct source addresses from the loopback
+# range (127.0.0.0/8 all reaches 127.0.0.1 on Linux), so the per-address limits apply to the
+# "attacker" alone.
+
+
+_PATIENT = {"AUTH_TIMEOUT": "30", "WS_HEARTBEAT_TIMEOUT_SECS": "60"}
+"""silent sockets stay open for the length of a test"""
+
+
+def _from(ip: str) -> dict[str, Any]:
+    return {"local_addr": (ip, 0)}
+
+
+def _rss_peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+async def _refused_with_429(url: str, **kwargs: Any) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        await Client.open(url, **kwargs)
+    assert info.value.response.status_code == 429
+    assert info.value.response.headers.get("Retry-After")
+
+
+async def test_handshakes_per_address_are_limited_and_xff_is_only_believed_from_proxies(
+    kafka_bootstrap: str, redis_url: str, prefix: str, keys: Keys, tmp_path: Path
+) -> None:
+    proc = _start(
+        kafka_bootstrap,
+        redis_url,
+        prefix,
+        keys,
+        tmp_path,
+        {
+            **LIMITS_ENV,
+            "WS_IP_HANDSHAKE_BURST": "4",
+            "WS_IP_HANDSHAKES_PER_SEC": "0.01",
+            "WS_TRUSTED_PROXIES": "127.0.0.1",
+        },
+    )
+    try:
+        # a client (not a proxy) that forges a new X-Forwarded-For on every handshake
+        for n in range(4):
+            forged = {"additional_headers": {"X-Forwarded-For": f"198.51.100.{n}"}}
+            c = await Client.open(proc.url, **_from("127.0.0.2"), **forged)
+            await c.expect("system.welcome")
+            await c.close()
+        forged = {"additional_headers": {"X-Forwarded-For": "198.51.100.99"}}
+        await _refused_with_429(proc.url, **_from("127.0.0.2"), **forged)
+        # behind the trusted proxy (127.0.0.1) the forwarded address is the one counted
+        behind = {"additional_headers": {"X-Forwarded-For": "1.2.3.4, 203.0.113.5"}}
+        for _ in range(4):
+            c = await Client.open(proc.url, **behind)
+            await c.expect("system.welcome")
+            await c.close()
+        await _refused_with_429(proc.url, **behind)
+        metrics = proc.http("/metrics").text
+        assert 'parlour_gateway_connections_total{outcome="ip_handshake_rate"} 2.0' in metrics
+        # ordinary clients: another address, another forwarded client of the proxy
+        await still_serving_from(proc, keys, **_from("127.0.0.3"))
+        other = {"additional_headers": {"X-Forwarded-For": "203.0.113.6"}}
+        await still_serving_from(proc, keys, **other)
+    finally:
+        proc.terminate()
+
+
+async def still_serving_from(gw: GatewayProc, keys: Keys, **kwargs: Any) -> None:
+    client = await user(gw, keys, **kwargs)
+    await client.ping_ok()
+    await client.close()
+
+
+async def test_unauthenticated_sockets_per_address_are_limited(
+    kafka_bootstrap: str, redis_url: str, prefix: str, keys: Keys, tmp_path: Path
+) -> None:
+    proc = _start(
+        kafka_bootstrap,
+        redis_url,
+        prefix,
+        keys,
+        tmp_path,
+        {**LIMITS_ENV, **_PATIENT, "WS_IP_MAX_UNAUTHENTICATED": "3"},
+    )
+    try:
+        idle = [await Client.open(proc.url, **_from("127.0.0.4")) for _ in range(3)]
+        for c in idle:
+            await c.expect("system.welcome")
+        await _refused_with_429(proc.url, **_from("127.0.0.4"))
+        # an authenticated socket no longer counts: its place is free again
+        await idle[0].send(
+            {"type": "system.authenticate", "token": tok(keys, f"ip-{uuid.uuid4().hex[:6]}")}
+        )
+        await idle[0].expect("system.authenticated")
+        fourth = await Client.open(proc.url, **_from("127.0.0.4"))
+        await fourth.expect("system.welcome")
+        await _refused_with_429(proc.url, **_from("127.0.0.4"))
+        # ... and so does a closed one
+        await idle[1].close()
+        fifth = await Client.open(proc.url, **_from("127.0.0.4"))
+        await fifth.expect("system.welcome")
+        await idle[0].ping_ok()
+        await still_serving_from(proc, keys, **_from("127.0.0.5"))
+        for c in [*idle, fourth, fifth]:
+            await c.close()
+    finally:
+        proc.terminate()
+
+
+async def test_unauthenticated_sockets_never_take_authenticated_places(
+    kafka_bootstrap: str, redis_url: str, prefix: str, keys: Keys, tmp_path: Path
+) -> None:
+    proc = _start(
+        kafka_bootstrap,
+        redis_url,
+        prefix,
+        keys,
+        tmp_path,
+        {**LIMITS_ENV, **_PATIENT, "WS_MAX_CONNECTIONS": "2", "WS_MAX_UNAUTHENTICATED": "2"},
+    )
+    try:
+        alice = await user(proc, keys, **_from("127.0.2.1"))
+        # silent sockets up to their own cap; before, each took one of the 2 places
+        idle = [await Client.open(proc.url, **_from(f"127.0.1.{n}")) for n in (1, 2)]
+        for c in idle:
+            await c.expect("system.welcome")
+        late = await Client.open(proc.url, **_from("127.0.1.3"))
+        code, reason = await late.expect_close()
+        assert code == CloseCode.TRY_AGAIN_LATER
+        assert "authentication" in reason
+        await alice.ping_ok()
+        # a freed unauthenticated place lets the next user in, to the second place
+        await idle[0].close()
+        bob = await _user_when_admitted(proc, keys, "127.0.2.2")
+        # places full: a handshake is turned away, and so is a socket that was waiting
+        # unauthenticated when it authenticates
+        carol = await Client.open(proc.url, **_from("127.0.2.3"))
+        code, reason = await carol.expect_close()
+        assert code == CloseCode.TRY_AGAIN_LATER
+        assert "cap of 2 connections" in reason
+        await idle[1].send({"type": "system.authenticate", "token": tok(keys, "cap-dave")})
+        code, reason = await idle[1].expect_close()
+        assert code == CloseCode.TRY_AGAIN_LATER
+        assert "cap of 2 connections" in reason
+        await alice.ping_ok()
+        await bob.ping_ok()
+        await alice.close()
+        again = await _user_when_admitted(proc, keys, "127.0.2.4")
+        await again.ping_ok()
+        await bob.close()
+        await again.close()
+    finally:
+        proc.terminate()
+
+
+async def _user_when_admitted(gw: GatewayProc, keys: Keys, ip: str, within: float = 10) -> Client:
+    """An ordinary user, retrying while the gateway answers 1013 (a place freed by a socket
+    that just closed is free once the gateway has seen the close)."""
+    deadline = time.monotonic() + within
+    while True:
+        client = await Client.open(gw.url, **_from(ip))
+        frame = await client.authenticate(tok(keys, f"u{uuid.uuid4().hex[:8]}"))
+        if frame["type"] == "system.authenticated":
+            return client
+        code, _ = await client.expect_close()
+        assert code == CloseCode.TRY_AGAIN_LATER, code
+        if time.monotonic() > deadline:
+            raise TimeoutError("never admitted")
+
+
+async def test_a_client_that_stops_reading_pins_at_most_the_byte_bound(
+    kafka_bootstrap: str, redis_url: str, prefix: str, keys: Keys, tmp_path: Path
+) -> None:
+    proc = _start(
+        kafka_bootstrap,
+        redis_url,
+        prefix,
+        keys,
+        tmp_path,
+        # the frame-count bound out of the way: only the byte bound (1 MiB) can act
+        {
+            **LIMITS_ENV,
+            **_PATIENT,
+            "WS_SEND_QUEUE_MAX": "1000000",
+            "WS_SEND_QUEUE_MAX_BYTES": "1048576",
+        },
+    )
+    kafka = Kafka(kafka_bootstrap, prefix)
+    await kafka.start(read_commands=False)
+    try:
+        sub = f"big-{uuid.uuid4().hex[:6]}"
+        slow = await user(proc, keys, sub, max_queue=1)
+        watcher = await user(proc, keys)
+        await watcher.ping_ok()
+        peak_before = _rss_peak_kib(proc.proc.pid)
+        room = uuid.uuid4().hex
+        events = 40_000  # ~45 MB of frames for one socket, far beyond the kernel's buffers
+        for start in range(0, events, 2000):
+            sends = [
+                await kafka.producer.send(
+                    kafka.topics.events,
+                    encode(chat_event(room, [sub], None, "z" * 1000)),
+                    key=room.encode(),
+                )
+                for _ in range(start, start + 2000)
+            ]
+            await asyncio.gather(*sends)
+        # the close frame waits behind megabytes the client never reads, and the gateway
+        # drops the TCP connection after WS_CLOSE_TIMEOUT_SECS: the gateway's own account
+        # (metric and log) is the evidence of the 4031
+        code, _ = await slow.expect_close(within=60)
+        assert code in (CloseCode.SLOW_CONSUMER, None), code
+        assert _metric(proc, "parlour_gateway_send_queue_closes_total") == 1
+        assert '"code": 4031' in proc.logs()
+        # the watcher gets an event addressed to it after the flood
+        await kafka.publish(chat_event(room, [watcher_id(watcher)], None, "after"))
+        got = await watcher.expect(lambda f: f.get("content") == "after", within=30)
+        assert got["room_id"] == room
+        grown_mib = (_rss_peak_kib(proc.proc.pid) - peak_before) / 1024
+        # the queue held at most 1 MiB; what remains is Kafka fetch buffers and the
+        # allocator. Without the byte bound the queue alone pins tens of MiB here.
+        print(f"gateway peak RSS grew by {grown_mib:.1f} MiB")
+        assert grown_mib < 24, f"gateway peak RSS grew by {grown_mib:.1f} MiB"
+        await watcher.close()
+    finally:
+        await kafka.stop()
+        proc.terminate()
+
+
+def _metric(gw: GatewayProc, name: str) -> float:
+    for line in gw.http("/metrics").text.splitlines():
+        if line.startswith(f"{name} ") or line.startswith(f"{name}{{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def watcher_id(client: Client) -> str:
+    frame = next(f for f in client.frames if f["type"] == "system.authenticated")
+    user_id: str = frame["user_id"]
+    return user_id
+
+
+# ------------------------------------------------------------------ hardening: DMs, tasks, secrets
+
+
+def _request(request_id: str) -> Callable[[dict[str, Any]], bool]:
+    """Matches the frame or command envelope that carries this request_id."""
+    return lambda frame: frame.get("request_id") == request_id
+
+
+async def test_direct_messages_are_throttled_per_user(
+    gw: GatewayProc, keys: Keys, kafka: Kafka
+) -> None:
+    sub = f"dm-{uuid.uuid4().hex[:6]}"
+    first, second = await user(gw, keys, sub), await user(gw, keys, sub)
+
+    def dm(request_id: str) -> dict[str, Any]:
+        return {
+            "type": "chat.command.send_message",
+            "recipient_id": "dm-target",
+            "content": "hello",
+            "request_id": request_id,
+        }
+
+    # the budget (3 a minute) is the user's, whichever socket sends
+    for n, client in enumerate((first, second, first)):
+        await client.send(dm(f"{sub}-{n}"))
+        await client.expect(_request(f"{sub}-{n}"))
+    await second.send(dm(f"{sub}-over"))
+    refused = await second.expect(lambda f: f.get("request_id") == f"{sub}-over")
+    assert refused["type"] == "system.error"
+    assert refused["code"] == "rate_limited"
+    # not forwarded: a later command on the same Kafka key (the user id) arrives, it never does
+    await second.send({"type": "games.command.list_rooms", "request_id": f"{sub}-after"})
+    await second.expect(lambda f: f.get("request_id") == f"{sub}-after")
+    await kafka.command(lambda e: e.get("request_id") == f"{sub}-after")
+    for n in range(3):
+        await kafka.command(_request(f"{sub}-{n}"))
+    assert not [c for c in kafka.commands if c["env"].get("request_id") == f"{sub}-over"]
+    # other users keep their own budget, and the throttled sockets stay open
+    other = await user(gw, keys)
+    await other.send(dm("other-1"))
+    ack = await other.expect(lambda f: f.get("request_id") == "other-1")
+    assert ack["type"] == "system.ack"
+    await first.ping_ok()
+    for c in (first, second, other):
+        await c.close()
+
+
+async def test_a_failing_background_loop_restarts_and_ready_names_it(
+    kafka_bootstrap: str,
+    redis_url: str,
+    prefix: str,
+    keys: Keys,
+    tmp_path: Path,
+    redis_client: aioredis.Redis,
+) -> None:
+    key_prefix = f"t{uuid.uuid4().hex[:8]}:"
+    proc = GatewayProc(
+        bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        topic_prefix=prefix,
+        key_prefix=key_prefix,
+        public_key=keys.public_path,
+        log_dir=tmp_path,
+        env={**LIMITS_ENV, "PRESENCE_SWEEP_SECS": "0.3"},
+    )
+    try:
+        await asyncio.to_thread(proc.wait_ready)
+        # a user id no token could carry, left in the online set (an old version, a hand
+        # edit): sweeping it raised out of the sweeper, which then stayed dead for good
+        online = RedisKeys(prefix=key_prefix).presence_online()
+        deadline = time.monotonic() + 30
+        while True:
+            await redis_client.sadd(online, "not a user id!")
+            ready = await asyncio.to_thread(proc.http, "/ready")
+            if ready.status_code == 503:
+                break
+            assert time.monotonic() < deadline, "the failing sweeper never showed on /ready"
+            await asyncio.sleep(0.1)
+        body = ready.json()
+        assert body["background_tasks"] is False
+        assert body["failing_tasks"] == {"presence-sweeper": "failing: ValidationError"}
+        # the cause is gone: the loop restarts after its back-off and /ready is 200 again
+        await redis_client.srem(online, "not a user id!")
+        deadline = time.monotonic() + 60
+        while (await asyncio.to_thread(proc.http, "/ready")).status_code != 200:
+            assert time.monotonic() < deadline, proc.logs()[-2000:]
+            await asyncio.sleep(0.2)
+        assert "background_task_failed" in proc.logs()
+        assert _metric(proc, "parlour_gateway_task_failures_total") >= 1
+        await still_serving(proc, keys)
+    finally:
+        proc.terminate()
+        await redis_client.delete(RedisKeys(prefix=key_prefix).presence_online())
+
+
+async def test_room_passwords_never_reach_the_logs(
+    gw: GatewayProc, keys: Keys, kafka: Kafka
+) -> None:
+    secret = f"pw-{uuid.uuid4().hex}"
+    client = await user(gw, keys)
+    commands = [
+        {"type": "games.command.create_room", "room_name": f"r{secret[3:11]}", "password": secret},
+        {"type": "games.command.join_room", "room_name": "some room", "password": secret},
+        {"type": "games.command.join_as_spectator", "room_name": "some room", "password": secret},
+    ]
+    for n, command in enumerate(commands):
+        await client.send({**command, "game_type": "bigger_dice", "request_id": f"pw{n}"})
+        await client.expect(_request(f"pw{n}"))
+    # invalid: the validation error must not echo it into the log either
+    await client.send({"type": "games.command.join_room", "password": secret, "request_id": "x"})
+    await client.expect("system.error")
+    await kafka.command(lambda e: e.get("request_id") == "pw0")
+    await client.close()
+    await _logs_settled(gw)
+    logs = gw.logs()
+    assert "command_forwarded" in logs
+    assert secret not in logs
+
+
+async def _logs_settled(gw: GatewayProc) -> None:
+    """The gateway logged everything about the sockets above (its log is line-buffered per
+    event; a heartbeat round trip on a fresh socket orders us after them)."""
+    probe = await Client.open(gw.url)
+    await probe.expect("system.welcome")
+    await probe.send({"type": "system.heartbeat"})
+    await probe.expect("system.heartbeat_ack")
+    await probe.close()
+
+
+def test_dev_mode_beside_a_jwt_key_refuses_to_start(keys: Keys) -> None:
+    import os
+    import subprocess
+
+    from gateway_harness import PYTHON, ROOT
+
+    env = {**os.environ, "AUTH_DEV_MODE": "true", "JWT_PUBLIC_KEY_PATH": str(keys.public_path)}
+    done = subprocess.run(
+        [PYTHON, "-m", "parlour_gateway"], env=env, cwd=ROOT, capture_output=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert b"AUTH_DEV_MODE" in done.stderr
+    assert b"JWT_PUBLIC_KEY_PATH" in done.stderr
+
+
+async def test_dev_mode_listens_on_loopback_only(
+    kafka_bootstrap: str, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    proc = GatewayProc(
+        bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        topic_prefix=prefix,
+        key_prefix=prefix,
+        public_key=None,
+        log_dir=tmp_path,
+        env={"AUTH_DEV_MODE": "true", "WS_HOST": "", "WS_HEALTH_HOST": ""},  # i.e. not set
+    )
+    try:
+        await asyncio.to_thread(proc.wait_ready)
+        client = await Client.open(proc.url)
+        await client.expect("system.welcome")
+        await client.send({"type": "system.authenticate", "user_id": "dev-1"})
+        await client.expect("system.authenticated")
+        await client.close()
+        # 127.0.0.2 is this host too: only a socket bound to every interface answers there
+        for port in (proc.port, proc.health_port):
+            with pytest.raises(ConnectionRefusedError):
+                await asyncio.open_connection("127.0.0.2", port)
+    finally:
+        proc.terminate()

@@ -80,7 +80,11 @@ def create_ops_app(gateway: Gateway) -> FastAPI:
     async def ready(gw: HttpGateway) -> JSONResponse:
         checks = await gw.readiness()
         ok = all(checks.values())
-        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+        body: dict[str, object] = {"ready": ok, **checks}
+        problems = gw.task_problems()
+        if problems:  # which background loop is failing, dead or stalled, and how
+            body["failing_tasks"] = problems
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics")
     async def metrics(gw: HttpGateway) -> Response:

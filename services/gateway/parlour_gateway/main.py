@@ -37,7 +37,7 @@ async def serve(settings: GatewaySettings) -> None:
     gateway = Gateway(settings)
     ws_config = uvicorn.Config(
         WsFastPath(create_ws_app(gateway), gateway),
-        host=settings.ws_host,
+        host=settings.bind_host,
         port=settings.ws_port,
         ws=LightWebSocketProtocol,  # websockets-sansio with lighter per-socket state
         ws_max_size=settings.server_max_frame,
@@ -52,7 +52,7 @@ async def serve(settings: GatewaySettings) -> None:
     )
     ops_config = uvicorn.Config(
         create_ops_app(gateway),
-        host=settings.ws_health_host,
+        host=settings.health_bind_host,
         port=settings.ws_health_port,
         lifespan="off",
         log_config=None,
@@ -105,6 +105,8 @@ def main() -> None:
             "AUTH_DEV_MODE_ENABLED",
             detail="token-less logins are accepted: anyone can claim any user id. "
             "Never enable this outside local development.",
+            ws_host=settings.bind_host,
+            ws_health_host=settings.health_bind_host,
         )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings))

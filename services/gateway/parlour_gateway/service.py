@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import UnknownTopicOrPartitionError
 from redis.exceptions import RedisError
+from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
 from parlour_gateway.auth import Identity, TokenVerifier
@@ -23,9 +24,11 @@ from parlour_gateway.metrics import Metrics
 from parlour_gateway.origin import origin_allowed
 from parlour_gateway.presence import Presence, SocketInfo
 from parlour_gateway.publisher import CommandPublisher, PublishError
+from parlour_gateway.ratelimit import KeyedBuckets, Tally, client_key
 from parlour_gateway.routing import Hub
 from parlour_gateway.session import Session
 from parlour_gateway.settings import GatewaySettings
+from parlour_gateway.tasks import Beat, Supervisor
 from parlour_protocol.v1 import CloseCode, RedisKeys
 from parlour_protocol.v1.internal import PlayerDisconnectedCommand, PresenceChanged
 from parlour_protocol.v1.rooms import RoomRole
@@ -57,7 +60,23 @@ class Gateway:
         self.started = False
         self._live = 0
         """sockets accepted and not yet cleaned up (presence, disconnect commands)"""
-        self._tasks: list[asyncio.Task[None]] = []
+        self._authenticated = 0
+        self._unauthenticated: dict[str, str] = {}
+        """connection id -> client address of each open socket not yet authenticated"""
+        self._handshakes = KeyedBuckets(
+            settings.ws_ip_handshakes_per_sec,
+            settings.ws_ip_handshake_burst,
+            settings.ws_ip_table_max,
+        )
+        self._unauthenticated_per_ip = Tally()
+        self._trusted_proxies = settings.trusted_proxies
+        self.direct_messages = KeyedBuckets(
+            settings.ws_direct_messages_per_minute / 60,
+            settings.ws_direct_messages_per_minute,
+            settings.ws_max_connections,
+        )
+        """per-user throttle of `chat.command.send_message` (each one is a 24 h Redis key)"""
+        self._supervisor = Supervisor(self.metrics)
         self._redis: aioredis.Redis | None = None
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -91,7 +110,9 @@ class Gateway:
         self._redis = aioredis.Redis(connection_pool=pool)
         await self._redis.ping()
         self._presence = Presence(self._redis, self.keys, s.gateway_id, s.socket_ttl_secs)
+        security = s.kafka_client_kwargs()
         self._producer = AIOKafkaProducer(
+            **security,
             bootstrap_servers=s.kafka_servers,
             enable_idempotence=True,
             acks="all",
@@ -112,6 +133,7 @@ class Gateway:
                 f"(KAFKA_TOPIC_PREFIX={s.kafka_topic_prefix!r}); create the topics first"
             ) from None
         self._consumer = AIOKafkaConsumer(
+            **security,
             bootstrap_servers=s.kafka_servers,
             group_id=None,
             enable_auto_commit=False,
@@ -121,17 +143,24 @@ class Gateway:
         await self._consumer.start()
         self._events = EventConsumer(self._consumer, s.topics.events, self.hub, self.metrics)
         await self._events.assign(set(partitions))
-        self._tasks = [
-            asyncio.create_task(self._events.run(), name="events"),
-            asyncio.create_task(self._sweeper(), name="presence-sweeper"),
-            asyncio.create_task(self._beat(), name="gateway-heartbeat"),
-        ]
+        events = self._events
+        stall = s.ws_task_stall_secs
+        self._supervisor.spawn("events", events.run, stall_after=stall)
+        self._supervisor.spawn(
+            "presence-sweeper", self._sweeper, stall_after=max(stall, 4 * s.presence_sweep_secs)
+        )
+        self._supervisor.spawn(
+            "gateway-heartbeat",
+            self._beat,
+            stall_after=max(stall, 4 * s.ws_heartbeat_interval_secs),
+        )
         self.started = True
         log.info(
             "gateway_started",
             gateway_id=s.gateway_id,
             events_partitions=len(partitions),
             dev_mode=s.auth_dev_mode,
+            kafka_security=s.kafka_security_protocol,
         )
 
     async def drain(self, within: float) -> None:
@@ -145,9 +174,7 @@ class Gateway:
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._supervisor.stop()
         if self._producer is not None:
             with contextlib.suppress(Exception):  # flushing; a dead broker must not hang exit
                 await asyncio.wait_for(self._producer.stop(), 5)
@@ -159,6 +186,10 @@ class Gateway:
                 await self._redis.aclose()
         self.started = False
         log.info("gateway_stopped")
+
+    def task_problems(self) -> dict[str, str]:
+        """Background loops that are failing, dead or stalled, by name."""
+        return self._supervisor.problems()
 
     async def readiness(self) -> dict[str, bool]:
         redis_ok = False
@@ -173,12 +204,27 @@ class Gateway:
             "redis": redis_ok,
             "kafka_producer": producer_ok,
             "kafka_consumer": consumer_ok,
+            "background_tasks": not self.task_problems(),
             "accepting": not self.draining,
         }
 
     # --- sockets ---
     async def serve(self, ws: WebSocket) -> None:
         s = self.settings
+        client = ws.client
+        ip = client_key(
+            client.host if client is not None else None,
+            ws.headers.get("x-forwarded-for"),
+            self._trusted_proxies,
+        )
+        if not self._handshakes.take(ip, time.monotonic()):
+            await self._refuse(ws, "ip_handshake_rate", "too many handshakes from this address")
+            return
+        if self._unauthenticated_per_ip.get(ip) >= s.ws_ip_max_unauthenticated:
+            await self._refuse(
+                ws, "ip_unauthenticated", "too many unauthenticated sockets from this address"
+            )
+            return
         if not origin_allowed(ws.headers.get("origin"), s.origins):
             self.metrics.connections_total.labels("origin_rejected").inc()
             log.info("origin_rejected")
@@ -189,16 +235,27 @@ class Gateway:
             self.metrics.connections_total.labels("draining").inc()
             await ws.close(code=int(CloseCode.SERVICE_RESTART), reason="gateway restarting")
             return
-        if len(self.hub.connections) >= s.ws_max_connections:
+        if self._authenticated >= s.ws_max_connections:
             self.metrics.connections_total.labels("gateway_full").inc()
             await ws.close(
                 code=int(CloseCode.TRY_AGAIN_LATER),
                 reason=f"gateway at its cap of {s.ws_max_connections} connections",
             )
             return
-        conn = Connection(uuid.uuid4().hex, s.ws_send_queue_max)
+        if len(self._unauthenticated) >= s.ws_max_unauthenticated:
+            self.metrics.connections_total.labels("unauthenticated_full").inc()
+            await ws.close(
+                code=int(CloseCode.TRY_AGAIN_LATER),
+                reason=f"gateway at its cap of {s.ws_max_unauthenticated} sockets awaiting "
+                "authentication",
+            )
+            return
+        conn = Connection(uuid.uuid4().hex, s.ws_send_queue_max, s.ws_send_queue_max_bytes)
         self.hub.add(conn)
         self._live += 1
+        self._unauthenticated[conn.connection_id] = ip
+        self._unauthenticated_per_ip.add(ip)
+        self.metrics.unauthenticated.inc()
         self.metrics.connections.inc()
         self.metrics.connections_total.labels("accepted").inc()
         session = Session(self, conn, ws)
@@ -206,6 +263,8 @@ class Gateway:
             await session.run()
         finally:
             self.hub.remove(conn)
+            if not self._leave_unauthenticated(conn):
+                self._authenticated -= 1
             try:
                 if session.registered and conn.identity is not None:
                     await self._socket_gone(conn.identity, conn.connection_id)
@@ -213,6 +272,32 @@ class Gateway:
                 # counted until its presence cleanup ran, so a drain waits for that too
                 self.metrics.connections.dec()
                 self._live -= 1
+
+    async def _refuse(self, ws: WebSocket, outcome: str, message: str) -> None:
+        """Refuse a handshake with HTTP 429 before the upgrade: no socket, no state."""
+        self.metrics.connections_total.labels(outcome).inc()
+        await ws.send_denial_response(
+            PlainTextResponse(message, status_code=429, headers={"Retry-After": "5"})
+        )
+
+    def _leave_unauthenticated(self, conn: Connection) -> bool:
+        ip = self._unauthenticated.pop(conn.connection_id, None)
+        if ip is None:
+            return False
+        self._unauthenticated_per_ip.remove(ip)
+        self.metrics.unauthenticated.dec()
+        return True
+
+    def admit_authenticated(self, conn: Connection) -> bool:
+        """The socket's first authentication succeeded: it leaves the unauthenticated caps
+        and takes one of the WS_MAX_CONNECTIONS places, if one is free (else it is closed)."""
+        if conn.connection_id not in self._unauthenticated:
+            return True  # counted already
+        if self._authenticated >= self.settings.ws_max_connections:
+            return False
+        self._leave_unauthenticated(conn)
+        self._authenticated += 1
+        return True
 
     async def _socket_gone(self, identity: Identity, socket_id: str) -> None:
         try:
@@ -267,7 +352,7 @@ class Gateway:
         return raw.decode() if isinstance(raw, bytes) else str(raw)
 
     # --- background ---
-    async def _sweeper(self) -> None:
+    async def _sweeper(self, beat: Beat) -> None:
         """Users whose sockets all died with their gateway (records expired) go offline."""
         interval = self.settings.presence_sweep_secs
         while True:
@@ -280,8 +365,9 @@ class Gateway:
                     )
             except RedisError as exc:
                 log.warning("presence_sweep_failed", error=type(exc).__name__)
+            beat()
 
-    async def _beat(self) -> None:
+    async def _beat(self, beat: Beat) -> None:
         """While this process runs, its open sockets' records stay alive (a quiet but open
         socket is still online); when it dies they expire within one socket TTL."""
         interval = self.settings.ws_heartbeat_interval_secs
@@ -303,4 +389,5 @@ class Gateway:
                         log.warning("presence_recreated", sockets=len(recreated))
             except RedisError as exc:
                 log.warning("gateway_heartbeat_failed", error=type(exc).__name__)
+            beat()
             await asyncio.sleep(interval)

@@ -33,6 +33,7 @@ from parlour_protocol.v1 import (
     decode_event_envelope,
     encode,
 )
+from parlour_protocol.v1.chat import SendDirectMessage
 from parlour_protocol.v1.rooms import ListRooms, RejoinRoom
 from parlour_protocol.v1.system import (
     Ack,
@@ -380,6 +381,13 @@ class Session:
             )
             return
         self.registered = True
+        if not self.gw.admit_authenticated(self.conn):
+            self.conn.request_close(
+                CloseRequest.GATEWAY_FULL,
+                CloseCode.TRY_AGAIN_LATER,
+                f"gateway at its cap of {s.ws_max_connections} connections",
+            )
+            return
         self.conn.identity = identity
         self._send_authenticated(identity)
         await self._hold_user_rooms(identity.user_id)
@@ -415,6 +423,19 @@ class Session:
         )
 
     async def _forward(self, command: ClientCommand, identity: Identity) -> None:
+        if isinstance(command, SendDirectMessage) and not self.gw.direct_messages.take(
+            identity.user_id, time.monotonic()
+        ):
+            # each direct message is a stored record in the engine: a per-user budget, on
+            # top of the socket's frame rate
+            self.gw.metrics.direct_messages_throttled.inc()
+            self.error(
+                ErrorCode.RATE_LIMITED,
+                f"at most {self.settings.ws_direct_messages_per_minute} direct messages a "
+                "minute; this one was not sent",
+                request_id=command.request_id,
+            )
+            return
         resolved: str | None = None
         lookup = name_lookup(command)
         if lookup is not None:

@@ -3,12 +3,15 @@ A bad value fails start-up with a message that names the environment variable.""
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import socket
+import ssl
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from aiokafka.helpers import create_ssl_context
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from parlour_protocol.v1 import RedisKeys, Topics
@@ -17,6 +20,10 @@ from parlour_protocol.v1.limits import MAX_FRAME_BYTES, TOKEN_MAX_LENGTH
 _ASYMMETRIC = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
 )
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+_SSL_FILES = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class SettingsError(Exception):
@@ -35,10 +42,10 @@ class GatewaySettings(BaseSettings):
 
     gateway_id: str = Field(default_factory=_default_gateway_id, pattern=r"^[A-Za-z0-9_.:@-]+$")
 
-    # --- listeners ---
-    ws_host: str = "0.0.0.0"
+    # --- listeners (unset: 0.0.0.0, or 127.0.0.1 with AUTH_DEV_MODE; see `bind_host`) ---
+    ws_host: str | None = None
     ws_port: int = Field(default=9998, ge=0, le=65535)
-    ws_health_host: str = "0.0.0.0"
+    ws_health_host: str | None = None
     ws_health_port: int = Field(default=9997, ge=0, le=65535)
 
     # --- auth ---
@@ -68,8 +75,34 @@ class GatewaySettings(BaseSettings):
         default=20, ge=1, description="dropped frames in a row before the socket is closed"
     )
     ws_max_connections_per_user: int = Field(default=5, ge=1)
-    ws_max_connections: int = Field(default=20_000, ge=1)
+    ws_max_connections: int = Field(
+        default=20_000, ge=1, description="authenticated sockets of this gateway"
+    )
+    ws_max_unauthenticated: int = Field(
+        default=2_000,
+        ge=1,
+        description="sockets still before their first successful authenticate; their own cap, "
+        "so they never take the places of authenticated users",
+    )
+    ws_ip_handshakes_per_sec: float = Field(default=10.0, gt=0)
+    ws_ip_handshake_burst: int = Field(default=200, ge=1)
+    ws_ip_max_unauthenticated: int = Field(default=100, ge=1)
+    ws_ip_table_max: int = Field(
+        default=50_000, ge=100, description="client addresses whose handshake budget is kept"
+    )
+    ws_trusted_proxies: str = Field(
+        default="",
+        description="comma-separated addresses/CIDRs whose X-Forwarded-For is believed; "
+        "empty = the socket's peer address is the client",
+    )
+    ws_direct_messages_per_minute: int = Field(default=30, ge=1)
     ws_send_queue_max: int = Field(default=256, ge=1)
+    ws_send_queue_max_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    ws_task_stall_secs: float = Field(
+        default=60.0,
+        gt=0,
+        description="a background loop without progress this long makes /ready fail",
+    )
     ws_close_timeout_secs: float = Field(default=5.0, gt=0)
     ws_resume_hold_secs: float = Field(
         default=2.0,
@@ -84,6 +117,17 @@ class GatewaySettings(BaseSettings):
     kafka_port: int = Field(default=9092, ge=1, le=65535)
     kafka_topic_prefix: str = ""
     kafka_publish_timeout_secs: float = Field(default=5.0, gt=0)
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        default="PLAINTEXT", description="production Kafka must use SSL or SASL_SSL"
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="never logged")
+    kafka_ssl_cafile: str | None = Field(
+        default=None, description="CA bundle of the brokers; unset = the system's CAs"
+    )
+    kafka_ssl_certfile: str | None = Field(default=None, description="client certificate")
+    kafka_ssl_keyfile: str | None = Field(default=None, description="its private key")
 
     # --- Redis ---
     redis_url: str | None = None
@@ -117,9 +161,54 @@ class GatewaySettings(BaseSettings):
             raise ValueError(f"only asymmetric algorithms are allowed, not {', '.join(bad)}")
         return ",".join(names)
 
+    @field_validator("ws_trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        _parse_networks(value)
+        return value
+
+    @model_validator(mode="after")
+    def _kafka_security_is_usable(self) -> GatewaySettings:
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_"):
+            if not self.kafka_sasl_username:
+                raise ValueError(f"KAFKA_SASL_USERNAME is required with {protocol}")
+            if self.kafka_sasl_password is None or not self.kafka_sasl_password.get_secret_value():
+                raise ValueError(f"KAFKA_SASL_PASSWORD is required with {protocol}")
+        for name in _SSL_FILES:
+            path = getattr(self, name)
+            if path is None:
+                continue
+            if not protocol.endswith("SSL"):
+                # a certificate that is silently not used is a plaintext connection someone
+                # believes to be encrypted
+                raise ValueError(
+                    f"{name.upper()} is set but KAFKA_SECURITY_PROTOCOL={protocol} has no TLS"
+                )
+            if not Path(path).is_file():
+                raise ValueError(f"{name.upper()}: no such file: {path}")
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise ValueError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE")
+        if protocol.endswith("SSL"):
+            try:
+                self.kafka_ssl_context()
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(
+                    f"KAFKA_SSL_CAFILE/KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE unusable: {exc}"
+                ) from None
+        return self
+
     @model_validator(mode="after")
     def _key_readable(self) -> GatewaySettings:
-        if self.auth_dev_mode and self.jwt_public_key_path is None:
+        if self.auth_dev_mode and self.jwt_public_key_path is not None:
+            # a dev-mode gateway accepts anyone as anyone: never beside a real key, where it
+            # would silently turn a production gateway into an open one
+            raise ValueError(
+                "AUTH_DEV_MODE=true and JWT_PUBLIC_KEY_PATH are both set; token-less dev "
+                "logins are for local development only: unset AUTH_DEV_MODE (production) or "
+                "JWT_PUBLIC_KEY_PATH (local development)"
+            )
+        if self.auth_dev_mode:
             return self
         if self.jwt_public_key_path is None:
             raise ValueError(
@@ -137,6 +226,46 @@ class GatewaySettings(BaseSettings):
         return self
 
     # --- derived ---
+    @property
+    def bind_host(self) -> str:
+        """WS_HOST; unset, all interfaces, except in dev mode: a gateway that accepts anyone
+        as anyone listens on loopback unless told otherwise."""
+        return self.ws_host or ("127.0.0.1" if self.auth_dev_mode else "0.0.0.0")
+
+    @property
+    def health_bind_host(self) -> str:
+        return self.ws_health_host or ("127.0.0.1" if self.auth_dev_mode else "0.0.0.0")
+
+    @property
+    def trusted_proxies(self) -> tuple[IpNetwork, ...]:
+        return _parse_networks(self.ws_trusted_proxies)
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of every Kafka connection (None without TLS). Verifies the
+        brokers' certificates and host names, against KAFKA_SSL_CAFILE or the system CAs."""
+        if not self.kafka_security_protocol.endswith("SSL"):
+            return None
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=self.kafka_ssl_cafile,
+            certfile=self.kafka_ssl_certfile,
+            keyfile=self.kafka_ssl_keyfile,
+        )
+        return context
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Security keyword arguments for every aiokafka client of the gateway (producer and
+        consumer). The password leaves its SecretStr only here."""
+        protocol = self.kafka_security_protocol
+        kwargs: dict[str, Any] = {"security_protocol": protocol}
+        if protocol.endswith("SSL"):
+            kwargs["ssl_context"] = self.kafka_ssl_context()
+        if protocol.startswith("SASL_"):
+            assert self.kafka_sasl_password is not None  # checked at start-up
+            kwargs["sasl_mechanism"] = self.kafka_sasl_mechanism
+            kwargs["sasl_plain_username"] = self.kafka_sasl_username
+            kwargs["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return kwargs
+
     @property
     def algorithms(self) -> list[str]:
         return self.jwt_algorithms.split(",")
@@ -177,6 +306,17 @@ class GatewaySettings(BaseSettings):
         """uvicorn's own frame cap: above the app's, so the app can answer message_too_large
         for frames between the two; beyond it the server closes with 1009."""
         return self.ws_max_message_size * 2
+
+
+def _parse_networks(value: str) -> tuple[IpNetwork, ...]:
+    try:
+        return tuple(
+            ipaddress.ip_network(item.strip(), strict=False)
+            for item in value.split(",")
+            if item.strip()
+        )
+    except ValueError as exc:
+        raise ValueError(f"not an address or CIDR list: {exc}") from None
 
 
 def load_settings() -> GatewaySettings:
