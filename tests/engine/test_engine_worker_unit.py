@@ -18,6 +18,7 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
     NotEnoughReplicasError,
     NotLeaderForPartitionError,
+    OutOfOrderSequenceNumber,
     TopicAuthorizationFailedError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -107,6 +108,7 @@ def test_engine_record_round_trip() -> None:
         (NotEnoughReplicasError(), True),
         (NotLeaderForPartitionError(), True),
         (KafkaTimeoutError(), True),  # the producer's delivery timeout: aiokafka says no
+        (OutOfOrderSequenceNumber(), True),  # the producer's state, not the record's fault
         (MessageSizeTooLargeError(), False),
         (CorruptRecordException(), False),
         (TopicAuthorizationFailedError(), False),

@@ -51,7 +51,17 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 import structlog
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, ProducerClosed
+from aiokafka.errors import (
+    DuplicateSequenceNumber,
+    InvalidProducerEpoch,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    UnknownProducerId,
+)
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -196,14 +206,28 @@ class AfterCommitError(Exception):
     RECORD_STALL_MAX_SECONDS while Redis and Kafka answer ends in the dead-letter topic."""
 
 
+_PRODUCER_STATE_ERRORS = (
+    KafkaTimeoutError,
+    KafkaConnectionError,
+    ProducerClosed,
+    OutOfOrderSequenceNumber,
+    DuplicateSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    ProducerFenced,
+)
+
+
 def is_outage(exc: BaseException) -> bool:
     """Infrastructure that did not answer (worth retrying; never the command's fault):
     Redis connection errors and timeouts, socket errors, and Kafka errors that Kafka marks
-    retriable (connection, not enough replicas, leader moves) plus the producer's delivery
-    timeout and a closed producer (aiokafka marks those two non-retriable)."""
+    retriable (connection, not enough replicas, leader moves) plus those aiokafka marks
+    non-retriable that say nothing about the record: the producer's delivery timeout, a
+    closed producer, and the idempotent producer's own state (sequence numbers, producer id,
+    epoch; aiokafka's producer does not recover from those, it has to be replaced)."""
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
         return True
-    if isinstance(exc, KafkaTimeoutError | KafkaConnectionError | ProducerClosed):
+    if isinstance(exc, _PRODUCER_STATE_ERRORS):
         return True
     return isinstance(exc, KafkaError) and bool(exc.retriable)
 
