@@ -35,7 +35,7 @@ from parlour_protocol.v1.rooms import RoomRole
 
 log = get_logger("parlour_gateway.service")
 
-_PLAYING_ROLES = frozenset({RoomRole.PLAYER.value, RoomRole.HOST.value})
+_PLAYING_ROLES = frozenset({RoomRole.PLAYER.value, RoomRole.HOST.value, RoomRole.LOBBY.value})
 
 
 class Gateway:
