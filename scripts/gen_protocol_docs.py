@@ -470,6 +470,10 @@ def _render_markdown() -> str:
             "gets the missed room events replayed (or a fresh `room_state` when they are older "
             "than the replay window: the last 500 events / 10 minutes). Gateways drop a "
             "`(room_id, seq)` they already delivered, so a client never sees a duplicate.",
+            "- **Handshake refusals**: before the upgrade a gateway may answer HTTP 403 (the "
+            "`Origin` is not allowed) or HTTP 429 with `Retry-After` (too many handshakes, or "
+            "too many sockets awaiting authentication, from one address). A browser sees only a "
+            "failed connection (close 1006): reconnect with a growing, jittered delay.",
             "- **Exactly once**: a command takes effect once or the client gets a "
             "`system.error` saying it did not. Bad input never closes the socket (except the "
             "close codes below).",

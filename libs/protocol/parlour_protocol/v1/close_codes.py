@@ -20,7 +20,8 @@ class CloseCode(IntEnum):
     SERVICE_RESTART = 1012
     """The gateway is shutting down: reconnect (to another gateway) and resume."""
     TRY_AGAIN_LATER = 1013
-    """The gateway is at its connection cap: reconnect later or elsewhere."""
+    """The gateway is at its cap of authenticated sockets, or of sockets awaiting
+    authentication: reconnect later or elsewhere."""
     AUTH_TIMEOUT = 4001
     """No successful system.authenticate within AUTH_TIMEOUT."""
     AUTH_FAILED = 4003
@@ -34,4 +35,4 @@ class CloseCode(IntEnum):
     HEARTBEAT_TIMEOUT = 4030
     """Nothing received for WS_HEARTBEAT_TIMEOUT_SECS."""
     SLOW_CONSUMER = 4031
-    """The client stopped reading and its send queue filled."""
+    """The client stopped reading and its send queue filled (by frames or by bytes)."""
