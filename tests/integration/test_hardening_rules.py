@@ -25,6 +25,7 @@ from engine_harness import (
     running_engine,
     start_game,
 )
+from gateway_harness import GatewayProc, Keys, authed
 
 from parlour_engine.rules import RulesConfig
 from parlour_engine.timers import timer_member
@@ -340,3 +341,51 @@ async def test_a_finished_room_is_removed_after_its_keep_time(
     assert await redis_client.get(keys.room_name("bigger_dice", name)) is None
     for user in players:
         assert await redis_client.hget(keys.user_rooms(user.user_id), game.room_id) is None
+
+
+@pytest.mark.timeout(180)
+async def test_a_waiting_room_whose_browsers_all_closed_expires_through_the_gateway(
+    engine_env: tuple[EngineProcess, Bus],
+    redis_client: aioredis.Redis,
+    kafka_bootstrap: str,
+    redis_url: str,
+    topic_prefix: str,
+    tmp_path: Path,
+) -> None:
+    """End to end: the gateway reports a lobby member's last socket closing as well as the
+    host's, so the room looks idle to the rules and goes after ENGINE_IDLE_ROOM_SECONDS."""
+    _, bus = engine_env
+    keys = RedisKeys(prefix=topic_prefix)
+    jwt = Keys(tmp_path / "jwt")
+    gateway = GatewayProc(
+        bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        topic_prefix=topic_prefix,
+        key_prefix=topic_prefix,
+        public_key=jwt.public_path,
+        log_dir=tmp_path,
+    )
+    try:
+        await asyncio.to_thread(gateway.wait_ready)
+        tag = uuid.uuid4().hex[:6]
+        host = await authed(gateway.url, jwt, f"host{tag}")
+        guest = await authed(gateway.url, jwt, f"guest{tag}")
+        name = f"browsers {tag}"
+        await host.send(
+            {"type": "games.command.create_room", "game_type": "bigger_dice", "room_name": name}
+        )
+        state = await host.expect("games.event.room_state")
+        room_id = str(state["room"]["room_id"])
+        await guest.send({"type": "games.command.join_room", "room_name": name})
+        await guest.expect("games.event.room_state")
+        await host.close()
+        await guest.close()
+        removed = await bus.wait_for(
+            lambda e: e.type == "games.event.room_removed",
+            room_id=room_id,
+            what="room_removed of the room both browsers left",
+        )
+        assert removed.payload.reason == "abandoned"  # type: ignore[attr-defined]
+        assert await redis_client.get(keys.room_state(room_id)) is None
+    finally:
+        gateway.terminate()
