@@ -24,6 +24,11 @@ if [[ -z ${JWT_PUBLIC_KEY_PATH:-} && -z ${AUTH_DEV_MODE:-} ]]; then
   export AUTH_DEV_MODE=true
   echo "run: JWT_PUBLIC_KEY_PATH not set: AUTH_DEV_MODE=true (token-less local logins)"
 fi
+# a dev-mode gateway listens on 127.0.0.1 unless WS_HOST/WS_HEALTH_HOST say otherwise, and
+# refuses to start when JWT_PUBLIC_KEY_PATH is set as well
+if [[ ${AUTH_DEV_MODE:-} == true && -z ${WS_HOST:-} ]]; then
+  echo "run: dev mode listens on 127.0.0.1 only (set WS_HOST to expose it)"
+fi
 
 pids=()
 names=()
