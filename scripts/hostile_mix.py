@@ -648,12 +648,18 @@ async def leftovers(redis: aioredis.Redis, prefix: str) -> list[str]:
     pipe = redis.pipeline(transaction=False)
     for key in keys:
         pipe.ttl(key)
+        pipe.memory_usage(key)
+    replies = await pipe.execute()
     ttls: dict[str, list[int]] = {}
-    for key, ttl in zip(keys, await pipe.execute(), strict=True):
-        ttls.setdefault(_shape(key.decode(errors="replace")[len(prefix) :]), []).append(int(ttl))
+    sizes: Counter[str] = Counter()
+    for i, key in enumerate(keys):
+        shape = _shape(key.decode(errors="replace")[len(prefix) :])
+        ttls.setdefault(shape, []).append(int(replies[2 * i]))
+        sizes[shape] += int(replies[2 * i + 1] or 0)
     return [
-        f"{shape} x{len(t)} (TTL {'none' if min(t) < 0 else f'{min(t)}..{max(t)} s'})"
-        for shape, t in sorted(ttls.items(), key=lambda item: -len(item[1]))
+        f"{shape} x{len(t)} {sizes[shape] / 1024:.0f} KiB "
+        f"(TTL {'none' if min(t) < 0 else f'{min(t)}..{max(t)} s'})"
+        for shape, t in sorted(ttls.items(), key=lambda item: -sizes[item[0]])
     ]
 
 
