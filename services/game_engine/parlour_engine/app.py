@@ -13,7 +13,14 @@ from typing import Any
 import hiredis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    KafkaTimeoutError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    UnknownProducerId,
+)
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, Topic
@@ -114,9 +121,25 @@ class BrokerSink:
         return done
 
 
+_MAX_REQUEST_BYTES = 1024 * 1024
+"""aiokafka's max_request_size, stated: events are at most EVENT_MAX_BYTES (the worker checks
+before the commit) and dead letters at most worker.DLQ_VALUE_MAX_BYTES plus small headers, so
+the producer never refuses one for size. Kafka's topic max.message.bytes must be at least
+EVENT_MAX_BYTES plus the record overhead too: a record the BROKER refuses also kills aiokafka's
+idempotent producer (the next batch of that partition fails with OutOfOrderSequenceNumber)."""
+_PRODUCER_DEAD = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
+
+
 class KafkaSink:
     """EventSink over a dedicated idempotent aiokafka producer (acks=all). Events are the
-    engine's hot path: a direct `send` costs a fraction of a FastStream publish."""
+    engine's hot path: a direct `send` costs a fraction of a FastStream publish.
+
+    An idempotent producer numbers each partition's batches; when the broker refuses one for
+    good (too large, invalid, not authorised) its number is spent and every later batch of
+    that partition fails with OutOfOrderSequenceNumber, for good. So a send whose
+    acknowledgement fails with a non-retriable error replaces the producer (a new producer id
+    starts new numbers); sends caught in between fail and are retried by the worker as an
+    outage."""
 
     def __init__(
         self,
@@ -128,20 +151,27 @@ class KafkaSink:
         self._client_id = client_id
         self._security = security or {}
         self._producer: AIOKafkaProducer | None = None
+        self._replacing = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        self._producer = await self._started_producer()
+
+    async def _started_producer(self) -> AIOKafkaProducer:
         # aiokafka binds to the running loop, so the producer is made here, not in __init__
-        self._producer = AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             client_id=self._client_id,
             enable_idempotence=True,
             acks="all",
             max_batch_size=512 * 1024,
             linger_ms=0,
+            max_request_size=_MAX_REQUEST_BYTES,
             partitioner=CachedPartitioner(),
             **self._security,
         )
-        await self._producer.start()
+        await producer.start()
+        return producer
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -153,10 +183,45 @@ class KafkaSink:
         if self._producer is None:
             raise RuntimeError("KafkaSink.send before start")
         encoded = [(k, v.encode()) for k, v in headers.items()] if headers else None
-        future: Awaitable[Any] = await self._producer.send(
-            topic, value, key=key.encode(), headers=encoded
-        )
+        producer = self._producer
+        try:
+            future: Awaitable[Any] = await producer.send(
+                topic, value, key=key.encode(), headers=encoded
+            )
+        except _PRODUCER_DEAD:
+            await self._replace(producer)
+            raise
+        if isinstance(future, asyncio.Future):
+            future.add_done_callback(lambda done: self._spent(done, producer))
         return future
+
+    def _spent(self, done: asyncio.Future[Any], producer: AIOKafkaProducer) -> None:
+        if done.cancelled() or producer is not self._producer:
+            return
+        exc = done.exception()
+        # the delivery timeout and a closed producer spend no number (an outage, a shutdown)
+        refused = not isinstance(exc, KafkaTimeoutError | ProducerClosed)
+        if isinstance(exc, KafkaError) and not exc.retriable and refused:
+            task = asyncio.ensure_future(self._replace(producer))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _replace(self, dead: AIOKafkaProducer) -> None:
+        old = dead  # (`is` below narrows `dead` to the attribute's optional type)
+        async with self._replacing:
+            if self._producer is not dead:
+                return  # a concurrent send replaced it already
+            try:
+                self._producer = await self._started_producer()
+            except (KafkaError, OSError) as exc:
+                # Kafka away: the next refused send tries again, this producer is kept
+                _log.warning("producer_replace_failed", error=f"{type(exc).__name__}: {exc}")
+                return
+            _log.warning("producer_replaced", reason="idempotent producer state lost")
+            try:
+                await asyncio.wait_for(old.stop(), 5)
+            except (KafkaError, TimeoutError) as exc:
+                _log.warning("dead_producer_stop_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 @dataclass

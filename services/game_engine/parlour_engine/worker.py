@@ -613,16 +613,26 @@ class CommandProcessor:
         self._count(command.type, Outcome.DLQ)
         try:
             await self._abandon_claim(command)
-            await self._publish_now(
-                [error_emit(command, ErrorCode.INTERNAL_ERROR, command.room_id)],
-                command,
-                key=command.key,
-                room_id=command.room_id,
-                now=self._clock(),
-            )
-        except (KafkaError, RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            # the dead letter is what counts; the reply is a courtesy that an outage may cost
-            _log.warning("dead_letter_reply_failed", error=f"{type(exc).__name__}: {exc}")
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            _log.warning("dead_letter_release_failed", error=f"{type(exc).__name__}: {exc}")
+        # a few tries: right after Kafka refused an event, aiokafka's producer fails the next
+        # send of that partition (the sink replaces it), and this reply goes to that partition
+        for attempt in range(len(_INFRA_BACKOFF_SECONDS)):
+            try:
+                await self._publish_now(
+                    [error_emit(command, ErrorCode.INTERNAL_ERROR, command.room_id)],
+                    command,
+                    key=command.key,
+                    room_id=command.room_id,
+                    now=self._clock(),
+                )
+                break
+            except KafkaError as exc:
+                if not is_outage(exc) or attempt + 1 == len(_INFRA_BACKOFF_SECONDS):
+                    # the dead letter is what counts; the reply is a courtesy
+                    _log.warning("dead_letter_reply_failed", error=f"{type(exc).__name__}: {exc}")
+                    break
+                await asyncio.sleep(_INFRA_BACKOFF_SECONDS[attempt])
         return True
 
     # --- one command ----------------------------------------------------------------------
