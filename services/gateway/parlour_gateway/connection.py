@@ -280,8 +280,11 @@ class Connection:
         return room_id in self._holding
 
     def backlogged(self) -> bool:
-        """The send queue is past half full: a replay waits before adding more."""
-        return self.queue.qsize() * 2 >= self.queue.maxsize
+        """The send queue is past half of either bound: a replay waits before adding more."""
+        queue = self.queue
+        if queue.qsize() * 2 >= queue.maxsize:
+            return True
+        return queue.max_bytes is not None and queue.nbytes * 2 >= queue.max_bytes
 
     def deliver_replayed(self, room_id: str, seq: int, out: Outgoing) -> bool:
         tracker = self.seqs.setdefault(room_id, SeqTracker())
