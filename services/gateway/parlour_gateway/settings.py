@@ -88,7 +88,7 @@ class GatewaySettings(BaseSettings):
     ws_ip_handshake_burst: int = Field(default=200, ge=1)
     ws_ip_max_unauthenticated: int = Field(default=100, ge=1)
     ws_ip_table_max: int = Field(
-        default=50_000, ge=100, description="client addresses whose handshake budget is kept"
+        default=20_000, ge=100, description="client addresses whose handshake budget is kept"
     )
     ws_trusted_proxies: str = Field(
         default="",
