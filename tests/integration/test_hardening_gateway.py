@@ -13,7 +13,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from engine_harness import EngineProcess
-from gateway_harness import GatewayProc, Keys
+from gateway_harness import Client, GatewayProc, Keys
+from test_browser_game import STEP_MS, User, chromium, create_room, login
+from test_browser_game import Stack as BrowserStack
+from test_browser_game import stack as browser_stack
 from test_gateway_fullstack import (
     Player,
     _is_room_event,
@@ -26,7 +29,7 @@ from test_gateway_fullstack import (
 from parlour_gateway.presence import Presence, SocketInfo
 from parlour_protocol.v1 import RedisKeys
 
-__all__ = ["stack"]  # the fixture, shared with the full-stack tests
+__all__ = ["browser_stack", "chromium", "stack"]  # fixtures shared with other test modules
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
@@ -271,3 +274,105 @@ async def test_lobby_updates_reach_only_sockets_that_listed_the_rooms(stack: Sta
     await lister.close()
     await bystander.close()
     await _ordinary_game_finishes(keys, gw1, gw2)
+
+
+async def test_a_room_whose_seq_went_backwards_is_resynced_not_dropped(
+    stack: Stack, redis_client: aioredis.Redis, topic_prefix: str
+) -> None:
+    """Redis loses a room's newest writes (its state is set back to an older copy, seq 69
+    lower): the next event reuses seqs the sockets already have. Each gateway resets the
+    room for its socket and gets it a fresh room_state, and newer events reach the clients
+    instead of being dropped as duplicates."""
+    _, gw1, gw2, keys = stack
+    rkeys = RedisKeys(prefix=topic_prefix)
+    tag = uuid.uuid4().hex[:6]
+    host = Player(f"h{tag}", keys.token(f"h{tag}"))
+    guest = Player(f"g{tag}", keys.token(f"g{tag}"))
+    await host.connect(gw1.url)
+    await guest.connect(gw2.url)
+    room_id = await _create_room(host, f"Rewind {tag}")
+    await guest.command({"type": "games.command.join_room", "room_name": f"Rewind {tag}"})
+    await host.command(_chat(room_id, "kept"))
+    kept = (await guest.wait(lambda f: f.get("content") == "kept"))["seq"]
+    older_copy = await redis_client.get(rkeys.room_state(room_id))
+    assert older_copy is not None
+    for i in range(69):
+        await _send_within_rate(host, _chat(room_id, f"lost {i}"))
+    await guest.wait(lambda f: f.get("content") == "lost 68")
+    assert max(guest.room_seqs(room_id)) == kept + 69
+
+    await redis_client.set(rkeys.room_state(room_id), older_copy)  # the writes are lost
+    mark = len(guest.frames)
+    await host.command(_chat(room_id, "after the loss"))  # takes seq kept + 1 again
+    state = await guest.wait(_is_room_event(room_id, "games.event.room_state"), after=mark)
+    assert state["room"]["last_seq"] == kept + 1
+    await host.command(_chat(room_id, "after the resync"))
+    for player in (guest, host):
+        newer = await player.wait(lambda f: f.get("content") == "after the resync", after=mark)
+        assert newer["seq"] == kept + 2
+    await _socket_answers(guest)
+    await host.close()
+    await guest.close()
+    await _ordinary_game_finishes(keys, gw1, gw2)
+
+
+@pytest.mark.browser
+async def test_the_browser_adopts_the_resync_after_a_seq_went_backwards(
+    browser_stack: BrowserStack, chromium: Any, redis_client: aioredis.Redis, topic_prefix: str
+) -> None:
+    """The same loss with the real web client: its page takes the gateway's fresh room_state
+    (lower last_seq, asked for by no rejoin of its own) as the room now, and shows the newer
+    events instead of dropping them as duplicates."""
+    from playwright.async_api import expect
+
+    rkeys = RedisKeys(prefix=topic_prefix)
+    room_name = f"Rewind {uuid.uuid4().hex[:6]}"
+    alice = await User.open(chromium, "alice")
+    alice.watch()
+    await login(alice, browser_stack)
+    await create_room(alice, room_name)
+    bob = await Client.open(browser_stack.gateway.url)
+    await bob.expect("system.welcome")
+    await bob.send({"type": "system.authenticate", "user_id": "bob", "username": "bob"})
+    await bob.expect("system.authenticated")
+
+    async def bob_says(text: str) -> int:
+        rid = uuid.uuid4().hex[:12]
+        await bob.send({**_chat(room_id, text), "request_id": rid})
+        await bob.expect(lambda f: f.get("request_id") == rid and f["type"] == "system.ack")
+        frame = await bob.expect(lambda f: f.get("content") == text)
+        return int(frame["seq"])
+
+    async def page_at(seq: int) -> None:
+        await alice.page.wait_for_function(
+            f"() => window.parlour.summary().last_seq === {seq}", timeout=STEP_MS
+        )
+
+    await bob.send({"type": "games.command.join_room", "room_name": room_name})
+    state = await bob.expect("games.event.room_state")
+    room_id = state["room"]["room_id"]
+    kept = await bob_says("kept")
+    await page_at(kept)
+    older_copy = await redis_client.get(rkeys.room_state(room_id))
+    assert older_copy is not None
+    for i in range(69):
+        await bob_says(f"lost {i}")
+    await page_at(kept + 69)
+
+    await redis_client.set(rkeys.room_state(room_id), older_copy)  # the writes are lost
+    rid = uuid.uuid4().hex[:12]
+    await bob.send({**_chat(room_id, "after the loss"), "request_id": rid})  # seq kept + 1
+    # bob's own socket is resynced too: a fresh room_state that covers that chat line
+    resync = await bob.expect(lambda f: f["type"] == "games.event.room_state")
+    assert resync["room"]["last_seq"] == kept + 1
+    assert await bob_says("after the resync") == kept + 2
+    await page_at(kept + 2)
+    await expect(alice.page.locator("#chat-log")).to_contain_text(
+        "after the resync", timeout=STEP_MS
+    )
+    summary = await alice.summary()
+    assert summary["stats"]["rewinds"] == 1, summary
+    assert summary["stats"]["errors"] == 0, summary
+    assert not alice.sent_of("games.command.rejoin_room")  # the gateway asked, not the page
+    await bob.close()
+    alice.check_frames()

@@ -20,6 +20,9 @@ from parlour_gateway.auth import Identity
 from parlour_protocol.v1 import CloseCode
 
 _ABOVE_FLOOR_MAX = 1024
+_HELD_MAX = 4096
+"""Most live events one room holds for a socket during a replay or resync; a client that
+reads so slowly that more pile up is closed as a slow consumer."""
 
 
 class CloseRequest(StrEnum):
@@ -36,31 +39,63 @@ class CloseRequest(StrEnum):
     GATEWAY_FULL = "gateway_full"
 
 
+REWIND_SKEW_SECS = 2.0
+"""How much later than the newest event a socket has than an already-seen seq must be stamped
+to count as a restarted room sequence (engines' clocks may differ by less)."""
+REWIND_GAP = 64
+"""How far below the newest seq an already-seen seq stamped later than it counts as a
+restarted room sequence, however small the time difference."""
+
+
 @dataclass
 class SeqTracker:
-    """Which seqs of one room a socket has been given: all up to `floor`, plus `above`."""
+    """Which seqs of one room a socket has been given: all up to `floor`, plus `above`; and
+    the newest seq it has (given or vouched for by a room_state) with that event's time."""
 
     floor: int = 0
     above: set[int] = field(default_factory=set)
+    newest: int = 0
+    newest_ts: float | None = None
+    """epoch seconds of the envelope that brought `newest` (None: not known)"""
 
     def seen(self, seq: int) -> bool:
         return seq <= self.floor or seq in self.above
 
-    def mark(self, seq: int) -> None:
+    def mark(self, seq: int, ts: float | None = None) -> None:
         self.above.add(seq)
         while self.floor + 1 in self.above:
             self.floor += 1
             self.above.discard(self.floor)
         if len(self.above) > _ABOVE_FLOOR_MAX:  # a socket that joined mid-stream: bound memory
             self.raise_floor(min(self.above))
+        self._newest(seq, ts)
 
-    def raise_floor(self, floor: int) -> None:
+    def raise_floor(self, floor: int, ts: float | None = None) -> None:
         if floor > self.floor:
             self.floor = floor
             self.above = {s for s in self.above if s > floor}
             while self.floor + 1 in self.above:
                 self.floor += 1
                 self.above.discard(self.floor)
+        self._newest(floor, ts)
+
+    def _newest(self, seq: int, ts: float | None) -> None:
+        if seq >= self.newest:
+            self.newest = seq
+            if ts is not None and (self.newest_ts is None or ts > self.newest_ts):
+                self.newest_ts = ts
+
+    def later(self, ts: float | None, margin: float = 0.0) -> bool:
+        """Stamped more than `margin` after the newest event this socket has."""
+        return ts is not None and self.newest_ts is not None and ts > self.newest_ts + margin
+
+    def rewound(self, seq: int, ts: float | None) -> bool:
+        """An already-seen `seq` that is not a redelivery: stamped clearly after the newest
+        event given (a redelivered event keeps its first stamp), or later and far below it.
+        The room's sequence restarted lower (Redis lost writes)."""
+        return self.later(ts, REWIND_SKEW_SECS) or (
+            self.later(ts) and self.newest - seq > REWIND_GAP
+        )
 
 
 @dataclass
@@ -197,6 +232,8 @@ class Connection:
         """a frame arrived since the presence refresher last wrote `last_seen`"""
         self.listener: Callable[[], None] | None = None
         """called when a close is requested: the socket task ends its session"""
+        self.on_rewind: Callable[[str], None] | None = None
+        """called with a room id when that room's seq went backwards for this socket"""
 
     @property
     def user_id(self) -> str | None:
@@ -227,26 +264,60 @@ class Connection:
         self, room_id: str | None, seq: int | None, out: Outgoing, floor: int | None = None
     ) -> bool:
         """Deliver one event: held while the room replays, dropped when its seq was already
-        given to this socket. `floor` (a room_state's last_seq) marks older seqs as covered."""
+        given to this socket. `floor` (a room_state's last_seq) marks older seqs as covered.
+
+        A room whose seq went backwards (`SeqTracker.rewound`, or a room_state with a lower
+        last_seq stamped after the newest event given) starts a new tracker instead of
+        dropping every new event as a duplicate; on an event, `on_rewind` is told so the
+        session can hold the room and ask for a fresh room_state."""
+        return self._deliver(room_id, seq, out, floor, released=False)
+
+    def _deliver(
+        self,
+        room_id: str | None,
+        seq: int | None,
+        out: Outgoing,
+        floor: int | None,
+        *,
+        released: bool,
+    ) -> bool:
         if room_id is not None and room_id in self._holding:
             if floor is not None and room_id in self._auth_held:
-                # a room snapshot opens a room held since authentication: it goes first and
-                # its last_seq drops the held events it already covers
+                # a room snapshot opens a room held since authentication (or since its seq
+                # went backwards): it goes first and its last_seq drops the held events it
+                # already covers
                 held = self._holding.pop(room_id)
                 self._auth_held.discard(room_id)
-                sent = self.deliver(room_id, seq, out, floor)
+                sent = self._deliver(room_id, seq, out, floor, released=released)
                 for item in held:
-                    self.deliver(room_id, item.seq, item.out, item.floor)
+                    self._deliver(room_id, item.seq, item.out, item.floor, released=True)
                 return sent
-            self._holding[room_id].append(_Held(seq, out, floor))
+            held_now = self._holding[room_id]
+            if len(held_now) >= _HELD_MAX:
+                self.request_close(
+                    CloseRequest.SLOW_CONSUMER, CloseCode.SLOW_CONSUMER, "too many held events"
+                )
+                return False
+            held_now.append(_Held(seq, out, floor))
             return True
         if room_id is not None and seq is not None:
             tracker = self.seqs.setdefault(room_id, SeqTracker())
             if tracker.seen(seq):
-                return False
-            tracker.mark(seq)
+                if not tracker.rewound(seq, out.event_ts):
+                    return False
+                self.seqs[room_id] = tracker = SeqTracker()
+                if self.on_rewind is not None:
+                    self.on_rewind(room_id)
+                if room_id in self._holding:
+                    return self._deliver(room_id, seq, out, floor, released=released)
+            tracker.mark(seq, out.event_ts)
         if room_id is not None and floor is not None:
-            self.seqs.setdefault(room_id, SeqTracker()).raise_floor(floor)
+            tracker = self.seqs.setdefault(room_id, SeqTracker())
+            if not released and tracker.newest > floor and tracker.rewound(floor, out.event_ts):
+                # a newer snapshot of an older seq: the room restarted lower; this snapshot
+                # is the fresh state, and what the socket was given before no longer counts
+                self.seqs[room_id] = tracker = SeqTracker()
+            tracker.raise_floor(floor, out.event_ts)
         return self.offer(out)
 
     # --- replay ---
@@ -286,11 +357,14 @@ class Connection:
             return True
         return queue.max_bytes is not None and queue.nbytes * 2 >= queue.max_bytes
 
-    def deliver_replayed(self, room_id: str, seq: int, out: Outgoing) -> bool:
+    def deliver_replayed(
+        self, room_id: str, seq: int, out: Outgoing, ts: float | None = None
+    ) -> bool:
+        """One event from the room's replay stream (`ts`: its envelope's time)."""
         tracker = self.seqs.setdefault(room_id, SeqTracker())
         if tracker.seen(seq):
             return False
-        tracker.mark(seq)
+        tracker.mark(seq, ts)
         return self.offer(out)
 
     def end_hold(self, room_id: str) -> int:
@@ -300,5 +374,7 @@ class Connection:
         held = self._holding.pop(room_id, [])
         sent = 0
         for item in held:
-            sent += self.deliver(room_id, item.seq, item.out, item.floor)
+            # a held room_state older than the replayed events is the late answer to this
+            # rejoin, not a restarted sequence: the client knows it asked
+            sent += self._deliver(room_id, item.seq, item.out, item.floor, released=True)
         return sent

@@ -76,6 +76,8 @@ class Session:
         """monotonic time when rooms held since authentication open without a rejoin"""
         self._timer: asyncio.TimerHandle | None = None
         self._done: asyncio.Future[None] | None = None
+        self._resyncs: set[asyncio.Task[None]] = set()
+        """rejoins in flight for rooms whose seq went backwards on this socket"""
 
     # --- output ---
     def send(self, message: BaseModel) -> bool:
@@ -119,6 +121,7 @@ class Session:
         for task in tasks:
             task.add_done_callback(self._finish)
         self.conn.listener = self._on_close_request  # a close request ends the wait too
+        self.conn.on_rewind = self._on_rewind
         self._plan()
         try:
             await self._done
@@ -128,6 +131,7 @@ class Session:
                 self.gw.metrics.connections_total.labels("client_closed").inc()
         finally:
             self.conn.listener = None
+            self.conn.on_rewind = None
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -491,6 +495,36 @@ class Session:
             if replay_from is not None and room_id is not None and self.conn.holding(room_id):
                 self.conn.end_hold(room_id)
 
+    def _on_rewind(self, room_id: str) -> None:
+        """The room's seq went backwards for this socket (Redis lost writes and the room
+        restarted lower): hold its live events and ask the engine for a fresh room_state, as
+        the client's own rejoin would. The room opens with that room_state, or when the hold
+        times out."""
+        identity = self.conn.identity
+        log.warning("room_seq_rewound", room_id=room_id, conn_id=self.conn.connection_id)
+        if identity is None:
+            return
+        hold = self.settings.ws_resume_hold_secs
+        if hold > 0:
+            self.conn.hold_rooms([room_id])
+            self.hold_until = max(self.hold_until or 0.0, time.monotonic() + hold)
+            self._replan()
+        task = asyncio.get_running_loop().create_task(self._resync(room_id, identity))
+        self._resyncs.add(task)
+        task.add_done_callback(self._resyncs.discard)
+
+    async def _resync(self, room_id: str, identity: Identity) -> None:
+        envelope = build_envelope(
+            RejoinRoom(room_id=room_id),
+            identity,
+            connection_id=self.conn.connection_id,
+            gateway_id=self.settings.gateway_id,
+        )
+        try:
+            await self.gw.publisher.publish(envelope)
+        except PublishError as exc:  # the hold times out and the room's events flow again
+            log.warning("resync_publish_failed", room_id=room_id, error=str(exc))
+
     async def _member(self, user_id: str, room_id: str) -> bool:
         try:
             return await self.gw.presence.in_room(user_id, room_id)
@@ -534,7 +568,10 @@ class Session:
                     if user_id not in envelope.audience.user_ids:
                         continue
                     sent += self.conn.deliver_replayed(
-                        room_id, seq, Outgoing(encode(envelope.payload).decode())
+                        room_id,
+                        seq,
+                        Outgoing(encode(envelope.payload).decode()),
+                        envelope.timestamp.timestamp(),
                     )
                 if len(page) < _REPLAY_PAGE:
                     return

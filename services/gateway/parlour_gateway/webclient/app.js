@@ -92,7 +92,8 @@ const S = {
   roomId: sessionStorage.getItem(STORE_ROOM), // the room we are in, or want to rejoin
   recvSeq: null, // newest room seq received (queued) for roomId
   ahead: new Map(), // seq -> room event that arrived after a gap
-  stats: { duplicates: 0, gaps: 0, resyncs: 0, errors: 0 }, // dropped dups, gaps, resyncs, apply faults
+  stats: { duplicates: 0, gaps: 0, resyncs: 0, errors: 0, rewinds: 0 }, // dropped dups, gaps, resyncs, apply faults, seq restarts
+  rejoinsPending: 0, // rejoin_room sent on this socket whose room_state has not come yet
   resyncTimer: null,
   skipGameState: false, // the game snapshot after a stale room_state is stale too
   appliedSeq: 0, // newest room seq applied to S.room
@@ -305,6 +306,7 @@ function send(message, label) {
   const requestId = `r${++S.reqCounter}`;
   const framed = { ...message, request_id: requestId };
   S.pending.set(requestId, { type: message.type, label: label || message.type, at: Date.now() });
+  if (message.type === "games.command.rejoin_room") S.rejoinsPending += 1;
   sendRaw(framed);
   return requestId;
 }
@@ -394,6 +396,7 @@ function onAuthenticated(f) {
   S.attempt = 0;
   S.me = { user_id: f.user_id, username: f.username };
   setConn("open", "connected");
+  S.rejoinsPending = 0; // a new socket: nothing asked on it yet
   send({ type: "games.command.list_rooms", game_type: GAME }, "List rooms");
   if (S.roomId) {
     const msg = { type: "games.command.rejoin_room", room_id: S.roomId, game_type: GAME };
@@ -417,6 +420,7 @@ function onError(f) {
     S.wantOpen = false;
     if (S.ws) S.ws.close(1000, "login failed");
   }
+  if (pending && pending.type === "games.command.rejoin_room") S.rejoinsPending = Math.max(0, S.rejoinsPending - 1);
   if (pending && pending.type === "games.command.rejoin_room" &&
       (f.code === "not_in_room" || f.code === "room_not_found" || f.code === "user_banned")) {
     leaveRoomLocally();
@@ -432,11 +436,23 @@ function onRoomFrame(f) {
     if (room.game_type !== GAME) return;
     if (S.roomId !== room.room_id) resetRoom(room.room_id);
     else if (S.room && S.recvSeq !== null && room.last_seq < S.recvSeq) {
-      // older than events already in hand (a resync answered late): they are newer; the
-      // game snapshot that follows it is just as old
-      S.skipGameState = true;
-      return;
+      if (S.rejoinsPending > 0) {
+        // older than events already in hand (a resync answered late): they are newer; the
+        // game snapshot that follows it is just as old
+        S.rejoinsPending -= 1;
+        S.skipGameState = true;
+        return;
+      }
+      // nobody asked for it: the room's seq went backwards (the server lost its newest
+      // events and the gateway resynced the room). This snapshot is the room now; what is
+      // queued or waiting belongs to the lost sequence.
+      S.stats.rewinds += 1;
+      S.queue = [];
+      S.ahead = new Map();
+      clearTimeout(S.resyncTimer);
+      S.resyncTimer = null;
     }
+    if (S.rejoinsPending > 0) S.rejoinsPending -= 1;
     S.skipGameState = false;
     S.recvSeq = room.last_seq;
     accept(f); // a snapshot covers every seq up to last_seq: waiting events may follow it
@@ -502,6 +518,7 @@ function resync() {
 
 function resetRoom(roomId) {
   setRoomId(roomId);
+  S.rejoinsPending = 0;
   S.room = null;
   S.recvSeq = null;
   S.appliedSeq = 0;
