@@ -77,11 +77,11 @@ EVENT_AUDIENCE: dict[str, str] = {
     "system.state_snapshot": "the socket that sent `system.sync_state` - `seq` null",
     "presence.event.user_online": "users who share a room with the user - `seq` null",
     "presence.event.user_offline": "users who share a room with the user - `seq` null",
-    "games.event.room_created": "broadcast: every authenticated socket - `seq` null",
+    "games.event.room_created": "broadcast: sockets that listed the game's rooms - `seq` null",
     "games.event.room_state": "one user (creator, joiner, rejoiner, new spectator, every seat "
     "when selection completes) - `seq` null; `room.last_seq` says where the room stands",
     "games.event.room_list": "the requesting socket - `seq` null",
-    "games.event.room_removed": "broadcast: every authenticated socket - `seq` null",
+    "games.event.room_removed": "broadcast: sockets that listed the game's rooms - `seq` null",
     "games.event.not_in_room": "the rejoining socket - `seq` null",
     "games.event.lobby_joined": ROOM_SEQ,
     "games.event.player_selected": ROOM_SEQ,

@@ -60,7 +60,8 @@ class AudienceKind(StrEnum):
     CONNECTION = "connection"
     """One socket: `connection_id` on `gateway_id` (errors, answers to one request)."""
     BROADCAST = "broadcast"
-    """Every authenticated socket on every gateway."""
+    """Lobby-list updates: every socket, on every gateway, that sent `list_rooms` for the
+    payload's `game_type` (within the last 15 minutes, and is not in a room since)."""
 
 
 class Audience(WireModel):

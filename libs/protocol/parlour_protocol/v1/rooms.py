@@ -288,7 +288,7 @@ class DesignateAdminSpectator(TargetedRoomCommand):
 
 
 class RoomCreated(ServerEvent):
-    """Broadcast to every authenticated socket so room lists update live."""
+    """Broadcast to the sockets that listed this game's rooms, so their lists update live."""
 
     type: Literal["games.event.room_created"] = "games.event.room_created"
     room_id: RoomId
