@@ -105,12 +105,13 @@ async def test_engine_store_offset_watermark(
     redis_client: aioredis.Redis, topic_prefix: str
 ) -> None:
     """A record at or below the room's watermark for its partition is OLD even when its msg_id
-    record was trimmed; another partition has its own watermark; no position, no check."""
+    record was trimmed; another partition has its own watermark; no position, no check; a
+    recreated topic (offsets from 0 again, newer timestamps) is not mistaken for old."""
     keys = RedisKeys(prefix=topic_prefix)
     store = RoomStore(
         redis_client, keys, applied_ttl_seconds=300, ended_room_ttl_seconds=60, applied_keep=10
     )
-    at = Position("cmd", 3, 0)
+    at = Position("cmd", 3, 0, 1000)
     for n in range(1, 16):  # 15 commits at offsets 1..15; records of the first 5 are trimmed
         result = await store.commit(
             "r2",
@@ -119,7 +120,7 @@ async def test_engine_store_offset_watermark(
             write=StateWrite.WRITE if n == 1 else StateWrite.NONE,
             state_json='{"version": 1, "seq": 1}' if n == 1 else "",
             record=_record(),
-            position=Position("cmd", 3, n),
+            position=Position("cmd", 3, n, 1000 + n),
         )
         assert result.status is CommitStatus.APPLIED
     assert await store.recorded("r2", "m1") is None
@@ -131,12 +132,12 @@ async def test_engine_store_offset_watermark(
         write=StateWrite.WRITE,
         state_json='{"version": 1, "seq": 9}',
         record=_record(9),
-        position=Position("cmd", 3, 1),
+        position=Position("cmd", 3, 1, 1001),
     )
     assert late.status is CommitStatus.OLD
     assert await store.load("r2") == '{"version": 1, "seq": 1}'
-    assert (await store.seen("r2", "m1", Position("cmd", 3, 1))).old
-    seen = await store.seen("r2", "m1", Position("cmd", 3, 16))
+    assert (await store.seen("r2", "m1", Position("cmd", 3, 1, 1001))).old
+    seen = await store.seen("r2", "m1", Position("cmd", 3, 16, 1016))
     assert (seen.old, seen.record, seen.version) == (False, None, 1)
     assert (await store.seen("r2", "m15", at)).record == _record()
     # another partition (e.g. after a partition-count change) starts its own watermark
@@ -146,7 +147,7 @@ async def test_engine_store_offset_watermark(
         expected_version=1,
         write=StateWrite.NONE,
         record=_record(),
-        position=Position("cmd", 4, 2),
+        position=Position("cmd", 4, 2, 1020),
     )
     assert other.status is CommitStatus.APPLIED
     # a record with no position (not keyed by the room) is not compared
@@ -154,4 +155,18 @@ async def test_engine_store_offset_watermark(
         "r2", msg_id="m-unkeyed", expected_version=1, write=StateWrite.NONE, record=_record()
     )
     assert unkeyed.status is CommitStatus.APPLIED
+    # the topic was deleted and made again (offsets restart): a new record below the old
+    # offset but with a newer command timestamp is new, and moves the watermark there
+    renewed = await store.commit(
+        "r2",
+        msg_id="m-renewed",
+        expected_version=1,
+        write=StateWrite.NONE,
+        record=_record(),
+        position=Position("cmd", 3, 0, 5000),
+    )
+    assert renewed.status is CommitStatus.APPLIED
+    assert not (await store.seen("r2", "m-next", Position("cmd", 3, 1, 5001))).old
+    assert (await store.seen("r2", "m-renewed", Position("cmd", 3, 0, 5000))).record is not None
+    assert (await store.seen("r2", "m-x", Position("cmd", 3, 0, 4000))).old
     assert (await store.seen("r3-missing", "m1", at)).version == 0

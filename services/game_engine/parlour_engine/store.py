@@ -2,15 +2,15 @@
 
 The script is the room's only write path. Over keys that share the `{room:<id>}` hash tag it
 1. returns the recorded outcome if the command's msg_id was already applied (nothing written),
-2. returns OLD if the command's Kafka position is at or below the room's offset watermark for
-   that partition (it was handled before, its record already trimmed: nothing is written and
+2. returns OLD if the command's Kafka position is at or below the room's watermark for that
+   partition (it was handled before, its record already trimmed: nothing is written and
    nothing new is sent),
 3. returns CONFLICT with the current state if the stored version is not the one the caller
    read (the caller re-runs the rules on that state),
 4. writes (or deletes) the state, appends the room events to the replay stream (`seq`, `env`)
    trimmed to REPLAY_MAX_EVENTS entries and REPLAY_MAX_AGE_SECONDS, appends chat messages to
-   their channel lists with a TTL, records msg_id -> the produced outcome and raises the
-   watermark to the command's offset.
+   their channel lists with a TTL, records msg_id -> the produced outcome and moves the
+   watermark to the command's position.
 
 Idempotency horizon. The msg_id records (the newest `applied_keep` per room) let a redelivery
 re-send exactly the events of its first delivery, and catch the gateway's re-send of a
@@ -25,6 +25,14 @@ whose Kafka key is the room id (the worker passes no position otherwise: command
 room by name are keyed by the user and rely on the msg_id records), and one field per
 partition means a change of the partition count starts a new watermark (the msg_id records
 still cover the recent past).
+
+Offsets start again at 0 when the commands topic is deleted and made again (a wiped Kafka
+with a kept Redis): every new record would sit below the old watermark. So the watermark
+also keeps the newest command timestamp (the envelope's) it has seen, and a record is OLD
+only if its offset AND its timestamp are at or below: a redelivered record carries its old
+timestamp, a new one a newer timestamp (gateway clocks must agree to within the time
+between a topic's recreation and a room's next command). The first commit from the new
+topic moves the watermark there.
 
 Only commands that change something are committed: a rejection or a read-only answer
 (`changed=False`) writes nothing, and a redelivery of one is answered again.
@@ -55,18 +63,27 @@ from parlour_protocol.v1.keys import (
 #       4 new state JSON, 5 record, 6 applied TTL s, 7 stream max entries, 8 stream max age ms,
 #       9 TTL s of a deleted room's stream, 10 chat TTL s, 11 chat keep, 12 event count,
 #       13 applied records kept, 14 watermark field ('' = no position), 15 offset,
+#       16 command timestamp ms,
 #       then (seq, envelope) per room event, then per chat key: count, items (oldest first)
-# Offsets compare as Lua numbers (doubles): exact below 2^53.
+# The watermark is "<offset>:<newest timestamp ms>"; both compare as Lua numbers (doubles:
+# exact below 2^53).
 _COMMIT_LUA = """
 local applied = redis.call('HGET', KEYS[3], ARGV[1])
 if applied then
   return {'dup', applied}
 end
 local wm_field = ARGV[14]
+local wm_ts = tonumber(ARGV[16])
 if wm_field ~= '' then
   local wm = redis.call('HGET', KEYS[3], wm_field)
-  if wm and tonumber(wm) >= tonumber(ARGV[15]) then
-    return {'old'}
+  if wm then
+    local off, ts = string.match(wm, '^(%d+):(%d+)$')
+    if off and tonumber(off) >= tonumber(ARGV[15]) and tonumber(ts) >= wm_ts then
+      return {'old'}
+    end
+    if ts and tonumber(ts) > wm_ts then
+      wm_ts = tonumber(ts)
+    end
   end
 end
 local cur = redis.call('GET', KEYS[1])
@@ -91,7 +108,7 @@ elseif mode == 'd' then
   redis.call('DEL', KEYS[1])
 end
 local n = tonumber(ARGV[12])
-local i = 16
+local i = 17
 if n > 0 then
   for _ = 1, n do
     redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], '*', 'seq', ARGV[i], 'env', ARGV[i + 1])
@@ -116,7 +133,7 @@ for k = 5, #KEYS do
 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
 if wm_field ~= '' then
-  redis.call('HSET', KEYS[3], wm_field, ARGV[15])
+  redis.call('HSET', KEYS[3], wm_field, ARGV[15] .. ':' .. string.format('%d', wm_ts))
 end
 redis.call('EXPIRE', KEYS[3], ARGV[6])
 local kept = redis.call('RPUSH', KEYS[4], ARGV[1])
@@ -158,15 +175,27 @@ class CommitStatus(Enum):
 
 @dataclass(frozen=True)
 class Position:
-    """Where a command record sits on the commands topic (for the room's watermark)."""
+    """Where a command record sits on the commands topic, and its command's timestamp (ms):
+    what the room's watermark compares."""
 
     topic: str
     partition: int
     offset: int
+    timestamp_ms: int
 
     @property
     def field(self) -> str:
         return f"~offset:{self.topic}:{self.partition}"
+
+    def below(self, watermark: str) -> bool:
+        """At or below a stored watermark (as the commit script decides)."""
+        offset, _, ts = watermark.partition(":")
+        return (
+            offset.isdigit()
+            and ts.isdigit()
+            and int(offset) >= self.offset
+            and int(ts) >= self.timestamp_ms
+        )
 
 
 @dataclass(frozen=True)
@@ -373,7 +402,7 @@ class RoomStore:
                 version = 0 if current is None else int(json.loads(current)["version"])
         return Seen(
             record=None if raw is None else Record.loads(raw),
-            old=position is not None and wm is not None and int(wm) >= position.offset,
+            old=position is not None and wm is not None and position.below(text(wm)),
             version=version,
         )
 
@@ -417,6 +446,7 @@ class RoomStore:
             self._applied_keep,
             "" if position is None else position.field,
             -1 if position is None else position.offset,
+            0 if position is None else position.timestamp_ms,
         ]
         for event in room_events:
             args.append(event.seq)  # type: ignore[arg-type]  # filtered above

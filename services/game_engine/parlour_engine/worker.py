@@ -457,7 +457,14 @@ class CommandProcessor:
         # the room's offset watermark covers records keyed by the room (see store.py)
         keyed_by_room = record.offset >= 0 and record.key == command.room_id
         _position.set(
-            Position(record.topic, record.partition, record.offset) if keyed_by_room else None
+            Position(
+                record.topic,
+                record.partition,
+                record.offset,
+                int(command.timestamp.timestamp() * 1000),
+            )
+            if keyed_by_room
+            else None
         )
         failing_since: float | None = None
         try:
