@@ -26,7 +26,7 @@ from test_gateway_fullstack import (
     stack,
 )
 
-from parlour_gateway.presence import Presence, SocketInfo
+from parlour_gateway.presence import Presence, Refreshed, SocketInfo
 from parlour_protocol.v1 import RedisKeys
 
 __all__ = ["browser_stack", "chromium", "stack"]  # fixtures shared with other test modules
@@ -189,12 +189,17 @@ async def test_presence_refresh_recreates_expired_records(
     try:
         # only the record expired: the set still lists the socket, so a sweep would drop it
         await redis_client.delete(rkeys.socket(info.socket_id))
-        assert await here.touch_many([(info, False)], time.time()) == [info.socket_id]
+        assert await here.touch_many([(info, False)], time.time()) == Refreshed(
+            recreated=[info.socket_id], back_online=[]
+        )
         assert await elsewhere.sweep() == []
         # everything gone
         await redis_client.delete(rkeys.socket(info.socket_id), rkeys.user_sockets(info.user_id))
         await redis_client.srem(rkeys.presence_online(), info.user_id)
-        assert await here.touch_many([(info, True)], time.time()) == [info.socket_id]
+        # ... and the user's online entry: they are back online (to be announced)
+        assert await here.touch_many([(info, True)], time.time()) == Refreshed(
+            recreated=[info.socket_id], back_online=[info]
+        )
         assert await elsewhere.sweep() == []
         assert info.user_id in await elsewhere.online_users()
         record = await redis_client.hgetall(rkeys.socket(info.socket_id))
@@ -205,9 +210,10 @@ async def test_presence_refresh_recreates_expired_records(
             info.socket_id.encode()
         }
         # a live record is only refreshed, not counted as re-created
-        assert await here.touch_many([(info, True)], time.time()) == []
+        assert await here.touch_many([(info, True)], time.time()) == Refreshed([], [])
         # a socket that closed while the refresh ran is not brought back
-        assert await here.touch_many([(info, True)], time.time(), lambda _sid: False) == []
+        closed = await here.touch_many([(info, True)], time.time(), lambda _sid: False)
+        assert closed == Refreshed([], [])
         assert not await redis_client.exists(rkeys.socket(info.socket_id))
         assert info.user_id not in await elsewhere.online_users()
     finally:
@@ -217,14 +223,20 @@ async def test_presence_refresh_recreates_expired_records(
 async def test_gateway_recreates_presence_of_an_open_socket(
     stack: Stack, redis_client: aioredis.Redis, topic_prefix: str
 ) -> None:
-    """The same through a real gateway's heartbeat loop (every 2 s in this stack)."""
+    """The same through a real gateway's heartbeat loop (every 2 s in this stack): the keys
+    come back, and a member of the player's room is told the player is online again."""
     _, gw1, gw2, keys = stack
     rkeys = RedisKeys(prefix=topic_prefix)
     tag = uuid.uuid4().hex[:6]
     player = Player(f"p{tag}", keys.token(f"p{tag}"))
+    friend = Player(f"f{tag}", keys.token(f"f{tag}"))
     await player.connect(gw1.url)
+    await friend.connect(gw2.url)
+    await _create_room(player, f"Presence {tag}")
+    await friend.command({"type": "games.command.join_room", "room_name": f"Presence {tag}"})
     [sid] = await redis_client.smembers(rkeys.user_sockets(player.user_id))
     socket_key = rkeys.socket(sid.decode())
+    mark = len(friend.frames)
     await redis_client.delete(socket_key, rkeys.user_sockets(player.user_id))
     await redis_client.srem(rkeys.presence_online(), player.user_id)
     deadline = time.monotonic() + 10
@@ -235,8 +247,14 @@ async def test_gateway_recreates_presence_of_an_open_socket(
     ):
         assert time.monotonic() < deadline, "the gateway did not re-create the presence"
         await asyncio.sleep(0.1)
+    online = await friend.wait(
+        lambda f: f["type"] == "presence.event.user_online" and f["user_id"] == player.user_id,
+        after=mark,
+    )
+    assert online["username"] == f"name-p{tag}"
     await _socket_answers(player)
     await player.close()
+    await friend.close()
     await _ordinary_game_finishes(keys, gw1, gw2)
 
 

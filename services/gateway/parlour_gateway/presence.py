@@ -55,23 +55,24 @@ return 0
 
 
 # KEYS: socket, user_sockets, online; ARGV: ttl, now, active (1|0), sid, uid, username,
-# gateway -> 1 when the record had expired and was re-created
+# gateway -> bit 1: the record had expired and was re-created; bit 2: the user was back in
+# presence:online (another gateway had taken them offline)
 # A record that expired while its socket stayed open (a Redis outage, a stall longer than the
 # TTL) is written again with the socket set and online entries, or another gateway's sweeper
 # would take an active user offline.
 _TOUCH = """
+local flags = 0
 if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 1 then
   if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'last_seen', ARGV[2]) end
-  redis.call('SADD', KEYS[2], ARGV[4])
-  redis.call('SADD', KEYS[3], ARGV[5])
-  return 0
+else
+  redis.call('HSET', KEYS[1], 'user_id', ARGV[5], 'username', ARGV[6], 'gateway_id', ARGV[7],
+    'connected_at', ARGV[2], 'last_seen', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  flags = 1
 end
-redis.call('HSET', KEYS[1], 'user_id', ARGV[5], 'username', ARGV[6], 'gateway_id', ARGV[7],
-  'connected_at', ARGV[2], 'last_seen', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[4])
-redis.call('SADD', KEYS[3], ARGV[5])
-return 1
+if redis.call('SADD', KEYS[3], ARGV[5]) == 1 then flags = flags + 2 end
+return flags
 """
 
 
@@ -80,6 +81,16 @@ class SocketInfo:
     socket_id: str
     user_id: str
     username: str
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """What a refresh had to write again."""
+
+    recreated: list[str]
+    """sockets whose expired records were written again"""
+    back_online: list[SocketInfo]
+    """one socket per user who was missing from presence:online and is back in it"""
 
 
 class Presence:
@@ -176,12 +187,11 @@ class Presence:
         sockets: list[tuple[SocketInfo, bool]],
         now: float,
         still_open: Callable[[str], bool] = lambda _sid: True,
-    ) -> list[str]:
+    ) -> Refreshed:
         """Keep open sockets' records alive, re-creating any that expired (with the user's
         socket set and online entries); `last_seen` moves for those that sent frames. One
         pipeline for the batch. A socket that closed while the pipeline ran (`still_open`
-        false afterwards) is dropped again, so the refresh never resurrects a closed socket.
-        Returns the ids of the sockets whose records were re-created."""
+        false afterwards) is dropped again, so the refresh never resurrects a closed socket."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for info, active in sockets:
                 await self._touch(
@@ -202,15 +212,16 @@ class Presence:
                     client=pipe,
                 )
             results = await pipe.execute()
-        recreated = [
-            info.socket_id
-            for (info, _), result in zip(sockets, results, strict=True)
-            if int(result) == 1
-        ]
-        for info, _ in sockets:
+        refreshed = Refreshed([], [])
+        for (info, _), result in zip(sockets, results, strict=True):
             if not still_open(info.socket_id):
                 await self.unregister(info.user_id, info.socket_id)
-        return recreated
+                continue
+            if int(result) & 1:
+                refreshed.recreated.append(info.socket_id)
+            if int(result) & 2:
+                refreshed.back_online.append(info)
+        return refreshed
 
     async def online_users(self) -> list[str]:
         users: list[str] = []

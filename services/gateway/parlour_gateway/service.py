@@ -382,11 +382,16 @@ class Gateway:
                         conn.active = False
                 now = time.time()
                 for start in range(0, len(sockets), 1000):
-                    recreated = await self.presence.touch_many(
+                    refreshed = await self.presence.touch_many(
                         sockets[start : start + 1000], now, self.hub.connections.__contains__
                     )
-                    if recreated:
-                        log.warning("presence_recreated", sockets=len(recreated))
+                    if refreshed.recreated:
+                        log.warning("presence_recreated", sockets=len(refreshed.recreated))
+                    for info in refreshed.back_online:  # someone had taken them offline
+                        await self.presence_changed(
+                            Identity(user_id=info.user_id, username=info.username, roles=[]),
+                            online=True,
+                        )
             except RedisError as exc:
                 log.warning("gateway_heartbeat_failed", error=type(exc).__name__)
             beat()
