@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,10 +28,20 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from parlour_engine.metrics import EngineMetrics
-from parlour_engine.rules import RulesConfig
+from parlour_engine.rules import ChatRead, Emit, RulesConfig
 from parlour_engine.store import PublishedEvent, Record, RoomStore
-from parlour_engine.worker import CommandProcessor, RawCommand, is_outage, redacted, seeded_rng
-from parlour_protocol.v1 import RedisKeys
+from parlour_engine.worker import (
+    CommandProcessor,
+    EventTooLarge,
+    RawCommand,
+    is_outage,
+    redacted,
+    reply_audience,
+    seeded_rng,
+)
+from parlour_protocol.v1 import Actor, Audience, AudienceKind, CommandEnvelope, RedisKeys
+from parlour_protocol.v1.chat import ChatChannel, ChatHistory, ChatMessageItem, GetChatHistory
+from parlour_protocol.v1.limits import EVENT_MAX_BYTES
 
 
 class RecordingSink:
@@ -141,3 +153,103 @@ def test_engine_redaction_replaces_every_password_and_keeps_the_rest() -> None:
     no_password = b'{"payload":{"password":null}}'
     assert redacted(no_password) == (no_password, False)
     assert redacted(b"\xff not json") == (b"\xff not json", False)
+
+
+class ChatListStore(RoomStore):
+    """A room store whose chat list is in memory (newest first, as in Redis)."""
+
+    def __init__(self, items: list[str]) -> None:
+        super().__init__(
+            aioredis.Redis(host="127.0.0.1", port=1),
+            RedisKeys("x."),
+            applied_ttl_seconds=60,
+            ended_room_ttl_seconds=60,
+        )
+        self.newest_first = items
+
+    async def chat_history(self, room_id: str, channel: str, limit: int) -> list[str]:
+        return list(reversed(self.newest_first[:limit]))
+
+
+def _chat_items(count: int, chars: int) -> list[str]:
+    """`count` messages, newest first, each of `chars` four-byte characters."""
+    return [
+        ChatMessageItem(
+            message_id=f"m{n:03d}",
+            user_id="u2" if n % 10 == 0 else "u1",
+            username="someone",
+            content=f"{n:03d}" + "\U0001d11e" * (chars - 3),
+            timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+        ).model_dump_json()
+        for n in reversed(range(count))
+    ]
+
+
+async def _history(store: RoomStore, limit: int, before: str | None, hidden: set[str]) -> Any:
+    processor = CommandProcessor(
+        redis=aioredis.Redis(host="127.0.0.1", port=1),
+        store=store,
+        sink=RecordingSink(),
+        metrics=EngineMetrics(),
+        config=RulesConfig(),
+        events_topic="events",
+        dlq_topic="dlq",
+        max_tries=3,
+        rng_for=seeded_rng(1),
+    )
+    read = ChatRead(
+        room_id="r1",
+        channel=ChatChannel.LOBBY,
+        limit=limit,
+        hidden_user_ids=frozenset(hidden),
+        audience=Audience(kind=AudienceKind.USER, user_ids=["u1"]),
+    )
+    payload = GetChatHistory(room_id="r1", channel=ChatChannel.LOBBY, limit=limit, before=before)
+    emit = await processor._chat_history(read, payload)
+    return emit.message
+
+
+async def test_engine_chat_history_fills_newest_first_within_the_budget() -> None:
+    store = ChatListStore(_chat_items(200, 1000))
+    first = await _history(store, 200, None, set())
+    assert first.has_more
+    assert 0 < len(first.messages) < 200
+    assert first.messages[-1].content.startswith("199")  # the newest, oldest first
+    assert len(first.model_dump_json().encode()) < EVENT_MAX_BYTES
+    older = await _history(store, 200, first.messages[0].message_id, set())
+    assert older.messages[-1].message_id == f"m{int(first.messages[0].message_id[1:]) - 1:03d}"
+    # a small history: no has_more; muted users' messages are left out
+    small = await _history(ChatListStore(_chat_items(12, 5)), 50, None, {"u2"})
+    assert not small.has_more
+    assert [m.message_id for m in small.messages] == [f"m{n:03d}" for n in range(12) if n % 10 != 0]
+    # exactly `limit` asked of more: has_more; a cursor no longer kept: nothing
+    capped = await _history(ChatListStore(_chat_items(12, 5)), 5, None, set())
+    assert capped.has_more
+    assert [m.message_id for m in capped.messages] == [f"m{n:03d}" for n in range(7, 12)]
+    gone = await _history(ChatListStore(_chat_items(12, 5)), 5, "m-trimmed", set())
+    assert (gone.messages, gone.has_more) == ([], False)
+
+
+def test_engine_event_over_the_budget_is_refused_when_built() -> None:
+    command = CommandEnvelope(
+        msg_id=uuid.uuid4(),
+        type="games.command.get_chat_history",
+        key="r1",
+        room_id="r1",
+        actor=Actor(user_id="u1", username="one", roles=["user"]),
+        payload=GetChatHistory(room_id="r1", channel=ChatChannel.LOBBY),
+    )
+    items = [ChatMessageItem.model_validate_json(i) for i in _chat_items(80, 1000)]
+    emit = Emit(
+        reply_audience(command),
+        ChatHistory(room_id="r1", channel=ChatChannel.LOBBY, messages=items),
+    )
+    with pytest.raises(EventTooLarge):
+        CommandProcessor._envelopes(
+            None,  # type: ignore[arg-type]  # the method reads no processor state
+            (emit,),
+            command,
+            "r1",
+            datetime(2026, 1, 1, tzinfo=UTC),
+            "r1",
+        )
