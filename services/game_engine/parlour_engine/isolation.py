@@ -22,7 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics
-from parlour_engine.worker import InfraError, RawCommand
+from parlour_engine.worker import InfraError, RawCommand, is_outage
 
 _log = get_logger(__name__)
 
@@ -98,7 +98,7 @@ async def process_one_by_one(
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise InfraError(f"giving up on a record failed: {exc}") from exc
         except KafkaError as exc:
-            if getattr(exc, "retriable", False):
+            if is_outage(exc):  # incl. KafkaTimeoutError, which aiokafka marks non-retriable
                 raise InfraError(f"dead-lettering failed: {exc}") from exc
             _dropped(record, exc, metrics)
         except Exception as exc:  # noqa: BLE001 - logged and counted; the partition moves on

@@ -440,9 +440,12 @@ class CommandProcessor:
         try:
             command = decode_command_envelope(record.value)
         except ProtocolError as exc:
-            await self._dead_letter(
-                record, DeadLetterReason.UNDECODABLE, f"undecodable: {exc}", tries=0
-            )
+            try:
+                await self._dead_letter(
+                    record, DeadLetterReason.UNDECODABLE, f"undecodable: {exc}", tries=0
+                )
+            except KafkaError as dlq_exc:  # nothing may skip it: retried like an outage
+                raise InfraError(f"dead-lettering failed: {dlq_exc}") from dlq_exc
             self._metrics.commands.labels(type="(undecodable)", outcome=Outcome.DLQ).inc()
             _log.warning(
                 "command_undecodable", key=record.key, offset=record.offset, error=str(exc)
