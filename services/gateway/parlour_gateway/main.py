@@ -44,6 +44,9 @@ async def serve(settings: GatewaySettings) -> None:
         ws_ping_interval=settings.ws_ping_interval_secs,
         ws_ping_timeout=settings.ws_ping_timeout_secs,
         ws_per_message_deflate=settings.ws_per_message_deflate,
+        # the client address is decided by WS_TRUSTED_PROXIES alone: uvicorn's own handling
+        # would believe X-Forwarded-For from any local peer (FORWARDED_ALLOW_IPS=127.0.0.1)
+        proxy_headers=False,
         lifespan="on",
         log_config=None,
         access_log=False,
@@ -54,6 +57,7 @@ async def serve(settings: GatewaySettings) -> None:
         create_ops_app(gateway),
         host=settings.health_bind_host,
         port=settings.ws_health_port,
+        proxy_headers=False,
         lifespan="off",
         log_config=None,
         access_log=False,

@@ -91,3 +91,11 @@ class LightWebSocketProtocol(WebSocketsSansIOProtocol):
         writable = _Writable()
         writable.set()
         self.writable = writable  # type: ignore[assignment]
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # a handshake refused with an HTTP response (429) is complete: without this,
+            # uvicorn logs "returned without completing handshake" at error level for each
+            # refusal, one log line per hostile handshake
+            self.handshake_complete = True
