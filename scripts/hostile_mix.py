@@ -74,6 +74,8 @@ class Stats:
     biggest_frame: Counter[str] = field(default_factory=Counter)  # type -> bytes (max)
     game_seconds: dict[str, list[float]] = field(default_factory=dict)  # phase -> durations
     game_failures: Counter[str] = field(default_factory=Counter)
+    slow_steps: list[tuple[float, str, str]] = field(default_factory=list)
+    """(seconds, step, room id) of each ordinary game's slowest step"""
 
 
 class Sock:
@@ -314,11 +316,35 @@ async def ordinary_pair(run: Run, index: int) -> None:
 
 
 async def play_one(run: Run, host: Sock, guest: Sock, name: str) -> str | None:
-    """One game from create_room to game_over; None when it finished, else why not."""
+    """One game from create_room to game_over; None when it finished, else why not. Its
+    slowest step (the wait from one step's start to the next's) goes to `slow_steps`."""
+    slowest = (0.0, "", "")
+    last = (time.monotonic(), "create_room")
+    current_room = "-"
+
+    def step(next_step: str, room: str) -> None:
+        nonlocal slowest, last, current_room
+        current_room = room
+        now = time.monotonic()
+        if now - last[0] > slowest[0]:
+            slowest = (now - last[0], last[1], room)
+        last = (now, next_step)
+
+    try:
+        return await _play(run, host, guest, name, step)
+    finally:
+        step("", current_room)
+        run.stats.slow_steps.append(slowest)
+
+
+async def _play(
+    run: Run, host: Sock, guest: Sock, name: str, step: Callable[[str, str], None]
+) -> str | None:
     room = await create_room(host, name)
     if room is None:
         return "create_room failed"
     run.game_rooms.append(room)
+    step("join_room", room)
     joined = host.expect(
         lambda f: f["type"] == "games.event.lobby_joined" and f.get("room_id") == room
     )
@@ -326,6 +352,7 @@ async def play_one(run: Run, host: Sock, guest: Sock, name: str) -> str | None:
     if reply is None or reply["type"] != "system.ack" or await _within(joined, 15) is None:
         return f"join failed: {reply and reply.get('code')}"
     users = {host: str(host.user), guest: str(guest.user)}
+    step("select_player x2, ready x2, game_started", room)
     for target in users.values():
         select = {"type": "games.command.select_player", "room_id": room, "target_user_id": target}
         if (await host.request(select) or {}).get("type") != "system.ack":
@@ -344,6 +371,7 @@ async def play_one(run: Run, host: Sock, guest: Sock, name: str) -> str | None:
     seen = 0
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
+        step(f"roll and its turn event after seq {seen}", room)
         frame = host.turns.get(room)
         if frame is None or int(frame.get("seq") or 0) <= seen:
             newer = host.expect(_turn_event(room, seen))
@@ -850,6 +878,8 @@ def report(stats: Stats) -> None:
     if not stats.game_seconds:
         say("  finished 0")
     say(f"  did not finish: {dict(stats.game_failures) or 'none'}")
+    for took, what, room in sorted(stats.slow_steps, reverse=True)[:5]:
+        say(f"  slow step: {took:.2f} s in {what} (room {room})")
     say(f"  system.error codes seen by ordinary players: {dict(stats.ordinary_errors) or 'none'}")
     say("hostile clients:")
     say(f"  system.error codes: {dict(stats.hostile_errors.most_common()) or 'none'}")
