@@ -293,8 +293,11 @@ async def test_engine_stall_is_bounded_while_kafka_takes_other_sends(rig: Rig) -
             break
         except InfraError:
             assert time.monotonic() < deadline, "the stalled record was never dead-lettered"
+            # what the stalled-partition alert reads
+            assert rig.metrics.registry.get_sample_value("parlour_engine_stalled_records") == 1
             await asyncio.sleep(0.05)
     assert rounds > 1
+    assert rig.metrics.registry.get_sample_value("parlour_engine_stalled_records") == 0
     assert len(rig.dead("stalled")) == 1
     assert rig.errors_to(join) == ["internal_error"]
 

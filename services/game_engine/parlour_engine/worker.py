@@ -30,7 +30,9 @@ sender then gets `system.error` `internal_error` and the offset moves on):
   dead-lettered (`stalled`). "Answers" is Redis answering PING for a Redis failure, and Kafka
   taking the dead-letter copy for a Kafka failure; during a real outage neither holds, so
   nothing is dead-lettered and the record is retried until the outage ends.
-The gauge `parlour_engine_stalled_records` counts the records retrying right now, and the
+The gauge `parlour_engine_stalled_records` counts the records retrying right now (in the
+retry loop, or whose events Kafka failed to acknowledge within the last
+_ACK_STALL_WINDOW_SECONDS), and the
 counter `parlour_engine_dead_letters{reason}` every dead letter (alert on either).
 """
 
@@ -132,6 +134,9 @@ _CHAT_ENVELOPE_RESERVE = 8 * 1024
 free when the history is filled up to EVENT_MAX_BYTES."""
 _PROBE_SECONDS = 2.0
 _ACK_FAILURES_KEEP = 10_000
+_ACK_STALL_WINDOW_SECONDS = 120.0
+"""A record whose events failed to be acknowledged counts as stalled this long after its last
+failure (a re-run fails again within one produce timeout, 40 s by default, while it lasts)."""
 _REDACTED = "***"
 
 # where the record being handled sits on the commands topic: each key's group of a batch runs
@@ -371,7 +376,11 @@ class CommandProcessor:
         self._retrying = 0
         # records whose events Kafka did not acknowledge (an outage fails the batch, which is
         # consumed again): when each first failed, to bound the stall across re-runs
-        self._ack_failures: OrderedDict[str, float] = OrderedDict()
+        # (first failure, last failure) per record, monotonic seconds
+        self._ack_failures: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        # read at scrape time: nothing stays stale once a record is gone (e.g. its partition
+        # moved to another engine)
+        metrics.stalled_records.set_function(self._stalled_now)
         self.stopping = False
 
     def _count(self, command_type: str, outcome: Outcome) -> None:
@@ -527,7 +536,6 @@ class CommandProcessor:
                 if failing_since is None:
                     failing_since = now
                     self._retrying += 1
-                    self._metrics.stalled_records.set(self._retrying)
                 elif now - failing_since >= self._stall_max and await self._infra_answers(failure):
                     reason = DeadLetterReason.STALLED
                     if await self._give_up(record, command, reason, error, tries):
@@ -542,7 +550,6 @@ class CommandProcessor:
         finally:
             if failing_since is not None:
                 self._retrying -= 1
-                self._metrics.stalled_records.set(self._retrying)
             structlog.contextvars.unbind_contextvars("msg_id", "room_id", "user_id", "type")
 
     async def _settle(
@@ -570,7 +577,9 @@ class CommandProcessor:
                 return
             raise failure
         key = self._ack_key(record, command)
-        first = self._ack_failures.setdefault(key, time.monotonic())
+        now = time.monotonic()
+        first = self._ack_failures.get(key, (now, now))[0]
+        self._ack_failures[key] = (first, now)
         while len(self._ack_failures) > _ACK_FAILURES_KEEP:
             self._ack_failures.popitem(last=False)
         stalled = time.monotonic() - first >= self._stall_max
@@ -578,6 +587,10 @@ class CommandProcessor:
             self._ack_failures.pop(key, None)
             return
         raise failure
+
+    def _stalled_now(self) -> float:
+        recent = time.monotonic() - _ACK_STALL_WINDOW_SECONDS
+        return self._retrying + sum(1 for _, last in self._ack_failures.values() if last > recent)
 
     @staticmethod
     def _ack_key(record: RawCommand, command: CommandEnvelope) -> str:
