@@ -284,6 +284,9 @@ async def test_redis_restart_mid_game_every_game_goes_on(
 
     for player, room_id in [(host, room), (guest, room), (lobby_host, lobby), (lobby_guest, lobby)]:
         _assert_contiguous(player, room_id)
+    # the restarts did not make anyone look gone: presence survived (or was re-created)
+    dropped = [f for f in host.frames if f["type"] == "games.event.player_disconnected"]
+    assert dropped == [], dropped
 
     # Redis holds exactly the rules replayed over the commands the rooms accepted
     commands = await _accepted_commands(kafka_bootstrap, stack.topics)
