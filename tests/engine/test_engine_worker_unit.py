@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import structlog
 from aiokafka.errors import (
     CorruptRecordException,
     KafkaConnectionError,
@@ -23,6 +24,8 @@ from aiokafka.errors import (
     OutOfOrderSequenceNumber,
     TopicAuthorizationFailedError,
 )
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -33,13 +36,21 @@ from parlour_engine.store import PublishedEvent, Record, RoomStore
 from parlour_engine.worker import (
     CommandProcessor,
     EventTooLarge,
+    InfraError,
     RawCommand,
     is_outage,
     redacted,
     reply_audience,
     seeded_rng,
 )
-from parlour_protocol.v1 import Actor, Audience, AudienceKind, CommandEnvelope, RedisKeys
+from parlour_protocol.v1 import (
+    Actor,
+    Audience,
+    AudienceKind,
+    CommandEnvelope,
+    RedisKeys,
+    encode,
+)
 from parlour_protocol.v1.chat import ChatChannel, ChatHistory, ChatMessageItem, GetChatHistory
 from parlour_protocol.v1.limits import EVENT_MAX_BYTES
 
@@ -253,3 +264,47 @@ def test_engine_event_over_the_budget_is_refused_when_built() -> None:
             datetime(2026, 1, 1, tzinfo=UTC),
             "r1",
         )
+
+
+async def test_engine_redis_outage_dead_letters_nothing() -> None:
+    """Redis does not answer at all (an unconnectable port): past the stall bound the PING
+    probe fails too, so the command is retried, never dead-lettered, until the engine stops
+    (then the batch is left uncommitted for the next owner)."""
+    sink = RecordingSink()
+    # no client-side retries: each call fails at once, as the engine sees an outage
+    redis = aioredis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    processor = CommandProcessor(
+        redis=redis,
+        store=RoomStore(redis, RedisKeys("x."), applied_ttl_seconds=60, ended_room_ttl_seconds=60),
+        sink=sink,
+        metrics=EngineMetrics(),
+        config=RulesConfig(),
+        events_topic="events",
+        dlq_topic="dlq",
+        max_tries=3,
+        rng_for=seeded_rng(1),
+        stall_max_seconds=0.05,
+    )
+    command = CommandEnvelope(
+        msg_id=uuid.uuid4(),
+        type="games.command.get_chat_history",
+        key="r1",
+        room_id="r1",
+        actor=Actor(user_id="u1", username="one", roles=["user"]),
+        payload=GetChatHistory(room_id="r1", channel=ChatChannel.LOBBY),
+    )
+    record = RawCommand(key="r1", value=encode(command), topic="cmd", partition=0, offset=5)
+    with structlog.testing.capture_logs() as logs:
+        batch = asyncio.create_task(processor.process_batch([record]))
+
+        async def retried(times: int) -> None:
+            while sum(1 for e in logs if e["event"] == "command_infra_retry") < times:  # noqa: ASYNC110 - polls a log list
+                await asyncio.sleep(0.02)
+
+        # backoff 0.1 + 0.2 + 0.5 s: well past the 0.05 s bound, the probe consulted twice
+        await asyncio.wait_for(retried(4), 10)
+        processor.stopping = True
+        with pytest.raises(InfraError):
+            await asyncio.wait_for(batch, 10)
+    assert sink.sent == []
+    await redis.aclose()
