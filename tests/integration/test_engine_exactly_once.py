@@ -1,6 +1,7 @@
 """Exactly-once edges on real Kafka and Redis: a redelivered direct message sends nothing
 new; a rules fault is logged and counted and its sender told; a command whose post-commit
-step fails is retried until it goes through and is never reported as failed."""
+step fails is retried until it goes through and is not reported as failed (within the stall
+bound, RECORD_STALL_MAX_SECONDS: past it, test_engine_robustness shows the dead letter)."""
 
 from __future__ import annotations
 
