@@ -920,8 +920,35 @@ async def test_unauthenticated_sockets_per_address_are_limited(
         await still_serving_from(proc, keys, **_from("127.0.0.5"))
         for c in [*idle, fourth, fifth]:
             await c.close()
+        # ten handshakes of one address at the same moment: still three sockets at most
+        burst = await asyncio.gather(
+            *(_welcomed(proc.url, **_from("127.0.0.6")) for _ in range(10))
+        )
+        opened = [c for c in burst if c is not None]
+        assert len(opened) == 3
+        for c in opened:
+            await c.close()
     finally:
         proc.terminate()
+
+
+async def _welcomed(url: str, **kwargs: Any) -> Client | None:
+    """A socket that got its welcome, or None when the gateway refused it (429 or 1013)."""
+    try:
+        client = await Client.open(url, **kwargs)
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+    else:
+        status = 101
+    if status != 101:
+        assert status == 429
+        return None
+    frame = await client.next()
+    if frame["type"] == "system.welcome":
+        return client
+    code, _ = await client.expect_close()
+    assert code == CloseCode.TRY_AGAIN_LATER
+    return None
 
 
 async def test_unauthenticated_sockets_never_take_authenticated_places(

@@ -250,6 +250,16 @@ class Gateway:
                 "authentication",
             )
             return
+        if self._unauthenticated_per_ip.get(ip) >= s.ws_ip_max_unauthenticated:
+            # the 429 check above and this count are apart by the accept, which may let other
+            # handshakes of the address run; from here to the tally nothing awaits, so the cap
+            # is exact
+            self.metrics.connections_total.labels("ip_unauthenticated").inc()
+            await ws.close(
+                code=int(CloseCode.TRY_AGAIN_LATER),
+                reason="too many sockets awaiting authentication from this address",
+            )
+            return
         conn = Connection(uuid.uuid4().hex, s.ws_send_queue_max, s.ws_send_queue_max_bytes)
         self.hub.add(conn)
         self._live += 1
