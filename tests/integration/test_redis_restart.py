@@ -198,6 +198,27 @@ async def _roll_until_acked(player: Player, room_id: str, within: float = 30) ->
         await asyncio.sleep(0.5)
 
 
+async def _assert_replayed(stack: Stack, bootstrap: str, prefix: str, rooms: list[str]) -> None:
+    """Redis holds exactly the rules replayed over the commands each room recorded as
+    applied (a command whose effect Redis lost is not among them)."""
+    commands = await _accepted_commands(bootstrap, stack.topics)
+    rkeys = RedisKeys(prefix=prefix)
+    client = aioredis.from_url(stack.redis.url)
+    try:
+        for room_id in rooms:
+            mine = [c for c in commands if c.room_id == room_id]
+            played = PlayedGame(room_id, game_over=None, commands=mine)  # type: ignore[arg-type]
+            stored, replayed = await replayed_state(
+                client, prefix, played, seed=SEED, config=CONFIG
+            )
+            assert stored is not None
+            assert replayed is not None
+            assert stored.model_dump() == replayed.model_dump(), room_id
+            assert stored.seq == await client.xlen(rkeys.room_events(room_id))
+    finally:
+        await client.aclose()
+
+
 def _assert_contiguous(player: Player, room_id: str) -> None:
     """Each room event seen once, in order, none missing: seq went on across the restarts."""
     seqs = player.room_seqs(room_id)
@@ -288,22 +309,93 @@ async def test_redis_restart_mid_game_every_game_goes_on(
     dropped = [f for f in host.frames if f["type"] == "games.event.player_disconnected"]
     assert dropped == [], dropped
 
-    # Redis holds exactly the rules replayed over the commands the rooms accepted
-    commands = await _accepted_commands(kafka_bootstrap, stack.topics)
-    rkeys = RedisKeys(prefix=topic_prefix)
-    client = aioredis.from_url(stack.redis.url)
-    try:
-        for room_id in (room, lobby):
-            mine = [c for c in commands if c.room_id == room_id]
-            played = PlayedGame(room_id, game_over=None, commands=mine)  # type: ignore[arg-type]
-            stored, replayed = await replayed_state(
-                client, topic_prefix, played, seed=SEED, config=CONFIG
-            )
-            assert stored is not None
-            assert replayed is not None
-            assert stored.model_dump() == replayed.model_dump(), room_id
-            assert stored.seq == await client.xlen(rkeys.room_events(room_id))
-    finally:
-        await client.aclose()
+    await _assert_replayed(stack, kafka_bootstrap, topic_prefix, [room, lobby])
     for player in (host, guest, lobby_host, lobby_guest):
+        await player.close()
+
+
+async def test_redis_losing_its_newest_writes_mid_game_the_game_goes_on(
+    stack: Stack, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """What a failover to a lagging replica or an fsync that never happened does: Redis comes
+    back with an older copy of its data (here: the AOF of a clean stop two turns earlier). The
+    room's seq restarts lower, so the next event reuses seqs the players already have; the
+    gateway resyncs them (a fresh room_state) instead of dropping the new events, and the game
+    goes on from the older state and finishes."""
+    tag = uuid.uuid4().hex[:6]
+    host, guest = (Player(f"{r}{tag}", stack.keys.token(f"{r}{tag}")) for r in ("h", "g"))
+    for player in (host, guest):
+        await player.connect(stack.gateway.url)
+    game = {host.user_id: host, guest.user_id: guest}
+    room = await _start_game(host, guest, f"Lossy {tag}")
+    seen, over = await _play_turns(room, game, host, max_turns=2)
+    assert not over
+
+    aof = stack.redis.directory / "appendonlydir"
+    older = stack.redis.directory.parent / "older-aof"
+    stack.redis.stop(signal.SIGTERM)
+    shutil.copytree(aof, older)
+    await stack.redis.start()
+    await _both_ready(stack)
+    kept = max(host.room_seqs(room))
+    seen, over = await _play_turns(room, game, host, max_turns=3, seen=seen)
+    assert not over
+    lost = max(host.room_seqs(room))
+    assert lost > kept
+    await guest.wait(lambda f: f.get("room_id") == room and f.get("seq") == lost)
+
+    stack.redis.stop(signal.SIGTERM)
+    shutil.rmtree(aof)
+    shutil.copytree(older, aof)  # the newest writes are gone
+    await stack.redis.start()
+    await _both_ready(stack)
+    # the gateway tells a redelivery (same stamp) from a reused seq by the event's time: 2 s
+    await asyncio.sleep(2.5)
+    marks = {player: len(player.frames) for player in game.values()}
+    await host.command(
+        {
+            "type": "games.command.send_chat",
+            "room_id": room,
+            "channel": "players",
+            "content": "after the loss",
+        }
+    )
+    # each player's gateway resyncs the room: a fresh room_state at the older seq (plus the
+    # player_rejoined events the resync's rejoin_room adds), not the lost turns
+    states = {
+        player: await player.wait(_is_room_event(room, "games.event.room_state"), after=mark)
+        for player, mark in marks.items()
+    }
+    for state in states.values():
+        assert kept < state["room"]["last_seq"] < lost, (kept, state["room"]["last_seq"], lost)
+    turn = states[host]["room"]["current_turn"]
+    # play on from the older state: each roll's turn event, until game_over
+    after = max(state["room"]["last_seq"] for state in states.values())
+    while True:
+        mark = len(host.frames)
+        await game[turn].command({"type": "games.command.bigger_dice.roll", "room_id": room})
+        event = await host.wait(
+            lambda f, after=after: (
+                f.get("room_id") == room
+                and f["type"] in ("games.event.turn_changed", "games.event.bigger_dice.game_over")
+                and f["seq"] > after
+            ),
+            after=mark,
+        )
+        after = event["seq"]
+        if event["type"] == "games.event.bigger_dice.game_over":
+            break
+        turn = event["current_turn"]
+    await guest.wait(_is_room_event(room, "games.event.bigger_dice.game_over"), after=marks[guest])
+    for player, state in states.items():
+        opened = player.frames.index(state)
+        resumed = [
+            f["seq"]
+            for f in player.frames[opened + 1 :]
+            if f.get("seq") is not None and f.get("room_id") == room
+        ]
+        first = state["room"]["last_seq"] + 1
+        assert resumed == list(range(first, after + 1)), (player.user_id, first, resumed)
+    await _assert_replayed(stack, kafka_bootstrap, topic_prefix, [room])
+    for player in game.values():
         await player.close()
