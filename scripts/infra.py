@@ -841,13 +841,26 @@ def _write_env(kafka: KafkaTarget, redis: RedisTarget) -> None:
     )
 
 
+def _say_persistence(redis: RedisTarget) -> None:
+    line = redis_persistence(redis)
+    say(f"       {line}")
+    pid = our_pid(REDIS_PID, _is_our_redis)
+    ours = pid is not None and f":{redis.port}" in " ".join(_cmdline(pid))
+    if not line.startswith("AOF on") and ours:
+        # started by an infra.py from before the append-only file: `up` leaves it running
+        say(
+            "       (started without an append-only file by an older infra.py; "
+            "`make infra-down && make infra-up` restarts it with one, empty)"
+        )
+
+
 def cmd_up() -> None:
     kafka, redis = kafka_target(), redis_target()
     with _lock():
         began = time.monotonic()
         redis_how, redis_was_up = redis_up(redis)
         say(f"redis  {redis.url:<28} {redis_how}")
-        say(f"       {redis_persistence(redis)}")
+        _say_persistence(redis)
         kafka_how, kafka_was_up = kafka_up(kafka)
         say(f"kafka  {kafka.bootstrap:<28} {kafka_how}")
         created = ensure_topics(kafka.bootstrap)
@@ -873,7 +886,7 @@ def cmd_status() -> int:
     say(f"redis  {redis.url:<28} " + (f"up ({owner})" if why is None else f"DOWN: {why}"))
     healthy &= why is None
     if why is None:
-        say(f"       {redis_persistence(redis)}")
+        _say_persistence(redis)
     kpid = our_pid(KAFKA_PID, _is_our_kafka)
     owner = f"started by this checkout, pid {kpid}" if kpid else "not started by this checkout"
     if port_open(kafka.host, kafka.port):
