@@ -11,15 +11,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 from engine_harness import Bus, EngineProcess, actor, running_engine, start_game
 
-from conftest import CreateTopics
 from parlour_protocol.v1 import RedisKeys, Topics
 from parlour_protocol.v1.chat import ChatChannel, SendChat
+
+if TYPE_CHECKING:  # `conftest` is ambiguous at run time (tests/engine/rules has one too)
+    from conftest import CreateTopics
 
 
 @pytest.fixture

@@ -16,12 +16,12 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from engine_harness import Bus, EngineProcess, actor, free_port, start_game
 
-from conftest import CreateTopics
 from parlour_protocol.v1 import Topics
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +60,9 @@ min.insync.replicas=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 """
+
+if TYPE_CHECKING:  # `conftest` is ambiguous at run time (tests/engine/rules has one too)
+    from conftest import CreateTopics
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,16 @@ import asyncio
 import subprocess
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway_harness import Client, GatewayProc, Kafka, Keys
 from test_engine_kafka_sasl import _PASSWORD, _USER, SaslBroker, sasl_broker
 from test_gateway_limits import chat_event
 
-from conftest import CreateTopics
 from parlour_protocol.v1 import Topics
+
+if TYPE_CHECKING:  # `conftest` is ambiguous at run time (tests/engine/rules has one too)
+    from conftest import CreateTopics
 
 __all__ = ["sasl_broker"]  # the fixture, shared with the engine's test
 
