@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 from parlour_gateway.auth import Identity
 from parlour_gateway.connection import Connection, Outgoing, SeqTracker
+from parlour_gateway.events import EventConsumer
+from parlour_gateway.metrics import Metrics
 from parlour_gateway.routing import LOBBY_SUBSCRIPTION_SECS, Hub
 from parlour_protocol.v1 import Audience, AudienceKind, CloseCode, EventEnvelope
 from parlour_protocol.v1.chat import DirectMessageReceived
@@ -248,3 +250,28 @@ def test_seq_tracker_bounds_memory() -> None:
         tracker.mark(seq)
     assert len(tracker.above) <= 1025
     assert tracker.seen(7998)
+
+
+def test_a_delivery_fault_costs_only_its_own_event() -> None:
+    """A bug that raises while one event is dispatched is counted and logged; the consumer's
+    later records of the same fetch are still delivered (raising would skip them for good)."""
+    hub = Hub("gw-1")
+    alice = _conn(hub, "alice")
+    metrics = Metrics()
+    consumer = EventConsumer(None, "events", hub, metrics)  # type: ignore[arg-type]
+    real_dispatch = hub.dispatch
+    calls = 0
+
+    def flaky(envelope: EventEnvelope, event_ts: float | None = None) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("bug in delivery")
+        return real_dispatch(envelope, event_ts)
+
+    hub.dispatch = flaky  # type: ignore[method-assign]
+    to_alice = Audience(kind=AudienceKind.USER, user_ids=["alice"])
+    assert consumer.handle(_event(to_alice).model_dump_json().encode()) == 0
+    assert consumer.handle(_event(to_alice).model_dump_json().encode()) == 1
+    assert len(_drain(alice)) == 1
+    assert metrics.registry.get_sample_value("parlour_gateway_bad_events_total") == 1

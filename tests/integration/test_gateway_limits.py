@@ -1131,7 +1131,7 @@ async def test_direct_messages_are_throttled_per_user(
         await c.close()
 
 
-async def test_a_failing_background_loop_restarts_and_ready_names_it(
+async def test_a_bad_presence_record_neither_stops_the_sweeper_nor_fails_ready(
     kafka_bootstrap: str,
     redis_url: str,
     prefix: str,
@@ -1152,27 +1152,25 @@ async def test_a_failing_background_loop_restarts_and_ready_names_it(
     try:
         await asyncio.to_thread(proc.wait_ready)
         # a user id no token could carry, left in the online set (an old version, a hand
-        # edit): sweeping it raised out of the sweeper, which then stayed dead for good
+        # edit): sweeping it raised out of the sweeper, which then stayed dead for good. It is
+        # shared data, so it must not fail the loop (and /ready) of every gateway either: the
+        # sweeper drops it, logs the one user it could not announce, and goes on.
         online = RedisKeys(prefix=key_prefix).presence_online()
+        await redis_client.sadd(online, "not a user id!")
         deadline = time.monotonic() + 30
-        while True:
-            await redis_client.sadd(online, "not a user id!")
-            ready = await asyncio.to_thread(proc.http, "/ready")
-            if ready.status_code == 503:
-                break
-            assert time.monotonic() < deadline, "the failing sweeper never showed on /ready"
-            await asyncio.sleep(0.1)
-        body = ready.json()
-        assert body["background_tasks"] is False
-        assert body["failing_tasks"] == {"presence-sweeper": "failing: ValidationError"}
-        # the cause is gone: the loop restarts after its back-off and /ready is 200 again
-        await redis_client.srem(online, "not a user id!")
-        deadline = time.monotonic() + 60
-        while (await asyncio.to_thread(proc.http, "/ready")).status_code != 200:
+        while "presence_sweep_user_failed" not in proc.logs():
             assert time.monotonic() < deadline, proc.logs()[-2000:]
-            await asyncio.sleep(0.2)
-        assert "background_task_failed" in proc.logs()
-        assert _metric(proc, "parlour_gateway_task_failures_total") >= 1
+            await asyncio.sleep(0.1)
+        assert not await redis_client.sismember(online, "not a user id!")
+        ready = await asyncio.to_thread(proc.http, "/ready")
+        assert ready.status_code == 200, ready.text
+        # a socket whose record expired is still swept after that: the loop went on
+        await redis_client.sadd(online, "ghost-user")
+        await redis_client.sadd(RedisKeys(prefix=key_prefix).user_sockets("ghost-user"), "s-gone")
+        deadline = time.monotonic() + 30
+        while await redis_client.sismember(online, "ghost-user"):
+            assert time.monotonic() < deadline, proc.logs()[-2000:]
+            await asyncio.sleep(0.1)
         await still_serving(proc, keys)
     finally:
         proc.terminate()

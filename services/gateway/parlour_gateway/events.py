@@ -74,7 +74,21 @@ class EventConsumer:
             log.warning("event_undecodable", reason=exc.code.value)
             return 0
         event_ts = envelope.timestamp.timestamp()
-        delivered = self._hub.dispatch(envelope, event_ts)
+        try:
+            delivered = self._hub.dispatch(envelope, event_ts)
+        except Exception as exc:
+            # a fault in delivery code, not in the event: counted and logged loudly, and the
+            # fetched batch goes on (raising would drop every later record of this fetch,
+            # since the consumer's position is already past them)
+            self._metrics.bad_events.inc()
+            log.error(
+                "event_dispatch_failed",
+                type=envelope.type,
+                room_id=envelope.room_id,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=exc,
+            )
+            return 0
         if delivered:
             self._metrics.messages_out.labels(envelope.type).inc(delivered)
         return delivered
