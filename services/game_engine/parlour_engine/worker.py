@@ -160,6 +160,10 @@ class DeadLetterReason(StrEnum):
     """Kept failing for RECORD_STALL_MAX_SECONDS while Redis and Kafka answered otherwise."""
     FAILED = "failed"
     """Raised `ENGINE_MAX_TRIES` times before its commit (a fault in the engine)."""
+    AFTER_COMMIT = "after_commit"
+    """Took effect (its room commit is recorded), but a step after the commit (indexes,
+    timers) kept failing even in a batch of its own. Its sender is not told it failed: its
+    recorded events are sent again; the copy is for an operator to repair what is missing."""
 
 
 ApplyFn = Callable[[RoomState | None, CommandEnvelope, rules.Rng, datetime, RulesConfig], Any]
@@ -1232,7 +1236,30 @@ class CommandProcessor:
                 record, DeadLetterReason.UNDECODABLE, error, tries=self._max_tries
             )
             return
+        try:
+            room_id = await self._room_id_for(command)
+            applied = (
+                None
+                if room_id is None
+                else await self._store.recorded(room_id, str(command.msg_id))
+            )
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise InfraError(f"giving up: reading the command's record failed: {exc}") from exc
+        if applied is not None:
+            # it took effect: telling its sender `internal_error` would be a lie. The events
+            # it produced go out again (same ids: whoever has them drops the copy), so the
+            # effect is seen even if the first send never made it.
+            await self._dead_letter(
+                record, DeadLetterReason.AFTER_COMMIT, error, tries=self._max_tries
+            )
+            await self._publish_recorded(applied.events)
+            return
         if not await self._give_up(
             record, command, DeadLetterReason.FAILED, error, self._max_tries
         ):
             raise InfraError(f"dead-lettering failed: {error}")
+
+    async def _publish_recorded(self, events: Sequence[PublishedEvent]) -> None:
+        pending: list[Awaitable[Any]] = []
+        await self._send(events, pending)
+        await asyncio.gather(*pending)
