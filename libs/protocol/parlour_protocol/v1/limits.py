@@ -38,9 +38,11 @@ DEFAULT_MAX_SPECTATORS = 10
 
 MAX_BANNED_PER_ROOM = 100
 """Most users one room's ban list holds; a further `ban_player` gets `limit_reached`."""
-MAX_MUTED_PER_USER = 50
+MAX_MUTED_PER_USER = 20
 """Most users one member of a room may have muted in it; a further `mute_user` gets
-`limit_reached`."""
+`limit_reached`. The mute lists live in the room's state, which is read and written on every
+command of the room: with every member's list full (100 lobby members, 10 spectators, the
+host) they add about 150 KB to it, where 50 made it 0.5 MB."""
 DEFAULT_MAX_ROOMS_PER_HOST = 5
 """Default most active (waiting or running) rooms one user may host at once
 (ENGINE_MAX_ROOMS_PER_HOST); a further `create_room` gets `too_many_rooms`."""
