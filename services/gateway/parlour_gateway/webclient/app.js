@@ -1283,6 +1283,11 @@ function bind() {
   setInterval(() => {
     if (S.roomId && S.room && S.room.status === "in_progress" && !S.draining) render();
   }, 500);
+  // the gateway sends lobby updates (room_created, room_removed) only to sockets that asked
+  // for the list within the last 15 minutes: a page left on the lobby asks again every 10
+  setInterval(() => {
+    if (S.authed && !S.roomId && !S.draining) send({ type: "games.command.list_rooms", game_type: GAME }, "List rooms");
+  }, 600000);
   // pending requests nobody answered: forget them after a minute
   setInterval(() => {
     const cutoff = Date.now() - 60000;
