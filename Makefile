@@ -18,8 +18,8 @@ INFRA_PY = $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 
 # the packages mypy checks, as configured in pyproject.toml, minus any without a module yet
 # (mypy refuses a directory with no .py file in it)
-PACKAGES := libs/protocol/parlour_protocol services/gateway/parlour_gateway \
-            services/game_engine/parlour_engine
+PACKAGES := libs/protocol/parlour_protocol libs/runtime/parlour_runtime \
+            services/gateway/parlour_gateway services/game_engine/parlour_engine
 MYPY_PACKAGES = $(foreach p,$(PACKAGES),$(if $(shell find $(p) -name '*.py' -print -quit 2>/dev/null),$(p)))
 # the infra scripts and test support, type-checked with them
 MYPY_EXTRA := scripts/infra.py scripts/infra_topics.py \

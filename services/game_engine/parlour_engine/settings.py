@@ -3,30 +3,25 @@ down. A bad value fails start-up with a message that names the environment varia
 
 from __future__ import annotations
 
-import ssl
-from pathlib import Path
 from typing import Any, Literal
 
-from aiokafka.helpers import create_ssl_context
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from parlour_protocol.v1 import RedisKeys, Topics
 from parlour_protocol.v1.limits import DEFAULT_MAX_ROOMS_PER_HOST, DEFAULT_MAX_ROOMS_PER_USER
-
-KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-_SSL_FILES = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+from parlour_runtime import KafkaSecuritySettings
 
 
 class SettingsError(Exception):
     """The environment holds an unusable engine setting; the message names it."""
 
 
-class EngineSettings(BaseSettings):
-    """Every field maps to the environment variable of the same name in upper case."""
+class EngineSettings(KafkaSecuritySettings, BaseSettings):
+    """Every field maps to the environment variable of the same name in upper case; the
+    KAFKA_SECURITY_PROTOCOL/KAFKA_SASL_*/KAFKA_SSL_* ones come from `KafkaSecuritySettings`."""
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
@@ -46,17 +41,6 @@ class EngineSettings(BaseSettings):
     kafka_host: str = "127.0.0.1"
     kafka_port: int = Field(default=9092, ge=1, le=65535)
     kafka_topic_prefix: str = ""
-    kafka_security_protocol: KafkaSecurityProtocol = Field(
-        default="PLAINTEXT", description="production Kafka must use SSL or SASL_SSL"
-    )
-    kafka_sasl_mechanism: KafkaSaslMechanism = "PLAIN"
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = Field(default=None, description="never logged")
-    kafka_ssl_cafile: str | None = Field(
-        default=None, description="CA bundle of the brokers; unset = the system's CAs"
-    )
-    kafka_ssl_certfile: str | None = Field(default=None, description="client certificate")
-    kafka_ssl_keyfile: str | None = Field(default=None, description="its private key")
     engine_group_id: str = Field(default="parlour-engine", min_length=1)
 
     # --- processing ---
@@ -133,49 +117,7 @@ class EngineSettings(BaseSettings):
             ("redis://", "rediss://", "unix://")
         ):
             raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
-        self._kafka_security_is_usable()
         return self
-
-    def _kafka_security_is_usable(self) -> None:
-        protocol = self.kafka_security_protocol
-        if protocol.startswith("SASL_"):
-            if not self.kafka_sasl_username:
-                raise ValueError(f"KAFKA_SASL_USERNAME is required with {protocol}")
-            if self.kafka_sasl_password is None or not self.kafka_sasl_password.get_secret_value():
-                raise ValueError(f"KAFKA_SASL_PASSWORD is required with {protocol}")
-        for name in _SSL_FILES:
-            path = getattr(self, name)
-            if path is None:
-                continue
-            if not protocol.endswith("SSL"):
-                # a certificate that is silently not used is a plaintext connection someone
-                # believes to be encrypted
-                raise ValueError(
-                    f"{name.upper()} is set but KAFKA_SECURITY_PROTOCOL={protocol} has no TLS"
-                )
-            if not Path(path).is_file():
-                raise ValueError(f"{name.upper()}: no such file: {path}")
-        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
-            raise ValueError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE")
-        if protocol.endswith("SSL"):
-            try:
-                self.kafka_ssl_context()
-            except (ssl.SSLError, OSError) as exc:
-                raise ValueError(
-                    f"KAFKA_SSL_CAFILE/KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE unusable: {exc}"
-                ) from None
-
-    def kafka_ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context of every Kafka connection (None without TLS). Verifies the
-        brokers' certificates and host names, against KAFKA_SSL_CAFILE or the system CAs."""
-        if not self.kafka_security_protocol.endswith("SSL"):
-            return None
-        context: ssl.SSLContext = create_ssl_context(
-            cafile=self.kafka_ssl_cafile,
-            certfile=self.kafka_ssl_certfile,
-            keyfile=self.kafka_ssl_keyfile,
-        )
-        return context
 
     def kafka_security(self) -> BaseSecurity | None:
         """FastStream's security object for the KafkaBroker (None = plaintext)."""

@@ -6,23 +6,19 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import socket
-import ssl
 from pathlib import Path
 from typing import Any, Literal
 
-from aiokafka.helpers import create_ssl_context
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from parlour_protocol.v1 import RedisKeys, Topics
 from parlour_protocol.v1.limits import MAX_FRAME_BYTES, TOKEN_MAX_LENGTH
+from parlour_runtime import KafkaSecuritySettings
 
 _ASYMMETRIC = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
 )
-KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-_SSL_FILES = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -35,8 +31,9 @@ def _default_gateway_id() -> str:
     return f"{host[:40] or 'gw'}-{secrets.token_hex(3)}"
 
 
-class GatewaySettings(BaseSettings):
-    """Every field maps to the environment variable of the same name in upper case."""
+class GatewaySettings(KafkaSecuritySettings, BaseSettings):
+    """Every field maps to the environment variable of the same name in upper case; the
+    KAFKA_SECURITY_PROTOCOL/KAFKA_SASL_*/KAFKA_SSL_* ones come from `KafkaSecuritySettings`."""
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
@@ -117,17 +114,6 @@ class GatewaySettings(BaseSettings):
     kafka_port: int = Field(default=9092, ge=1, le=65535)
     kafka_topic_prefix: str = ""
     kafka_publish_timeout_secs: float = Field(default=5.0, gt=0)
-    kafka_security_protocol: KafkaSecurityProtocol = Field(
-        default="PLAINTEXT", description="production Kafka must use SSL or SASL_SSL"
-    )
-    kafka_sasl_mechanism: KafkaSaslMechanism = "PLAIN"
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = Field(default=None, description="never logged")
-    kafka_ssl_cafile: str | None = Field(
-        default=None, description="CA bundle of the brokers; unset = the system's CAs"
-    )
-    kafka_ssl_certfile: str | None = Field(default=None, description="client certificate")
-    kafka_ssl_keyfile: str | None = Field(default=None, description="its private key")
 
     # --- Redis ---
     redis_url: str | None = None
@@ -166,37 +152,6 @@ class GatewaySettings(BaseSettings):
     def _networks(cls, value: str) -> str:
         _parse_networks(value)
         return value
-
-    @model_validator(mode="after")
-    def _kafka_security_is_usable(self) -> GatewaySettings:
-        protocol = self.kafka_security_protocol
-        if protocol.startswith("SASL_"):
-            if not self.kafka_sasl_username:
-                raise ValueError(f"KAFKA_SASL_USERNAME is required with {protocol}")
-            if self.kafka_sasl_password is None or not self.kafka_sasl_password.get_secret_value():
-                raise ValueError(f"KAFKA_SASL_PASSWORD is required with {protocol}")
-        for name in _SSL_FILES:
-            path = getattr(self, name)
-            if path is None:
-                continue
-            if not protocol.endswith("SSL"):
-                # a certificate that is silently not used is a plaintext connection someone
-                # believes to be encrypted
-                raise ValueError(
-                    f"{name.upper()} is set but KAFKA_SECURITY_PROTOCOL={protocol} has no TLS"
-                )
-            if not Path(path).is_file():
-                raise ValueError(f"{name.upper()}: no such file: {path}")
-        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
-            raise ValueError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE")
-        if protocol.endswith("SSL"):
-            try:
-                self.kafka_ssl_context()
-            except (ssl.SSLError, OSError) as exc:
-                raise ValueError(
-                    f"KAFKA_SSL_CAFILE/KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE unusable: {exc}"
-                ) from None
-        return self
 
     @model_validator(mode="after")
     def _key_readable(self) -> GatewaySettings:
@@ -239,18 +194,6 @@ class GatewaySettings(BaseSettings):
     @property
     def trusted_proxies(self) -> tuple[IpNetwork, ...]:
         return _parse_networks(self.ws_trusted_proxies)
-
-    def kafka_ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context of every Kafka connection (None without TLS). Verifies the
-        brokers' certificates and host names, against KAFKA_SSL_CAFILE or the system CAs."""
-        if not self.kafka_security_protocol.endswith("SSL"):
-            return None
-        context: ssl.SSLContext = create_ssl_context(
-            cafile=self.kafka_ssl_cafile,
-            certfile=self.kafka_ssl_certfile,
-            keyfile=self.kafka_ssl_keyfile,
-        )
-        return context
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Security keyword arguments for every aiokafka client of the gateway (producer and
