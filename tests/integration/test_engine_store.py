@@ -99,6 +99,10 @@ async def test_engine_store_commit_duplicate_conflict_and_trim(
     assert await store.load("r1") is None
     assert 0 < await redis_client.ttl(keys.room_events("r1")) <= 60
     assert await redis_client.xlen(keys.room_events("r1")) == 2
+    # its chat goes with it: the lobby list now expires with the stream, not in 7 days
+    assert 0 < await redis_client.ttl(keys.room_chat("r1", "lobby")) <= 60
+    # channels that never had a message leave no key behind
+    assert not await redis_client.exists(keys.room_chat("r1", "spectators"))
 
 
 async def test_engine_store_offset_watermark(

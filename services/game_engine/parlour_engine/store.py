@@ -51,6 +51,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from parlour_protocol.v1 import RedisKeys
+from parlour_protocol.v1.chat import ChatChannel
 from parlour_protocol.v1.keys import (
     CHAT_HISTORY_KEEP,
     CHAT_HISTORY_TTL_SECONDS,
@@ -61,8 +62,8 @@ from parlour_protocol.v1.keys import (
 # KEYS: 1 state, 2 events stream, 3 applied hash, 4 applied order list, 5.. chat lists
 # ARGV: 1 msg_id, 2 expected version (0 = the room must not exist), 3 mode (w|d|n),
 #       4 new state JSON, 5 record, 6 applied TTL s, 7 stream max entries, 8 stream max age ms,
-#       9 TTL s of a deleted room's stream, 10 chat TTL s, 11 chat keep, 12 event count,
-#       13 applied records kept, 14 watermark field ('' = no position), 15 offset,
+#       9 TTL s of a deleted room's stream and chat lists, 10 chat TTL s, 11 chat keep,
+#       12 event count, 13 applied records kept, 14 watermark field ('' = no position), 15 offset,
 #       16 command timestamp ms,
 #       then (seq, envelope) per room event, then per chat key: count, items (oldest first)
 # The watermark is "<offset>:<newest timestamp ms>"; both compare as Lua numbers (doubles:
@@ -129,7 +130,12 @@ for k = 5, #KEYS do
     i = i + 1
   end
   redis.call('LTRIM', KEYS[k], 0, tonumber(ARGV[11]) - 1)
-  redis.call('EXPIRE', KEYS[k], ARGV[10])
+  if mode == 'd' then
+    -- a removed room passes every channel: its chat goes with its replay stream
+    redis.call('EXPIRE', KEYS[k], ARGV[9])
+  else
+    redis.call('EXPIRE', KEYS[k], ARGV[10])
+  end
 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
 if wm_field ~= '' then
@@ -422,6 +428,11 @@ class RoomStore:
         chat_by_channel: dict[str, list[str]] = {}
         for append in chat or ():
             chat_by_channel.setdefault(append.channel, []).append(append.item)
+        if write is StateWrite.DELETE:
+            # the room is going: every channel's list expires with its replay stream instead
+            # of living on for CHAT_HISTORY_TTL_SECONDS with nobody left to read it
+            for channel in ChatChannel:
+                chat_by_channel.setdefault(channel.value, [])
         room_events = [e for e in record.events if e.seq is not None]
         script_keys: list[str] = [
             keys.room_state(room_id),
