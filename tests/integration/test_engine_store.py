@@ -174,3 +174,51 @@ async def test_engine_store_offset_watermark(
     assert (await store.seen("r2", "m-renewed", Position("cmd", 3, 0, 5000))).record is not None
     assert (await store.seen("r2", "m-x", Position("cmd", 3, 0, 4000))).old
     assert (await store.seen("r3-missing", "m1", at)).version == 0
+
+
+async def test_engine_store_removed_room_keeps_only_its_newest_records_and_watermark(
+    redis_client: aioredis.Redis, topic_prefix: str
+) -> None:
+    """A removed room's msg_id records shrink to the newest 16 (its watermark stays), so a
+    game that is over costs a few KB for the applied TTL, not its whole command history; a
+    Kafka redelivery of any earlier command is still OLD."""
+    keys = RedisKeys(prefix=topic_prefix)
+    store = RoomStore(
+        redis_client, keys, applied_ttl_seconds=300, ended_room_ttl_seconds=60, applied_keep=1000
+    )
+    for n in range(1, 41):
+        result = await store.commit(
+            "r3",
+            msg_id=f"m{n}",
+            expected_version=0 if n == 1 else 1,
+            write=StateWrite.WRITE if n == 1 else StateWrite.NONE,
+            state_json='{"version": 1, "seq": 1}' if n == 1 else "",
+            record=_record(),
+            position=Position("cmd", 0, n, 1000 + n),
+        )
+        assert result.status is CommitStatus.APPLIED
+    assert await redis_client.llen(keys.room_applied_order("r3")) == 40
+    removed = await store.commit(
+        "r3",
+        msg_id="m-remove",
+        expected_version=1,
+        write=StateWrite.DELETE,
+        record=_record(2),
+        position=Position("cmd", 0, 41, 1041),
+    )
+    assert removed.status is CommitStatus.APPLIED
+    assert await redis_client.llen(keys.room_applied_order("r3")) == 16
+    assert await store.recorded("r3", "m-remove") == _record(2)
+    assert await store.recorded("r3", "m10") is None
+    # the first command read again from Kafka: its record is gone, the watermark answers
+    late = await store.commit(
+        "r3",
+        msg_id="m1",
+        expected_version=0,
+        write=StateWrite.WRITE,
+        state_json='{"version": 1, "seq": 9}',
+        record=_record(9),
+        position=Position("cmd", 0, 1, 1001),
+    )
+    assert late.status is CommitStatus.OLD
+    assert await store.load("r3") is None

@@ -143,7 +143,14 @@ if wm_field ~= '' then
 end
 redis.call('EXPIRE', KEYS[3], ARGV[6])
 local kept = redis.call('RPUSH', KEYS[4], ARGV[1])
-local excess = kept - tonumber(ARGV[13])
+local keep = tonumber(ARGV[13])
+if mode == 'd' then
+  -- a removed room keeps only its newest records (a gateway re-send of its last commands is
+  -- still answered from them) and its watermark, which still catches any Kafka redelivery:
+  -- the rest would sit in memory for ARGV[6] seconds with no room left to protect
+  keep = math.min(keep, 16)
+end
+local excess = kept - keep
 if excess > 0 then
   local old = redis.call('LPOP', KEYS[4], excess)
   redis.call('HDEL', KEYS[3], unpack(old))
