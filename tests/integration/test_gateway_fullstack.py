@@ -158,7 +158,8 @@ async def stack(
         engine.kill()
 
 
-async def _start_game(host: Player, guest: Player, room_name: str) -> str:
+async def _create_room(host: Player, room_name: str) -> str:
+    """A 2-player Bigger Dice room hosted by `host`; returns its id."""
     mark = len(host.frames)
     await host.command(
         {
@@ -169,7 +170,12 @@ async def _start_game(host: Player, guest: Player, room_name: str) -> str:
         }
     )
     state = await host.wait(lambda f: f["type"] == "games.event.room_state", after=mark)
-    room_id = str(state["room"]["room_id"])
+    return str(state["room"]["room_id"])
+
+
+async def _start_game(host: Player, guest: Player, room_name: str) -> str:
+    mark = len(host.frames)
+    room_id = await _create_room(host, room_name)
     await guest.command({"type": "games.command.join_room", "room_name": room_name})
     await host.wait(_is_room_event(room_id, "games.event.lobby_joined"), after=mark)
     for target in (host.user_id, guest.user_id):

@@ -19,6 +19,7 @@ from test_browser_game import Stack as BrowserStack
 from test_browser_game import stack as browser_stack
 from test_gateway_fullstack import (
     Player,
+    _create_room,
     _is_room_event,
     _play_turns,
     _room_of,
@@ -34,20 +35,6 @@ __all__ = ["browser_stack", "chromium", "stack"]  # fixtures shared with other t
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 Stack = tuple[EngineProcess, GatewayProc, GatewayProc, Keys]
-
-
-async def _create_room(host: Player, name: str) -> str:
-    mark = len(host.frames)
-    await host.command(
-        {
-            "type": "games.command.create_room",
-            "game_type": "bigger_dice",
-            "room_name": name,
-            "max_players": 2,
-        }
-    )
-    state = await host.wait(lambda f: f["type"] == "games.event.room_state", after=mark)
-    return str(state["room"]["room_id"])
 
 
 def _chat(room_id: str, text: str) -> dict[str, Any]:
