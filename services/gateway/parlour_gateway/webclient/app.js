@@ -246,6 +246,15 @@ function connect() {
   });
 }
 
+// Close our socket and settle the page at once: between ws.close() and the browser's close
+// event the socket is CLOSING and drops whatever is sent, so nothing may stay clickable.
+function closeSocket(code, reason) {
+  const ws = S.ws;
+  if (!ws) return;
+  onClosed(code, reason); // forgets S.ws first, so the later close event is ignored
+  ws.close(code, reason);
+}
+
 function onClosed(code, reason) {
   S.ws = null;
   S.authed = false;
@@ -283,8 +292,7 @@ function startHeartbeat(seconds) {
     if (!S.ws || S.ws.readyState !== WebSocket.OPEN) return;
     // nothing heard for three intervals: the socket is dead even if the browser has not noticed
     if (Date.now() - S.lastRx > 3 * S.heartbeatSecs * 1000) {
-      S.ws.close(3000, "heartbeat timeout");
-      onClosed(3000, "heartbeat timeout");
+      closeSocket(3000, "heartbeat timeout");
       return;
     }
     sendRaw({ type: "system.heartbeat" });
@@ -418,7 +426,7 @@ function onError(f) {
   if (pending && pending.type === "system.authenticate" && f.code === "auth_failed") {
     saveSession(null);
     S.wantOpen = false;
-    if (S.ws) S.ws.close(1000, "login failed");
+    closeSocket(1000, "login failed");
   }
   if (pending && pending.type === "games.command.rejoin_room") S.rejoinsPending = Math.max(0, S.rejoinsPending - 1);
   if (pending && pending.type === "games.command.rejoin_room" &&
@@ -1200,7 +1208,7 @@ function bind() {
     S.me = null;
     S.rooms = new Map();
     S.roomsNext = null;
-    if (S.ws) S.ws.close(1000, "logout");
+    closeSocket(1000, "logout");
     render();
   });
   $("rooms-refresh").addEventListener("click", () => send({ type: "games.command.list_rooms", game_type: GAME }, "List rooms"));
@@ -1323,7 +1331,7 @@ window.parlour = {
     };
   },
   dropConnection() {
-    if (S.ws) S.ws.close(3000, "dropped");
+    closeSocket(3000, "dropped");
   },
 };
 
