@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from parlour_gateway.auth import Identity
 from parlour_gateway.connection import Connection, Outgoing
-from parlour_gateway.routing import Hub
+from parlour_gateway.hub import Hub
 from parlour_protocol.v1 import Audience, AudienceKind, EventEnvelope
 from parlour_protocol.v1.chat import DirectMessageReceived
 from parlour_protocol.v1.rooms import RoomSnapshot, RoomStateEvent, RoomStatus

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from parlour_gateway.auth import Identity
 from parlour_gateway.connection import Connection, Outgoing, SeqTracker
 from parlour_gateway.events import EventConsumer
+from parlour_gateway.hub import LOBBY_SUBSCRIPTION_SECS, Hub
 from parlour_gateway.metrics import Metrics
-from parlour_gateway.routing import LOBBY_SUBSCRIPTION_SECS, Hub
 from parlour_protocol.v1 import Audience, AudienceKind, CloseCode, EventEnvelope
 from parlour_protocol.v1.chat import DirectMessageReceived
 from parlour_protocol.v1.rooms import RoomCreated, RoomSnapshot, RoomStateEvent, RoomStatus

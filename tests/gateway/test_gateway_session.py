@@ -17,8 +17,8 @@ from parlour_gateway.auth import Identity
 from parlour_gateway.commands import build_envelope, name_lookup
 from parlour_gateway.connection import Connection
 from parlour_gateway.dev_tokens import generate_keypair
+from parlour_gateway.hub import Hub
 from parlour_gateway.metrics import Metrics
-from parlour_gateway.routing import Hub
 from parlour_gateway.session import Session
 from parlour_gateway.settings import GatewaySettings
 from parlour_protocol.v1 import (

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Receive, Scope, Send
 
-from parlour_gateway.service import Gateway
+from parlour_gateway.gateway import Gateway
 from parlour_gateway.webclient import mount_web_client
 
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from parlour_gateway.hub import Hub
 from parlour_gateway.logs import get_logger
 from parlour_gateway.metrics import Metrics
-from parlour_gateway.routing import Hub
 from parlour_protocol.v1 import ProtocolError, decode_event_envelope
 
 log = get_logger("parlour_gateway.events")

@@ -17,8 +17,8 @@ from collections.abc import Generator
 import uvicorn
 
 from parlour_gateway.app import WsFastPath, create_ops_app, create_ws_app
+from parlour_gateway.gateway import Gateway
 from parlour_gateway.logs import configure_logging, get_logger
-from parlour_gateway.service import Gateway
 from parlour_gateway.settings import GatewaySettings, SettingsError, load_settings
 from parlour_gateway.wsproto import LightWebSocketProtocol
 

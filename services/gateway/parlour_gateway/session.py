@@ -50,7 +50,7 @@ from parlour_protocol.v1.system import (
 )
 
 if TYPE_CHECKING:
-    from parlour_gateway.service import Gateway
+    from parlour_gateway.gateway import Gateway
 
 log = get_logger("parlour_gateway.session")
 

@@ -19,13 +19,13 @@ from parlour_gateway.auth import Identity, TokenVerifier
 from parlour_gateway.commands import build_envelope
 from parlour_gateway.connection import CloseRequest, Connection
 from parlour_gateway.events import EventConsumer
+from parlour_gateway.hub import Hub
 from parlour_gateway.logs import get_logger
 from parlour_gateway.metrics import Metrics
 from parlour_gateway.origin import origin_allowed
 from parlour_gateway.presence import Presence, SocketInfo
 from parlour_gateway.publisher import CommandPublisher, PublishError
 from parlour_gateway.ratelimit import KeyedBuckets, Tally, client_key
-from parlour_gateway.routing import Hub
 from parlour_gateway.session import Session
 from parlour_gateway.settings import GatewaySettings
 from parlour_gateway.tasks import Beat, Supervisor
@@ -33,7 +33,7 @@ from parlour_protocol.v1 import CloseCode, RedisKeys
 from parlour_protocol.v1.internal import PlayerDisconnectedCommand, PresenceChanged
 from parlour_protocol.v1.rooms import RoomRole
 
-log = get_logger("parlour_gateway.service")
+log = get_logger("parlour_gateway.gateway")
 
 _PLAYING_ROLES = frozenset({RoomRole.PLAYER.value, RoomRole.HOST.value, RoomRole.LOBBY.value})
 
