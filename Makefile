@@ -2,7 +2,7 @@
 #
 # Everything runs from the project's virtualenv in .venv/ (created by `make install` with
 # python3.11, packages pinned by constraints.txt) and the local Kafka + Redis that
-# `make infra-up` starts or finds (scripts/infra.py; state in .infra/).
+# `make infra-up` starts or finds (scripts/infra/; state in .infra/).
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,7 +22,7 @@ PACKAGES := libs/protocol/parlour_protocol libs/runtime/parlour_runtime \
             services/gateway/parlour_gateway services/game_engine/parlour_engine
 MYPY_PACKAGES = $(foreach p,$(PACKAGES),$(if $(shell find $(p) -name '*.py' -print -quit 2>/dev/null),$(p)))
 # the infra scripts and test support, type-checked with them
-MYPY_EXTRA := scripts/infra.py scripts/infra_topics.py \
+MYPY_EXTRA := scripts/infra \
               tests/conftest.py tests/integration/conftest.py tests/integration/test_infra.py
 
 .PHONY: help install lock lint test run infra-up infra-down infra-status clean
@@ -82,13 +82,13 @@ run: $(STAMP)
 	@exec bash scripts/run.sh
 
 infra-up: $(STAMP)
-	@$(BIN)/python scripts/infra.py up
+	@$(BIN)/python scripts/infra up
 
 infra-down:
-	@$(INFRA_PY) scripts/infra.py down
+	@$(INFRA_PY) scripts/infra down
 
 infra-status:
-	@$(INFRA_PY) scripts/infra.py status
+	@$(INFRA_PY) scripts/infra status
 
 clean: infra-down
 	rm -rf $(VENV) .infra .mypy_cache .ruff_cache .pytest_cache .hypothesis

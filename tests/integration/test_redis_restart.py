@@ -37,7 +37,7 @@ from parlour_engine.rules import RulesConfig
 from parlour_protocol.v1 import CommandEnvelope, RedisKeys, Topics, decode_command_envelope
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from infra import redis_command  # the same command line `make infra-up` runs
+from infra.redis_server import redis_command  # the same command line `make infra-up` runs
 
 pytestmark = [pytest.mark.timeout(280), pytest.mark.slow]
 

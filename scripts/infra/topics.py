@@ -1,4 +1,4 @@
-"""The Kafka topics `scripts/infra.py up` creates, with their partition counts.
+"""The Kafka topics `scripts/infra up` creates, with their partition counts.
 
 The names and counts belong to the protocol (`parlour_protocol.v1.topics`), which the
 services use too; this module only adds the topic of the infra health check.
@@ -13,5 +13,5 @@ from parlour_protocol.v1.topics import PARTITIONS
 #: topic name -> partition count, for everything the services need
 TOPICS: Final[dict[str, int]] = dict(PARTITIONS)
 
-#: used by the readiness check of `infra.py` only; services never read it
+#: used by the readiness check of the infra package only; services never read it
 HEALTH_TOPIC: Final = "parlour.infra.health"

@@ -1,0 +1,19 @@
+"""Where the infra keeps its state: the checkout's .infra/ directory and the broker's sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / ".infra"
+RUN_DIR = INFRA / "run"
+LOG_DIR = INFRA / "logs"
+KAFKA_DIR = INFRA / "kafka"
+KAFKA_LIBS = KAFKA_DIR / "libs"
+KAFKA_DATA = KAFKA_DIR / "data"
+KAFKA_CONFIG = KAFKA_DIR / "server.properties"
+KAFKA_PID = RUN_DIR / "kafka.pid"
+REDIS_PID = RUN_DIR / "redis.pid"
+REDIS_DATA = INFRA / "redis"  # the append-only file lives here (appendonlydir/)
+ENV_FILE = RUN_DIR / "env"
+KAFKA_SRC = ROOT / "scripts" / "kafka"
