@@ -13,8 +13,12 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from parlour_engine.app import _eviction_warnings
-from parlour_engine.health import HealthServer, Readiness, redis_eviction_policy
+from parlour_engine.health import (
+    HealthServer,
+    Readiness,
+    eviction_warnings,
+    redis_eviction_policy,
+)
 from parlour_engine.metrics import EngineMetrics, Outcome
 from parlour_engine.supervisor import Supervisor, TaskState
 
@@ -178,7 +182,7 @@ async def test_engine_eviction_policy_falls_back_to_info() -> None:
 
 async def test_engine_eviction_warning_and_gauge() -> None:
     metrics = EngineMetrics()
-    warnings = await _eviction_warnings(_NoConfigRedis(), metrics)  # type: ignore[arg-type]
+    warnings = await eviction_warnings(_NoConfigRedis(), metrics)  # type: ignore[arg-type]
     assert len(warnings) == 1
     assert "allkeys-lru" in warnings[0]
     assert metrics.redis_evicting._value.get() == 1
@@ -190,5 +194,5 @@ async def test_engine_no_eviction_warning_on_noeviction(redis_client: aioredis.R
     metrics.redis_evicting.set(1)
     if await redis_eviction_policy(redis_client) != "noeviction":
         pytest.fail("the test Redis evicts keys: run it with maxmemory-policy noeviction")
-    assert await _eviction_warnings(redis_client, metrics) == []
+    assert await eviction_warnings(redis_client, metrics) == []
     assert metrics.redis_evicting._value.get() == 0

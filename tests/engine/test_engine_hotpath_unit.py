@@ -12,7 +12,8 @@ from uuid import UUID
 from aiokafka.partitioner import DefaultPartitioner
 from redis.asyncio.connection import Connection
 
-from parlour_engine.app import CachedPartitioner, HiredisPackConnection
+from parlour_engine.kafka_producer import CachedPartitioner
+from parlour_engine.redis_pool import HiredisPackConnection
 from parlour_engine.rules import RulesConfig, apply
 from parlour_engine.store import PublishedEvent, Record
 from parlour_engine.worker import CommandProcessor

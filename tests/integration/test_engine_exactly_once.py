@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 import structlog
 from engine_harness import Bus, EngineProcess, actor, running_engine
 
-from parlour_engine.app import KafkaSink
+from parlour_engine.kafka_producer import KafkaSink
 from parlour_engine.metrics import EngineMetrics
 from parlour_engine.rules import RulesConfig, _core
 from parlour_engine.store import PublishedEvent, Record, RoomStore

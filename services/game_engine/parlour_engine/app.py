@@ -6,33 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-import hiredis
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import (
-    InvalidProducerEpoch,
-    KafkaError,
-    KafkaTimeoutError,
-    OutOfOrderSequenceNumber,
-    ProducerClosed,
-    UnknownProducerId,
-)
-from aiokafka.partitioner import DefaultPartitioner, murmur2
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.annotations import KafkaMessage
-from redis.asyncio.connection import Connection
-from redis.exceptions import DataError, RedisError
+from redis.exceptions import RedisError
 
 from parlour_engine.commits import OffsetCommitter, batch_offsets
-from parlour_engine.health import HealthServer, Readiness, redis_eviction_policy
+from parlour_engine.health import HealthServer, Readiness, eviction_warnings
 from parlour_engine.isolation import FailingBatches, process_one_by_one
+from parlour_engine.kafka_producer import KafkaSink
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics
+from parlour_engine.redis_pool import connection_pool
 from parlour_engine.rules import RulesConfig
 from parlour_engine.settings import EngineSettings
 from parlour_engine.store import RoomStore
@@ -58,170 +48,6 @@ def rules_config(settings: EngineSettings) -> RulesConfig:
         idle_room_secs=settings.engine_idle_room_seconds,
         finished_room_secs=settings.engine_finished_room_seconds,
     )
-
-
-class HiredisPackConnection(Connection):
-    """A redis-py asyncio connection that packs commands with hiredis (C) instead of the
-    pure-Python packer (the sync client already does this; the asyncio one does not). Every
-    room commit sends an EVALSHA with a dozen arguments and the events' JSON: packing them in
-    Python was a visible share of the engine's CPU per command. Same bytes on the wire."""
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        if isinstance(args[0], str):
-            args = tuple(args[0].encode().split()) + args[1:]
-        elif b" " in args[0]:
-            args = tuple(args[0].split()) + args[1:]
-        try:
-            return [hiredis.pack_command(args)]
-        except TypeError as exc:
-            raise DataError(str(exc)) from exc
-
-    def pack_commands(self, commands: Any) -> list[bytes]:
-        return [b"".join(self.pack_command(*cmd)[0] for cmd in commands)]
-
-
-class CachedPartitioner:
-    """aiokafka's default partitioner (murmur2 of the key, in pure Python) with the hash
-    remembered per key: events are keyed by room id, so the same few thousand keys repeat.
-    Gives exactly the partition the default would."""
-
-    def __init__(self, size: int = 65_536) -> None:
-        self._default = DefaultPartitioner()
-        self._hashes: dict[bytes, int] = {}
-        self._size = size
-
-    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
-        if key is None:
-            return int(self._default(key, all_partitions, available))
-        idx = self._hashes.get(key)
-        if idx is None:
-            idx = murmur2(key) & 0x7FFFFFFF
-            if len(self._hashes) >= self._size:
-                self._hashes.clear()
-            self._hashes[key] = idx
-        return all_partitions[idx % len(all_partitions)]
-
-
-class BrokerSink:
-    """EventSink over a FastStream broker (used with TestKafkaBroker in unit tests)."""
-
-    def __init__(self, broker: KafkaBroker) -> None:
-        self._broker = broker
-
-    async def send(
-        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
-    ) -> Awaitable[Any]:
-        ack = await self._broker.publish(
-            value, topic=topic, key=key.encode(), headers=headers, no_confirm=True
-        )
-        if isinstance(ack, asyncio.Future):
-            return ack
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        done.set_result(ack)
-        return done
-
-
-_MAX_REQUEST_BYTES = 1024 * 1024
-"""aiokafka's max_request_size, stated: events are at most EVENT_MAX_BYTES (the worker checks
-before the commit) and dead letters at most worker.DLQ_VALUE_MAX_BYTES plus small headers, so
-the producer never refuses one for size. Kafka's topic max.message.bytes must be at least
-EVENT_MAX_BYTES plus the record overhead too: a record the BROKER refuses also kills aiokafka's
-idempotent producer (the next batch of that partition fails with OutOfOrderSequenceNumber)."""
-_PRODUCER_DEAD = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
-
-
-class KafkaSink:
-    """EventSink over a dedicated idempotent aiokafka producer (acks=all). Events are the
-    engine's hot path: a direct `send` costs a fraction of a FastStream publish.
-
-    An idempotent producer numbers each partition's batches; when the broker refuses one for
-    good (too large, invalid, not authorised) its number is spent and every later batch of
-    that partition fails with OutOfOrderSequenceNumber, for good. So a send whose
-    acknowledgement fails with a non-retriable error replaces the producer (a new producer id
-    starts new numbers); sends caught in between fail and are retried by the worker as an
-    outage."""
-
-    def __init__(
-        self,
-        bootstrap_servers: list[str],
-        client_id: str,
-        security: dict[str, Any] | None = None,
-    ) -> None:
-        self._bootstrap = bootstrap_servers
-        self._client_id = client_id
-        self._security = security or {}
-        self._producer: AIOKafkaProducer | None = None
-        self._replacing = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._producer = await self._started_producer()
-
-    async def _started_producer(self) -> AIOKafkaProducer:
-        # aiokafka binds to the running loop, so the producer is made here, not in __init__
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            client_id=self._client_id,
-            enable_idempotence=True,
-            acks="all",
-            max_batch_size=512 * 1024,
-            linger_ms=0,
-            max_request_size=_MAX_REQUEST_BYTES,
-            partitioner=CachedPartitioner(),
-            **self._security,
-        )
-        await producer.start()
-        return producer
-
-    async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()  # flushes what is still buffered
-
-    async def send(
-        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
-    ) -> Awaitable[Any]:
-        if self._producer is None:
-            raise RuntimeError("KafkaSink.send before start")
-        encoded = [(k, v.encode()) for k, v in headers.items()] if headers else None
-        producer = self._producer
-        try:
-            future: Awaitable[Any] = await producer.send(
-                topic, value, key=key.encode(), headers=encoded
-            )
-        except _PRODUCER_DEAD:
-            await self._replace(producer)
-            raise
-        if isinstance(future, asyncio.Future):
-            future.add_done_callback(lambda done: self._spent(done, producer))
-        return future
-
-    def _spent(self, done: asyncio.Future[Any], producer: AIOKafkaProducer) -> None:
-        if done.cancelled() or producer is not self._producer:
-            return
-        exc = done.exception()
-        # the delivery timeout and a closed producer spend no number (an outage, a shutdown)
-        refused = not isinstance(exc, KafkaTimeoutError | ProducerClosed)
-        if isinstance(exc, KafkaError) and not exc.retriable and refused:
-            task = asyncio.ensure_future(self._replace(producer))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _replace(self, dead: AIOKafkaProducer) -> None:
-        old = dead  # (`is` below narrows `dead` to the attribute's optional type)
-        async with self._replacing:
-            if self._producer is not dead:
-                return  # a concurrent send replaced it already
-            try:
-                self._producer = await self._started_producer()
-            except (KafkaError, OSError) as exc:
-                # Kafka away: the next refused send tries again, this producer is kept
-                _log.warning("producer_replace_failed", error=f"{type(exc).__name__}: {exc}")
-                return
-            _log.warning("producer_replaced", reason="idempotent producer state lost")
-            try:
-                await asyncio.wait_for(old.stop(), 5)
-            except (KafkaError, TimeoutError) as exc:
-                _log.warning("dead_producer_stop_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 @dataclass
@@ -252,15 +78,7 @@ def create_engine(settings: EngineSettings) -> Engine:
         logger=None,
         security=settings.kafka_security(),
     )
-    # the processor runs at most REDIS_MAX_CONNECTIONS rooms at once, one Redis call each
-    # at a time, so the pool stays bounded (a batch of hundreds of rooms once opened a
-    # connection per room until Redis refused them); a few more for timers and probes
-    pool = aioredis.ConnectionPool.from_url(
-        settings.redis_dsn,
-        max_connections=settings.redis_max_connections + 8,
-        health_check_interval=30,
-        connection_class=HiredisPackConnection,
-    )
+    pool = connection_pool(settings.redis_dsn, settings.redis_max_connections)
     redis = aioredis.Redis(connection_pool=pool)
     config = rules_config(settings)
     store = RoomStore(
@@ -384,7 +202,7 @@ def create_engine(settings: EngineSettings) -> Engine:
             checks["kafka"] = await broker.ping(timeout=2)
         warnings: list[str] = []
         if checks["redis"]:
-            warnings.extend(await _eviction_warnings(redis, metrics))
+            warnings.extend(await eviction_warnings(redis, metrics))
         states = {name: state.value for name, state in supervisor.states().items()}
         return Readiness(checks=checks, tasks=states, warnings=warnings)
 
@@ -401,7 +219,7 @@ def create_engine(settings: EngineSettings) -> Engine:
         engine = engine_ref["engine"]
         if health is not None:
             await health.start()
-        for warning in await _eviction_warnings(redis, metrics):
+        for warning in await eviction_warnings(redis, metrics):
             _log.warning("redis_evicts_keys", detail=warning)
         supervisor.start("timers", timers.tick, interval=timers.poll_seconds)
         supervisor.start("gauges", lambda: _sample_gauges(engine), interval=_GAUGE_SECONDS)
@@ -469,21 +287,3 @@ async def _sample_gauges(engine: Engine) -> None:
         total += int(await engine.redis.scard(keys.rooms_by_game(game)))
     engine.metrics.active_rooms.set(total)
     engine.metrics.active_games.set(engine.processor.games_in_progress())
-
-
-async def _eviction_warnings(redis: aioredis.Redis, metrics: EngineMetrics) -> list[str]:
-    """A warning when Redis may evict keys (sets the gauge either way); none when Redis
-    cannot tell. Redis that evicts loses rooms, msg_id records and timers silently."""
-    try:
-        policy = await asyncio.wait_for(redis_eviction_policy(redis), 2)
-    except (RedisError, OSError, TimeoutError) as exc:
-        _log.warning("redis_policy_unknown", error=f"{type(exc).__name__}: {exc}")
-        return []
-    evicting = policy != "noeviction"
-    metrics.redis_evicting.set(1 if evicting else 0)
-    if not evicting:
-        return []
-    return [
-        f"redis maxmemory-policy is {policy}, not noeviction: Redis may drop room state "
-        "under memory pressure"
-    ]

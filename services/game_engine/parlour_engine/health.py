@@ -1,7 +1,7 @@
 """A tiny HTTP server for probes and scraping: `/health` (the process runs), `/ready` (Kafka
-and Redis answer, every background task is alive) and `/metrics` (Prometheus text). Plain
-asyncio: it serves a handful of GETs per minute, so it needs no framework and shares the
-engine's event loop."""
+and Redis answer, every background task is alive) and `/metrics` (Prometheus text); and the
+check that warns when Redis may evict keys. Plain asyncio: it serves a handful of GETs per
+minute, so it needs no framework and shares the engine's event loop."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics
@@ -131,3 +131,21 @@ async def redis_eviction_policy(redis: Redis) -> str:
         return str(info.get("maxmemory_policy", "unknown"))
     value: object = reply.get("maxmemory-policy", "unknown")
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def eviction_warnings(redis: Redis, metrics: EngineMetrics) -> list[str]:
+    """A warning when Redis may evict keys (sets the gauge either way); none when Redis
+    cannot tell. Redis that evicts loses rooms, msg_id records and timers silently."""
+    try:
+        policy = await asyncio.wait_for(redis_eviction_policy(redis), 2)
+    except (RedisError, OSError, TimeoutError) as exc:
+        _log.warning("redis_policy_unknown", error=f"{type(exc).__name__}: {exc}")
+        return []
+    evicting = policy != "noeviction"
+    metrics.redis_evicting.set(1 if evicting else 0)
+    if not evicting:
+        return []
+    return [
+        f"redis maxmemory-policy is {policy}, not noeviction: Redis may drop room state "
+        "under memory pressure"
+    ]
