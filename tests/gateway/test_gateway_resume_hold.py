@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import cast
 
 from parlour_gateway.auth import Identity
 from parlour_gateway.connection import Connection, Outgoing
@@ -112,7 +113,7 @@ def test_hold_timeout_releases_in_order() -> None:
     hub.dispatch(_event("r1", 2))
     hub.dispatch(_event("r1", 2))  # a redelivery
     assert a.release_auth_holds() == 3
-    assert sorted(_seqs(a)) == [1, 2, 5]
+    assert sorted(cast("list[int]", _seqs(a))) == [1, 2, 5]
     assert a.auth_holds == 0
     assert not a.holding("r1")
     assert not a.holding("r2")

@@ -258,16 +258,18 @@ def test_a_delivery_fault_costs_only_its_own_event() -> None:
     hub = Hub("gw-1")
     alice = _conn(hub, "alice")
     metrics = Metrics()
-    consumer = EventConsumer(None, "events", hub, metrics)  # type: ignore[arg-type]
+    consumer = EventConsumer(None, "events", hub, metrics)
     real_dispatch = hub.dispatch
     calls = 0
 
-    def flaky(envelope: EventEnvelope, event_ts: float | None = None) -> int:
+    def flaky(
+        envelope: EventEnvelope, event_ts: float | None = None, now: float | None = None
+    ) -> int:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("bug in delivery")
-        return real_dispatch(envelope, event_ts)
+        return real_dispatch(envelope, event_ts, now)
 
     hub.dispatch = flaky  # type: ignore[method-assign]
     to_alice = Audience(kind=AudienceKind.USER, user_ids=["alice"])

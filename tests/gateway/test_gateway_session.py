@@ -19,7 +19,8 @@ from parlour_gateway.connection import Connection
 from parlour_gateway.dev_tokens import generate_keypair
 from parlour_gateway.hub import Hub
 from parlour_gateway.metrics import Metrics
-from parlour_gateway.session import Session
+from parlour_gateway.ratelimit import KeyedBuckets
+from parlour_gateway.session import Session, SessionDeps
 from parlour_gateway.settings import GatewaySettings
 from parlour_protocol.v1 import (
     Audience,
@@ -64,14 +65,25 @@ class FakeSocket:
         return self.sent
 
 
-class FakeGateway:
-    def __init__(self, settings: GatewaySettings) -> None:
-        self.settings = settings
-        self.metrics = Metrics()
-        self.hub = Hub(settings.gateway_id)
-        self.verifier = None
-        self.redis: Any = None
-        self.keys: Any = None
+def _deps(settings: GatewaySettings, redis: Any = None) -> SessionDeps:
+    """What a session gets from its gateway; the clients these tests never reach are None."""
+
+    async def went_online(identity: Identity) -> None:
+        raise AssertionError("no authentication in these tests")
+
+    return SessionDeps(
+        settings=settings,
+        metrics=Metrics(),
+        verifier=None,
+        redis=redis,
+        presence=cast(Any, None),
+        publisher=cast(Any, None),
+        hub=Hub(settings.gateway_id),
+        keys=RedisKeys(),
+        direct_messages=KeyedBuckets(1.0, 1, 16),
+        admit_authenticated=lambda conn: True,
+        went_online=went_online,
+    )
 
 
 @pytest.fixture
@@ -88,7 +100,7 @@ def settings(tmp_path: Path) -> GatewaySettings:
 async def _run(settings: GatewaySettings, frames: list[str | bytes], expect: int) -> FakeSocket:
     ws = FakeSocket()
     conn = Connection("c1", 16)
-    session = Session(cast(Any, FakeGateway(settings)), conn, cast(WebSocket, ws))
+    session = Session(_deps(settings), conn, cast(WebSocket, ws))
     task = asyncio.create_task(session.run())
     for frame in frames:
         ws.feed(frame)
@@ -134,7 +146,7 @@ async def test_commands_before_auth_are_refused(settings: GatewaySettings) -> No
 
 async def test_auth_timeout_closes(settings: GatewaySettings) -> None:
     ws = FakeSocket()
-    session = Session(cast(Any, FakeGateway(settings)), Connection("c2", 16), cast(WebSocket, ws))
+    session = Session(_deps(settings), Connection("c2", 16), cast(WebSocket, ws))
     await asyncio.wait_for(session.run(), 5)
     assert ws.closed is not None
     assert ws.closed[0] == CloseCode.AUTH_TIMEOUT
@@ -253,49 +265,48 @@ def _stream(seqs: range, audience: list[str]) -> list[tuple[int, bytes]]:
 
 async def _replayed(
     settings: GatewaySettings, entries: list[tuple[int, bytes]], last_seq: int, queue_max: int
-) -> tuple[FakeSocket, Connection, FakeGateway]:
-    gateway = FakeGateway(settings)
-    redis = FakeStreamRedis(entries)
-    gateway.redis = redis
-    gateway.keys = RedisKeys()
+) -> tuple[FakeSocket, Connection, SessionDeps]:
+    deps = _deps(settings, FakeStreamRedis(entries))
     ws = FakeSocket()
     conn = Connection("c1", queue_max)
     conn.identity = Identity(user_id="a", username="a")
-    session = Session(cast(Any, gateway), conn, cast(WebSocket, ws))
+    session = Session(deps, conn, cast(WebSocket, ws))
     writer = asyncio.create_task(session._writer())
     try:
         await asyncio.wait_for(session._replay("r1", last_seq, "a"), 5)
         await asyncio.wait_for(conn.queue.join(), 5)
     finally:
         writer.cancel()
-    return ws, conn, gateway
+    return ws, conn, deps
 
 
 async def test_replay_is_paced_into_a_small_send_queue(settings: GatewaySettings) -> None:
     """300 missed events through a 16-frame queue: every one arrives once, in order, and
     the socket is not closed as a slow consumer."""
-    ws, conn, gateway = await _replayed(settings, _stream(range(1, 301), ["a", "b"]), 0, 16)
+    ws, conn, deps = await _replayed(settings, _stream(range(1, 301), ["a", "b"]), 0, 16)
     assert [f["seq"] for f in ws.sent] == list(range(1, 301))
     assert conn.close_code is None
-    assert all(count == 100 for _, count in gateway.redis.calls)  # paged, never all at once
+    calls = cast(FakeStreamRedis, deps.redis).calls
+    assert all(count == 100 for _, count in calls)  # paged, never all at once
 
 
 async def test_replay_starts_after_last_seq_across_pages(settings: GatewaySettings) -> None:
-    ws, _, gateway = await _replayed(settings, _stream(range(1, 301), ["a"]), 137, 256)
+    ws, _, deps = await _replayed(settings, _stream(range(1, 301), ["a"]), 137, 256)
     assert [f["seq"] for f in ws.sent] == list(range(138, 301))
     # back from the newest to seq 137 (two pages), then forward from 138 (two pages)
-    assert [name for name, _ in gateway.redis.calls] == ["xrevrange"] * 2 + ["xrange"] * 2
+    calls = cast(FakeStreamRedis, deps.redis).calls
+    assert [name for name, _ in calls] == ["xrevrange"] * 2 + ["xrange"] * 2
 
 
 async def test_replay_filters_on_seq_before_decoding(settings: GatewaySettings) -> None:
     """Entries at or before last_seq are never decoded (these would count as bad events)."""
     entries = [(seq, b"not json") for seq in range(1, 6)] + _stream(range(6, 9), ["a"])
-    ws, _, gateway = await _replayed(settings, entries, 5, 64)
+    ws, _, deps = await _replayed(settings, entries, 5, 64)
     assert [f["seq"] for f in ws.sent] == [6, 7, 8]
-    assert gateway.metrics.bad_events._value.get() == 0
-    ws, _, gateway = await _replayed(settings, entries, 3, 64)
+    assert deps.metrics.bad_events._value.get() == 0
+    ws, _, deps = await _replayed(settings, entries, 3, 64)
     assert [f["seq"] for f in ws.sent] == [6, 7, 8]
-    assert gateway.metrics.bad_events._value.get() == 2
+    assert deps.metrics.bad_events._value.get() == 2
 
 
 async def test_replay_skips_a_gap_the_stream_no_longer_holds(settings: GatewaySettings) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 import uuid
@@ -26,7 +27,7 @@ from parlour_gateway.origin import origin_allowed
 from parlour_gateway.presence import Presence, SocketInfo
 from parlour_gateway.publisher import CommandPublisher, PublishError
 from parlour_gateway.ratelimit import KeyedBuckets, Tally, client_key
-from parlour_gateway.session import Session
+from parlour_gateway.session import Session, SessionDeps
 from parlour_gateway.settings import GatewaySettings
 from parlour_gateway.tasks import Beat, Supervisor
 from parlour_protocol.v1 import CloseCode, RedisKeys
@@ -83,6 +84,7 @@ class Gateway:
         self._events: EventConsumer | None = None
         self._presence: Presence | None = None
         self._publisher: CommandPublisher | None = None
+        self._session_deps: SessionDeps | None = None
 
     # --- clients (available once started) ---
     @property
@@ -153,6 +155,19 @@ class Gateway:
             "gateway-heartbeat",
             self._beat,
             stall_after=max(stall, 4 * s.ws_heartbeat_interval_secs),
+        )
+        self._session_deps = SessionDeps(
+            settings=s,
+            metrics=self.metrics,
+            verifier=self.verifier,
+            redis=self._redis,
+            presence=self._presence,
+            publisher=self._publisher,
+            hub=self.hub,
+            keys=self.keys,
+            direct_messages=self.direct_messages,
+            admit_authenticated=self.admit_authenticated,
+            went_online=functools.partial(self.presence_changed, online=True),
         )
         self.started = True
         log.info(
@@ -231,7 +246,7 @@ class Gateway:
             await ws.close(code=int(CloseCode.POLICY_VIOLATION))  # before accept: HTTP 403
             return
         await ws.accept()
-        if self.draining or not self.started:
+        if self.draining or not self.started or self._session_deps is None:
             self.metrics.connections_total.labels("draining").inc()
             await ws.close(code=int(CloseCode.SERVICE_RESTART), reason="gateway restarting")
             return
@@ -268,7 +283,7 @@ class Gateway:
         self.metrics.unauthenticated.inc()
         self.metrics.connections.inc()
         self.metrics.connections_total.labels("accepted").inc()
-        session = Session(self, conn, ws)
+        session = Session(self._session_deps, conn, ws)
         try:
             await session.run()
         finally:
@@ -354,12 +369,6 @@ class Gateway:
             )
         except PublishError as exc:
             log.warning("presence_publish_failed", online=online, error=str(exc))
-
-    async def resolve_room_name(self, game_type: str, room_name: str) -> str | None:
-        raw = await self.redis.get(self.keys.room_name(game_type, room_name))
-        if raw is None:
-            return None
-        return raw.decode() if isinstance(raw, bytes) else str(raw)
 
     # --- background ---
     async def _sweeper(self, beat: Beat) -> None:

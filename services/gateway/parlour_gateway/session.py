@@ -1,15 +1,20 @@
 """One WebSocket from welcome to close: a reader task, a writer task draining the bounded send
 queue, and one loop timer (no task) for the auth, idle, token-expiry and resume-hold deadlines,
 re-armed lazily when it fires (a frame only moves `last_activity`). Every close goes through
-`Connection.request_close`, so the first reason wins and is the one the client sees."""
+`Connection.request_close`, so the first reason wins and is the one the client sees.
+
+A session is given `SessionDeps`, the few clients and gateway-wide callables it uses, never
+the `Gateway` itself: no import cycle, and a unit test drives a session with small fakes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import structlog
 from pydantic import BaseModel
@@ -17,18 +22,22 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from parlour_gateway.auth import AuthError, AuthFailure, Identity, dev_identity
+from parlour_gateway.auth import AuthError, AuthFailure, Identity, TokenVerifier, dev_identity
 from parlour_gateway.commands import build_envelope, name_lookup
 from parlour_gateway.connection import CloseRequest, Connection, Outgoing
+from parlour_gateway.hub import Hub
 from parlour_gateway.logs import get_logger
-from parlour_gateway.presence import SocketInfo
-from parlour_gateway.publisher import PublishError
-from parlour_gateway.ratelimit import TokenBucket
+from parlour_gateway.metrics import Metrics
+from parlour_gateway.presence import Presence, SocketInfo
+from parlour_gateway.publisher import CommandPublisher, PublishError
+from parlour_gateway.ratelimit import KeyedBuckets, TokenBucket
+from parlour_gateway.settings import GatewaySettings
 from parlour_protocol.v1 import (
     ClientCommand,
     CloseCode,
     ErrorCode,
     ProtocolError,
+    RedisKeys,
     decode_client_message,
     decode_event_envelope,
     encode,
@@ -49,16 +58,37 @@ from parlour_protocol.v1.system import (
     Welcome,
 )
 
-if TYPE_CHECKING:
-    from parlour_gateway.gateway import Gateway
-
 log = get_logger("parlour_gateway.session")
 
 
+@dataclass(frozen=True, slots=True)
+class SessionDeps:
+    """What every session of one gateway shares: built once, when the gateway's clients
+    have started, and handed to each socket's `Session`."""
+
+    settings: GatewaySettings
+    metrics: Metrics
+    verifier: TokenVerifier | None
+    """None when no public key is configured (only dev-mode logins are possible)"""
+    redis: Redis
+    presence: Presence
+    publisher: CommandPublisher
+    hub: Hub
+    keys: RedisKeys
+    direct_messages: KeyedBuckets
+    """per-user throttle of `chat.command.send_message` (each one is a 24 h Redis key),
+    shared by all of a user's sockets on this gateway"""
+    admit_authenticated: Callable[[Connection], bool]
+    """the socket's first authentication succeeded: move it from the unauthenticated caps to
+    one of the gateway's WS_MAX_CONNECTIONS places; False when none is free"""
+    went_online: Callable[[Identity], Awaitable[None]]
+    """the user's first socket anywhere registered: tell the engine they are online"""
+
+
 class Session:
-    def __init__(self, gateway: Gateway, conn: Connection, ws: WebSocket) -> None:
-        self.gw = gateway
-        self.settings = gateway.settings
+    def __init__(self, deps: SessionDeps, conn: Connection, ws: WebSocket) -> None:
+        self.deps = deps
+        self.settings = deps.settings
         self.conn = conn
         self.ws = ws
         self.started = time.monotonic()
@@ -128,7 +158,7 @@ class Session:
             if self.conn.close_code is not None and not reader.done():
                 await self._close(writer)
             else:
-                self.gw.metrics.connections_total.labels("client_closed").inc()
+                self.deps.metrics.connections_total.labels("client_closed").inc()
         finally:
             self.conn.listener = None
             self.conn.on_rewind = None
@@ -158,14 +188,14 @@ class Session:
         conn = self.conn
         assert conn.close_code is not None
         if conn.close_kind is CloseRequest.SLOW_CONSUMER:
-            self.gw.metrics.send_queue_closes.inc()
+            self.deps.metrics.send_queue_closes.inc()
         elif not writer.done():
             # let the error that explains the close reach the client first
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(conn.queue.join(), 1.0)
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
-        self.gw.metrics.connections_total.labels(
+        self.deps.metrics.connections_total.labels(
             conn.close_kind.value if conn.close_kind else "closed"
         ).inc()
         log.info("socket_closing", code=int(conn.close_code), why=conn.close_kind)
@@ -177,7 +207,7 @@ class Session:
 
     async def _writer(self) -> None:
         queue = self.conn.queue
-        metrics = self.gw.metrics
+        metrics = self.deps.metrics
         while True:
             out = await queue.get()
             try:
@@ -240,7 +270,7 @@ class Session:
             if identity is None:
                 auth_left = self.started + s.auth_timeout - now_mono
                 if auth_left <= 0:
-                    self.gw.metrics.auth_failures.labels("timeout").inc()
+                    self.deps.metrics.auth_failures.labels("timeout").inc()
                     self.conn.request_close(
                         CloseRequest.AUTH_TIMEOUT, CloseCode.AUTH_TIMEOUT, "no authentication"
                     )
@@ -271,7 +301,7 @@ class Session:
     # --- input ---
     async def _on_frame(self, data: str | bytes) -> None:
         s = self.settings
-        metrics = self.gw.metrics
+        metrics = self.deps.metrics
         if not self.bucket.take(time.monotonic()):
             self.strikes += 1
             metrics.rate_limited.inc()
@@ -315,7 +345,7 @@ class Session:
             return
         if isinstance(command, SyncState):
             try:
-                rooms = await self.gw.presence.user_rooms(identity.user_id)
+                rooms = await self.deps.presence.user_rooms(identity.user_id)
             except RedisError:
                 self.error(
                     ErrorCode.SERVICE_UNAVAILABLE,
@@ -329,14 +359,14 @@ class Session:
 
     async def _authenticate(self, command: Authenticate) -> None:
         s = self.settings
-        metrics = self.gw.metrics
+        metrics = self.deps.metrics
         try:
             if command.token is None and s.auth_dev_mode:
                 identity = dev_identity(command.user_id, command.username)
-            elif self.gw.verifier is None:
+            elif self.deps.verifier is None:
                 raise AuthError(AuthFailure.DEV_DISABLED, "a token is required")
             else:
-                identity = self.gw.verifier.verify(command.token)
+                identity = self.deps.verifier.verify(command.token)
         except AuthError as exc:
             self.auth_failures += 1
             metrics.auth_failures.labels(exc.reason.value).inc()
@@ -363,7 +393,7 @@ class Session:
             self._send_authenticated(identity)
             return
         try:
-            became_online = await self.gw.presence.register(
+            became_online = await self.deps.presence.register(
                 SocketInfo(self.conn.connection_id, identity.user_id, identity.username),
                 s.ws_max_connections_per_user,
                 time.time(),
@@ -385,7 +415,7 @@ class Session:
             )
             return
         self.registered = True
-        if not self.gw.admit_authenticated(self.conn):
+        if not self.deps.admit_authenticated(self.conn):
             self.conn.request_close(
                 CloseRequest.GATEWAY_FULL,
                 CloseCode.TRY_AGAIN_LATER,
@@ -395,11 +425,11 @@ class Session:
         self.conn.identity = identity
         self._send_authenticated(identity)
         await self._hold_user_rooms(identity.user_id)
-        self.gw.hub.bind(self.conn)
+        self.deps.hub.bind(self.conn)
         self._replan()
         log.info("authenticated", user_id=identity.user_id)
         if became_online:
-            await self.gw.presence_changed(identity, online=True)
+            await self.deps.went_online(identity)
 
     async def _hold_user_rooms(self, user_id: str) -> None:
         """Before the socket receives events: hold the rooms the user is already in, so the
@@ -408,7 +438,7 @@ class Session:
         if hold <= 0:
             return
         try:
-            rooms = await self.gw.presence.user_rooms(user_id)
+            rooms = await self.deps.presence.user_rooms(user_id)
         except RedisError as exc:  # no hold: events flow at once, as before
             log.warning("user_rooms_failed", error=type(exc).__name__)
             return
@@ -427,12 +457,12 @@ class Session:
         )
 
     async def _forward(self, command: ClientCommand, identity: Identity) -> None:
-        if isinstance(command, SendDirectMessage) and not self.gw.direct_messages.take(
+        if isinstance(command, SendDirectMessage) and not self.deps.direct_messages.take(
             identity.user_id, time.monotonic()
         ):
             # each direct message is a stored record in the engine: a per-user budget, on
             # top of the socket's frame rate
-            self.gw.metrics.direct_messages_throttled.inc()
+            self.deps.metrics.direct_messages_throttled.inc()
             self.error(
                 ErrorCode.RATE_LIMITED,
                 f"at most {self.settings.ws_direct_messages_per_minute} direct messages a "
@@ -444,7 +474,7 @@ class Session:
         lookup = name_lookup(command)
         if lookup is not None:
             try:
-                resolved = await self.gw.resolve_room_name(*lookup)
+                resolved = await self._resolve_room_name(*lookup)
             except RedisError:
                 self.error(
                     ErrorCode.SERVICE_UNAVAILABLE,
@@ -461,7 +491,7 @@ class Session:
         )
         if isinstance(command, ListRooms):
             # before the engine reads the list: no room created after it is missed
-            self.gw.hub.subscribe_lobby(self.conn, command.game_type, time.monotonic())
+            self.deps.hub.subscribe_lobby(self.conn, command.game_type, time.monotonic())
         replay_from: int | None = None
         room_id = envelope.room_id
         if (
@@ -475,7 +505,7 @@ class Session:
             self.conn.begin_hold(room_id, replay_from)
         try:
             try:
-                await self.gw.publisher.publish(envelope)
+                await self.deps.publisher.publish(envelope)
             except PublishError as exc:
                 log.warning("publish_failed", type=command.type, error=str(exc))
                 self.error(
@@ -494,6 +524,12 @@ class Session:
         finally:
             if replay_from is not None and room_id is not None and self.conn.holding(room_id):
                 self.conn.end_hold(room_id)
+
+    async def _resolve_room_name(self, game_type: str, room_name: str) -> str | None:
+        raw = await self.deps.redis.get(self.deps.keys.room_name(game_type, room_name))
+        if raw is None:
+            return None
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
 
     def _on_rewind(self, room_id: str) -> None:
         """The room's seq went backwards for this socket (Redis lost writes and the room
@@ -521,13 +557,13 @@ class Session:
             gateway_id=self.settings.gateway_id,
         )
         try:
-            await self.gw.publisher.publish(envelope)
+            await self.deps.publisher.publish(envelope)
         except PublishError as exc:  # the hold times out and the room's events flow again
             log.warning("resync_publish_failed", room_id=room_id, error=str(exc))
 
     async def _member(self, user_id: str, room_id: str) -> bool:
         try:
-            return await self.gw.presence.in_room(user_id, room_id)
+            return await self.deps.presence.in_room(user_id, room_id)
         except RedisError as exc:  # no replay: the engine's fresh room_state covers the gap
             log.warning("membership_read_failed", room_id=room_id, error=type(exc).__name__)
             return False
@@ -542,8 +578,8 @@ class Session:
         close the socket) nor is held in memory at once. When the stream no longer reaches
         back to `last_seq + 1` nothing is replayed: the engine answers a member's rejoin with
         a fresh room_state, which covers the gap."""
-        redis = self.gw.redis
-        stream = self.gw.keys.room_events(room_id)
+        redis = self.deps.redis
+        stream = self.deps.keys.room_events(room_id)
         sent = 0
         try:
             lower = await _replay_start(redis, stream, last_seq)
@@ -561,7 +597,7 @@ class Session:
                     try:
                         envelope = decode_event_envelope(fields[b"env"])
                     except (KeyError, ProtocolError):
-                        self.gw.metrics.bad_events.inc()
+                        self.deps.metrics.bad_events.inc()
                         continue
                     # a stream holds the whole room's history: only replay what this user
                     # was sent
@@ -579,7 +615,7 @@ class Session:
         except RedisError as exc:
             log.warning("replay_read_failed", room_id=room_id, error=type(exc).__name__)
         finally:
-            self.gw.metrics.replayed.inc(sent)
+            self.deps.metrics.replayed.inc(sent)
             log.info("replayed", room_id=room_id, last_seq=last_seq, sent=sent)
 
     async def _room_in_queue(self) -> bool:
