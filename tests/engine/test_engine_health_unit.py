@@ -19,7 +19,7 @@ from parlour_engine.health import (
     eviction_warnings,
     redis_eviction_policy,
 )
-from parlour_engine.metrics import EngineMetrics, Outcome
+from parlour_engine.metrics import CommandOutcome, EngineMetrics
 from parlour_engine.supervisor import Supervisor, TaskState
 
 
@@ -38,7 +38,7 @@ async def test_engine_health_server_reports_readiness() -> None:
         return Readiness(checks=dict(state), warnings=["redis evicts"])
 
     metrics = EngineMetrics()
-    metrics.commands.labels(type="games.command.ready", outcome=Outcome.APPLIED).inc()
+    metrics.commands.labels(type="games.command.ready", outcome=CommandOutcome.APPLIED).inc()
     server = HealthServer("127.0.0.1", 0, metrics, ready)
     await server.start()
     try:

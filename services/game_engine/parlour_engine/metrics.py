@@ -7,7 +7,10 @@ from enum import StrEnum
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
-class Outcome(StrEnum):
+class CommandOutcome(StrEnum):
+    """How the engine handled one command: the `outcome` label of `parlour_engine_commands`.
+    (The rules' result of one command is `rules.Outcome`, a different thing.)"""
+
     APPLIED = "applied"
     REJECTED = "rejected"
     DUPLICATE = "duplicate"

@@ -71,7 +71,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from parlour_engine import rules
 from parlour_engine.lobby import Lobby, UserTurns, listing_member
 from parlour_engine.logging import get_logger
-from parlour_engine.metrics import EngineMetrics, Outcome
+from parlour_engine.metrics import CommandOutcome, EngineMetrics
 from parlour_engine.rules import ChatRead, Emit, RoomState, RulesConfig
 from parlour_engine.rules.context import derive_id
 from parlour_engine.rules.views import listable
@@ -387,7 +387,7 @@ class CommandProcessor:
         metrics.stalled_records.set_function(self._stalled_now)
         self.stopping = False
 
-    def _count(self, command_type: str, outcome: Outcome) -> None:
+    def _count(self, command_type: str, outcome: CommandOutcome) -> None:
         """commands{type,outcome} += 1; the labelled child is looked up once per pair (the
         `labels()` call takes a lock and builds a key on every use)."""
         counter = self._counters.get((command_type, outcome))
@@ -459,7 +459,7 @@ class CommandProcessor:
                 )
             except KafkaError as dlq_exc:  # nothing may skip it: retried like an outage
                 raise InfraError(f"dead-lettering failed: {dlq_exc}") from dlq_exc
-            self._metrics.commands.labels(type="(undecodable)", outcome=Outcome.DLQ).inc()
+            self._metrics.commands.labels(type="(undecodable)", outcome=CommandOutcome.DLQ).inc()
             _log.warning(
                 "command_undecodable", key=record.key, offset=record.offset, error=str(exc)
             )
@@ -637,7 +637,7 @@ class CommandProcessor:
         except KafkaError as exc:
             _log.warning("dead_letter_failed", reason=reason.value, error=str(exc))
             return False
-        self._count(command.type, Outcome.DLQ)
+        self._count(command.type, CommandOutcome.DLQ)
         try:
             await self._abandon_claim(command)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -664,7 +664,9 @@ class CommandProcessor:
 
     # --- one command ----------------------------------------------------------------------
 
-    async def _handle(self, command: CommandEnvelope, pending: list[Awaitable[Any]]) -> Outcome:
+    async def _handle(
+        self, command: CommandEnvelope, pending: list[Awaitable[Any]]
+    ) -> CommandOutcome:
         payload = command.payload
         now = self._clock()
         if isinstance(payload, ListRooms):
@@ -675,7 +677,7 @@ class CommandProcessor:
             states = await self._user_room_states(command.actor.user_id)
             emits = rules.presence_changed(states, command)
             await self._send(self._envelopes(emits, command, None, now, command.key), pending)
-            return Outcome.ANSWERED
+            return CommandOutcome.ANSWERED
         if not getattr(payload, "room_scoped", False) and not isinstance(
             payload, CreateRoom | JoinRoom | JoinAsSpectator | RejoinRoom
         ):
@@ -698,7 +700,7 @@ class CommandProcessor:
                     self._envelopes((refused,), command, command.room_id, now, command.key),
                     pending,
                 )
-                return Outcome.REJECTED
+                return CommandOutcome.REJECTED
             if isinstance(payload, CreateRoom):
                 owner = await self._claim_name(payload.game_type, payload.room_name, room_id)
                 if owner != room_id:
@@ -706,7 +708,7 @@ class CommandProcessor:
                     await self._send(
                         self._envelopes((emit,), command, room_id, now, room_id), pending
                     )
-                    return Outcome.REJECTED
+                    return CommandOutcome.REJECTED
             return await self._room_command(command, room_id, now, pending)
 
     async def _over_cap(self, command: CommandEnvelope, room_id: str) -> Emit | None:
@@ -738,7 +740,7 @@ class CommandProcessor:
 
     async def _direct_message(
         self, command: CommandEnvelope, now: datetime, pending: list[Awaitable[Any]]
-    ) -> Outcome:
+    ) -> CommandOutcome:
         """Exactly once: the events are recorded (sender + msg_id, SET NX) before they are
         sent and marked sent once Kafka acknowledged them. A redelivery of a sent message
         publishes nothing; one whose first delivery never got its events acknowledged sends
@@ -753,12 +755,12 @@ class CommandProcessor:
         user_id, msg_id = command.actor.user_id, str(command.msg_id)
         first, earlier = await self._store.record_direct(user_id, msg_id, Record(events=events))
         if not first and earlier is None:
-            return Outcome.DUPLICATE
+            return CommandOutcome.DUPLICATE
         acks: list[Awaitable[Any]] = []
         await self._send(events if earlier is None else earlier.events, acks)
         pending.extend(acks)
         pending.append(asyncio.ensure_future(self._mark_direct_sent(acks, user_id, msg_id)))
-        return Outcome.ANSWERED if first else Outcome.DUPLICATE
+        return CommandOutcome.ANSWERED if first else CommandOutcome.DUPLICATE
 
     async def _mark_direct_sent(
         self, acks: list[Awaitable[Any]], user_id: str, msg_id: str
@@ -816,7 +818,7 @@ class CommandProcessor:
 
     async def _room_command(
         self, command: CommandEnvelope, room_id: str, now: datetime, pending: list[Awaitable[Any]]
-    ) -> Outcome:
+    ) -> CommandOutcome:
         msg_id = str(command.msg_id)
         position = _position.get()
         state = await self._load(room_id)
@@ -855,7 +857,7 @@ class CommandProcessor:
             if result.status is CommitStatus.OLD:
                 # handled before, its record trimmed since: its events went out then
                 _log.info("command_below_watermark", offset=position.offset if position else None)
-                return Outcome.DUPLICATE
+                return CommandOutcome.DUPLICATE
             if result.status is CommitStatus.CONFLICT:
                 self._metrics.conflicts.inc()
                 state = (
@@ -868,13 +870,17 @@ class CommandProcessor:
             if result.status is CommitStatus.DUPLICATE:
                 assert result.record is not None
                 await self._after_commit(self._after_duplicate(room_id, result.record, pending))
-                return Outcome.DUPLICATE
+                return CommandOutcome.DUPLICATE
             self._remember(room_id, after)
             steps = self._committed(
                 command, room_id, state, after, outcome, projection, events, pending
             )
             await self._after_commit(steps)
-            return Outcome.APPLIED if outcome.rejected is None else self._rejected_outcome(outcome)
+            return (
+                CommandOutcome.APPLIED
+                if outcome.rejected is None
+                else self._rejected_outcome(outcome)
+            )
         raise RuntimeError(f"room {room_id}: {_MAX_CONFLICT_RETRIES} version conflicts in a row")
 
     async def _answer(
@@ -886,7 +892,7 @@ class CommandProcessor:
         seen: Seen,
         now: datetime,
         pending: list[Awaitable[Any]],
-    ) -> Outcome:
+    ) -> CommandOutcome:
         """An outcome that changes nothing (a rejection, a read-only answer): sent, never
         stored, so reads and refusals cost the room no record (a redelivery is answered
         again). An earlier delivery that did take effect still gets its recorded events; one
@@ -894,9 +900,9 @@ class CommandProcessor:
         command the room applied then may be refused now), only a read is answered again."""
         if seen.record is not None:
             await self._after_commit(self._after_duplicate(room_id, seen.record, pending))
-            return Outcome.DUPLICATE
+            return CommandOutcome.DUPLICATE
         if seen.old and outcome.rejected is not None:
-            return Outcome.DUPLICATE
+            return CommandOutcome.DUPLICATE
         after: RoomState | None = outcome.state
         events = self._envelopes(emits, command, room_id, now, room_id)
         for timer in outcome.timers:
@@ -907,7 +913,9 @@ class CommandProcessor:
             after is None or not _same_name(after, command.payload)
         ):
             await self._release_if_create(command, room_id)
-        return Outcome.ANSWERED if outcome.rejected is None else self._rejected_outcome(outcome)
+        return (
+            CommandOutcome.ANSWERED if outcome.rejected is None else self._rejected_outcome(outcome)
+        )
 
     async def _committed(
         self,
@@ -939,13 +947,13 @@ class CommandProcessor:
         except Exception as exc:  # re-raised as a retry, never swallowed
             raise AfterCommitError(f"{type(exc).__name__}: {exc}") from exc
 
-    def _rejected_outcome(self, outcome: Any) -> Outcome:
+    def _rejected_outcome(self, outcome: Any) -> CommandOutcome:
         """REJECTED, or FAULT when the rules reported an internal fault: that is logged
         (error level; the notes name the fault, never chat text or passwords)."""
         if not outcome.notes:
-            return Outcome.REJECTED
+            return CommandOutcome.REJECTED
         _log.error("rules_fault", notes=list(outcome.notes))
-        return Outcome.FAULT
+        return CommandOutcome.FAULT
 
     async def _run_apply(
         self, state: RoomState | None, command: CommandEnvelope, now: datetime
@@ -1012,7 +1020,7 @@ class CommandProcessor:
         payload: ListRooms,
         now: datetime,
         pending: list[Awaitable[Any]],
-    ) -> Outcome:
+    ) -> CommandOutcome:
         """One page from the room index (lobby.py): never reads every room."""
         user_id, game_type = command.actor.user_id, payload.game_type
         page = await self._lobby.page(
@@ -1032,7 +1040,7 @@ class CommandProcessor:
         )
         emit = Emit(reply_audience(command), room_list)
         await self._send(self._envelopes((emit,), command, None, now, command.key), pending)
-        return Outcome.ANSWERED
+        return CommandOutcome.ANSWERED
 
     async def _user_room_states(self, user_id: str) -> list[RoomState]:
         # bounded: `user_rooms` holds at most max_rooms_per_user rooms (see `_over_cap`)
