@@ -74,8 +74,7 @@ def test_webclient_serves_nothing_else(client: TestClient, path: str) -> None:
 
 def test_webclient_is_mounted_on_the_gateway_app() -> None:
     gateway: Any = object()  # the lifespan (which would start it) does not run here
-    app = create_ws_app(gateway)
-    with_client = TestClient(app)
+    with_client = TestClient(create_ws_app(gateway))
     response = with_client.get("/")
     assert response.status_code == 200
     assert b'src="/static/app.js"' in response.content

@@ -1,5 +1,6 @@
-"""The two ASGI apps of one gateway process: `/ws` (with the lifespan that starts the
-clients) and the small operations app (`/health`, `/ready`, `/metrics`)."""
+"""The two ASGI apps of one gateway process: the public one (`/ws`, the browser client, and
+the lifespan that starts the clients) and the small operations app (`/health`, `/ready`,
+`/metrics`)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from parlour_gateway.gateway import Gateway
 from parlour_gateway.webclient import mount_web_client
-
-
-def _gateway_ws(websocket: WebSocket) -> Gateway:
-    gateway: Gateway = websocket.app.state.gateway
-    return gateway
 
 
 def _gateway_http(request: Request) -> Gateway:
@@ -26,11 +23,15 @@ def _gateway_http(request: Request) -> Gateway:
     return gateway
 
 
-WsGateway = Annotated[Gateway, Depends(_gateway_ws)]
 HttpGateway = Annotated[Gateway, Depends(_gateway_http)]
 
 
-def create_ws_app(gateway: Gateway) -> FastAPI:
+def create_ws_app(gateway: Gateway) -> WsFastPath:
+    """The ASGI app of the public port, as `main.serve` hands it to uvicorn: `/ws` sockets
+    go to `gateway.serve` through `WsFastPath`, the one entry point of a socket; the FastAPI
+    app behind it runs the lifespan (which starts and stops the gateway) and serves the
+    browser client."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
@@ -40,21 +41,16 @@ def create_ws_app(gateway: Gateway) -> FastAPI:
             await gateway.stop()
 
     app = FastAPI(title="parlour-gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.gateway = gateway
-
-    @app.websocket("/ws")
-    async def ws_endpoint(websocket: WebSocket, gw: WsGateway) -> None:
-        await gw.serve(websocket)
-
     mount_web_client(app)
-    return app
+    return WsFastPath(app, gateway)
 
 
 class WsFastPath:
     """The ASGI app uvicorn serves: `/ws` sockets go straight to the gateway; everything else
-    (lifespan, the web client) to the FastAPI app. A socket lives for hours, and FastAPI's
-    route for it keeps its middleware frames, exit stacks and dependency results alive the
-    whole time (about 6 KB per socket); the gateway needs none of them."""
+    (lifespan, the web client) to the FastAPI app. `/ws` is deliberately not a FastAPI route:
+    a socket lives for hours, and a route would keep its middleware frames, exit stacks and
+    dependency results alive the whole time (about 6 KB per socket); the gateway needs none
+    of them."""
 
     def __init__(self, app: FastAPI, gateway: Gateway, path: str = "/ws") -> None:
         self.app = app

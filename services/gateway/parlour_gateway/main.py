@@ -16,7 +16,7 @@ from collections.abc import Generator
 
 import uvicorn
 
-from parlour_gateway.app import WsFastPath, create_ops_app, create_ws_app
+from parlour_gateway.app import create_ops_app, create_ws_app
 from parlour_gateway.gateway import Gateway
 from parlour_gateway.logs import configure_logging, get_logger
 from parlour_gateway.settings import GatewaySettings, SettingsError, load_settings
@@ -36,7 +36,7 @@ class _Server(uvicorn.Server):
 async def serve(settings: GatewaySettings) -> None:
     gateway = Gateway(settings)
     ws_config = uvicorn.Config(
-        WsFastPath(create_ws_app(gateway), gateway),
+        create_ws_app(gateway),
         host=settings.bind_host,
         port=settings.ws_port,
         ws=LightWebSocketProtocol,  # websockets-sansio with lighter per-socket state
