@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import json
 
-from protocol_golden_util import REPO_ROOT, gen_docs
+from protocol_docs.files import render, stale
+from protocol_docs.sources import DOCS_DIR, DOCS_MD
+from protocol_golden_util import REPO_ROOT
 
 from parlour_protocol.v1 import CLIENT_COMMANDS, INTERNAL_COMMANDS, SERVER_EVENTS, type_tag
 
 
 def test_generated_files_are_up_to_date() -> None:
-    stale = gen_docs()._stale(gen_docs().render())
-    assert not stale, (
+    outdated = stale(render())
+    assert not outdated, (
         "generated protocol docs are stale; run "
-        ".venv/bin/python scripts/gen_protocol_docs.py --write\n" + "\n".join(stale)
+        ".venv/bin/python scripts/protocol_docs --write\n" + "\n".join(outdated)
     )
 
 
 def test_generation_is_deterministic() -> None:
-    assert gen_docs().render() == gen_docs().render()
+    assert render() == render()
 
 
 def test_every_message_has_a_schema_and_a_doc_section() -> None:
-    files = gen_docs().render()
-    markdown = files[gen_docs().DOCS_MD]
+    files = render()
+    markdown = files[DOCS_MD]
     for folder, models in (
         ("client", CLIENT_COMMANDS),
         ("internal", INTERNAL_COMMANDS),
@@ -31,7 +33,7 @@ def test_every_message_has_a_schema_and_a_doc_section() -> None:
     ):
         for model in models:
             tag = type_tag(model)
-            schema = json.loads(files[gen_docs().DOCS_DIR / "schemas" / folder / f"{tag}.json"])
+            schema = json.loads(files[DOCS_DIR / "schemas" / folder / f"{tag}.json"])
             assert schema["properties"]["type"]["const"] == tag
             assert f"#### `{tag}`" in markdown
 
@@ -81,7 +83,7 @@ def test_protocol_md_lists_what_was_left_out() -> None:
 def test_golden_examples_fit_their_schema_top_level() -> None:
     """Without a JSON Schema validator installed: every required property is in the example,
     every example key is a declared property, and `type` is the schema's const."""
-    files = gen_docs().render()
+    files = render()
     for folder, models in (
         ("client", CLIENT_COMMANDS),
         ("internal", INTERNAL_COMMANDS),
@@ -89,10 +91,23 @@ def test_golden_examples_fit_their_schema_top_level() -> None:
     ):
         for model in models:
             tag = type_tag(model)
-            schema = json.loads(files[gen_docs().DOCS_DIR / "schemas" / folder / f"{tag}.json"])
+            schema = json.loads(files[DOCS_DIR / "schemas" / folder / f"{tag}.json"])
             example = json.loads(
                 (REPO_ROOT / "tests" / "protocol" / "golden" / f"{tag}.json").read_text()
             )
             assert set(schema.get("required", [])) <= set(example), tag
             assert set(example) <= set(schema["properties"]), tag
             assert example["type"] == schema["properties"]["type"]["const"]
+
+
+def test_every_message_says_who_receives_it_or_what_it_causes() -> None:
+    """The protocol docs read a command's answer and an event's audience from the message
+    class itself (`doc_answer` / `doc_audience`), so each one sets its own."""
+    for model in (*CLIENT_COMMANDS, *INTERNAL_COMMANDS):
+        text = vars(model).get("doc_answer")
+        assert isinstance(text, str), f"{type_tag(model)} sets no doc_answer"
+        assert text.strip(), type_tag(model)
+    for event in SERVER_EVENTS:
+        text = vars(event).get("doc_audience")
+        assert isinstance(text, str), f"{type_tag(event)} sets no doc_audience"
+        assert text.strip(), type_tag(event)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from protocol_golden_util import GOLDEN_DIR, compact, gen_docs, golden_messages
+from protocol_docs.snapshot import breaking_changes, fields_snapshot, merged_fields_snapshot
+from protocol_golden_util import GOLDEN_DIR, compact, golden_messages
 from pydantic import BaseModel, TypeAdapter
 
 from parlour_protocol.v1 import (
@@ -120,14 +121,14 @@ def _recorded() -> dict[str, dict[str, Any]]:
 
 
 def test_no_model_or_field_removed_or_renamed() -> None:
-    problems = gen_docs().breaking_changes(_recorded(), gen_docs().fields_snapshot())
+    problems = breaking_changes(_recorded(), fields_snapshot())
     assert not problems, "breaking changes inside v1:\n" + "\n".join(problems)
 
 
 def test_the_snapshot_check_catches_breaking_changes() -> None:
     """The guard itself: simulated removals, renames and tightenings are reported."""
     recorded = _recorded()
-    current = gen_docs().fields_snapshot()
+    current = fields_snapshot()
     rolled = "games.bigger_dice:Rolled"
     broken = json.loads(json.dumps(current))
     del broken[rolled]["fields"]["new_score"]  # removed
@@ -136,7 +137,7 @@ def test_the_snapshot_check_catches_breaking_changes() -> None:
     broken["rooms:CreateRoom"]["fields"]["password"] = "required"  # optional -> required
     broken["chat:SendChat"]["type"] = "games.command.chat"  # message renamed
     del broken["system:Heartbeat"]  # model removed
-    problems = gen_docs().breaking_changes(recorded, broken)
+    problems = breaking_changes(recorded, broken)
     assert len(problems) == 5, problems
     assert any("new_score" in p for p in problems)
     assert any("turn_deadline" in p for p in problems)
@@ -147,15 +148,15 @@ def test_the_snapshot_check_catches_breaking_changes() -> None:
     grown = json.loads(json.dumps(current))
     grown[rolled]["fields"]["bonus"] = "optional"
     grown["rooms:CreateRoom"]["fields"]["password"] = "optional"
-    assert gen_docs().breaking_changes(recorded, grown) == []
+    assert breaking_changes(recorded, grown) == []
 
 
 def test_new_fields_are_recorded_and_optional() -> None:
     """New models may have any fields; a new field on a recorded model must be optional. Run
-    `scripts/gen_protocol_docs.py --write` to record additions."""
+    `scripts/protocol_docs --write` to record additions."""
     recorded = _recorded()
     unrecorded: list[str] = []
-    for key, entry in gen_docs().fields_snapshot().items():
+    for key, entry in fields_snapshot().items():
         if key not in recorded:
             unrecorded.append(f"model {key}")
             continue
@@ -163,9 +164,7 @@ def test_new_fields_are_recorded_and_optional() -> None:
             if name not in recorded[key]["fields"]:
                 assert kind != "required", f"{key}.{name}: a new field must be optional"
                 unrecorded.append(f"{key}.{name}")
-    assert not unrecorded, "record with scripts/gen_protocol_docs.py --write: " + ", ".join(
-        unrecorded
-    )
+    assert not unrecorded, "record with scripts/protocol_docs --write: " + ", ".join(unrecorded)
 
 
 def test_snapshot_merge_never_drops_a_field() -> None:
@@ -173,7 +172,7 @@ def test_snapshot_merge_never_drops_a_field() -> None:
     recorded = _recorded()
     some_key = next(iter(recorded))
     tampered = {**recorded, some_key: {**recorded[some_key], "fields": {"gone": "required"}}}
-    merged = gen_docs().merged_fields_snapshot(tampered)
+    merged = merged_fields_snapshot(tampered)
     assert merged[some_key]["fields"]["gone"] == "required"
     assert set(recorded[some_key]["fields"]) <= set(merged[some_key]["fields"])
 

@@ -57,6 +57,10 @@ GameType = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern
 """The name a game registers under (`bigger_dice`)."""
 
 
+WHOLE_ROOM = "whole room (players, lobby, spectators) - carries `seq`"
+"""The `doc_audience` of an event every member of a room receives, numbered by `seq`."""
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware UTC (serialised as RFC 3339 with `Z`)."""
     return datetime.now(UTC)
@@ -84,6 +88,10 @@ class ClientCommand(WireModel):
     room_scoped: ClassVar[bool] = False
     """True when the command carries `room_id` and is ordered with the room's commands."""
 
+    doc_answer: ClassVar[str]
+    """For the protocol docs: what the command causes and who receives it (for a client
+    command, its answer). Every concrete command sets it; a test fails when one does not."""
+
 
 class RoomCommand(ClientCommand):
     """A command about one room, named by id; Kafka key = room_id."""
@@ -104,3 +112,8 @@ class ServerEvent(WireModel):
 
     type: str
     seq: int | None = Field(default=None, ge=1)
+
+    doc_audience: ClassVar[str]
+    """For the protocol docs: which sockets receive the event, and whether it carries `seq`.
+    Every concrete event sets it (`WHOLE_ROOM` for room-wide ones); a test fails when one does
+    not."""

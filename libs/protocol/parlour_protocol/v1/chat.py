@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from parlour_protocol.v1 import limits
 from parlour_protocol.v1.base import (
+    WHOLE_ROOM,
     ChatContent,
     ClientCommand,
     Id,
@@ -46,12 +47,14 @@ class ChatMessageItem(WireModel):
 
 class SendChat(RoomCommand):
     type: Literal["games.command.send_chat"] = "games.command.send_chat"
+    doc_answer: ClassVar[str] = "`chat_message`"
     channel: ChatChannel
     content: ChatContent
 
 
 class GetChatHistory(RoomCommand):
     type: Literal["games.command.get_chat_history"] = "games.command.get_chat_history"
+    doc_answer: ClassVar[str] = "`chat_history`"
     channel: ChatChannel
     limit: int = Field(
         default=limits.CHAT_HISTORY_DEFAULT_LIMIT, ge=1, le=limits.CHAT_HISTORY_MAX_LIMIT
@@ -67,16 +70,19 @@ class MuteUser(TargetedRoomCommand):
     """Hide a user's chat from the caller (the mute is per viewer)."""
 
     type: Literal["games.command.mute_user"] = "games.command.mute_user"
+    doc_answer: ClassVar[str] = "`user_muted` to the caller"
 
 
 class UnmuteUser(TargetedRoomCommand):
     type: Literal["games.command.unmute_user"] = "games.command.unmute_user"
+    doc_answer: ClassVar[str] = "`user_unmuted` to the caller"
 
 
 class SendDirectMessage(ClientCommand):
     """A private message to another user; it reaches every socket of the recipient."""
 
     type: Literal["chat.command.send_message"] = "chat.command.send_message"
+    doc_answer: ClassVar[str] = "`chat.event.message_received` to recipient and sender"
     recipient_id: UserId
     content: ChatContent
 
@@ -89,6 +95,10 @@ class ChatMessage(ServerEvent):
     a `seq`); spectators channel messages go to the spectators only."""
 
     type: Literal["games.event.chat_message"] = "games.event.chat_message"
+    doc_audience: ClassVar[str] = (
+        "channel `lobby` or `players`: " + WHOLE_ROOM + "; channel "
+        "`spectators`: the spectators only - `seq` null"
+    )
     room_id: RoomId
     channel: ChatChannel
     message_id: Id
@@ -107,6 +117,9 @@ class ChatHistory(ServerEvent):
     message's id)."""
 
     type: Literal["games.event.chat_history"] = "games.event.chat_history"
+    doc_audience: ClassVar[str] = (
+        "the requesting socket; messages of users the requester muted are left out - `seq` null"
+    )
     room_id: RoomId
     channel: ChatChannel
     messages: list[ChatMessageItem]
@@ -117,6 +130,7 @@ class ChatHistory(ServerEvent):
 
 class UserMuted(ServerEvent):
     type: Literal["games.event.user_muted"] = "games.event.user_muted"
+    doc_audience: ClassVar[str] = "the muting user only - `seq` null"
     room_id: RoomId
     target_user_id: UserId
     target_username: Username
@@ -124,6 +138,7 @@ class UserMuted(ServerEvent):
 
 class UserUnmuted(ServerEvent):
     type: Literal["games.event.user_unmuted"] = "games.event.user_unmuted"
+    doc_audience: ClassVar[str] = "the unmuting user only - `seq` null"
     room_id: RoomId
     target_user_id: UserId
     target_username: Username
@@ -133,6 +148,7 @@ class DirectMessageReceived(ServerEvent):
     """To every socket of the recipient and of the sender."""
 
     type: Literal["chat.event.message_received"] = "chat.event.message_received"
+    doc_audience: ClassVar[str] = "every socket of the recipient and of the sender - `seq` null"
     message_id: Id
     sender_id: UserId
     sender_name: Username

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -14,6 +14,10 @@ class PlayerDisconnectedCommand(RoomCommand):
     """Published by a gateway when a user's last socket closes, once per room they are in."""
 
     type: Literal["games.command.player_disconnected"] = "games.command.player_disconnected"
+    doc_answer: ClassVar[str] = (
+        "published by a gateway when a user's last socket "
+        "closes, once per room; a player of a running game gets `player_disconnected`"
+    )
 
 
 class PresenceChanged(ClientCommand):
@@ -21,6 +25,10 @@ class PresenceChanged(ClientCommand):
     engine tells the members of the user's rooms (`presence.event.user_online/offline`)."""
 
     type: Literal["games.command.presence_changed"] = "games.command.presence_changed"
+    doc_answer: ClassVar[str] = (
+        "published by a gateway on a user's first socket open / "
+        "last socket close; members of the user's rooms get `presence.event.user_online/offline`"
+    )
     online: bool
 
 
@@ -36,6 +44,10 @@ class TimerFired(RoomCommand):
     it was set for, so a stale timer (the turn moved on) has no effect."""
 
     type: Literal["games.command.timer_fired"] = "games.command.timer_fired"
+    doc_answer: ClassVar[str] = (
+        "published by the engine's timer loop; a turn timeout rolls for "
+        "the player (`rolled` with `auto` true), a disconnect grace opens the vote"
+    )
     kind: TimerKind
     token: str = Field(
         min_length=1, max_length=200, description="names the deadline the timer was set for"

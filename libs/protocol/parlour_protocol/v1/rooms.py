@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, StringConstraints, computed_field, model_validator
 
 from parlour_protocol.v1 import limits
 from parlour_protocol.v1.base import (
+    WHOLE_ROOM,
     ClientCommand,
     GameType,
     Password,
@@ -163,6 +164,7 @@ class ListRooms(ClientCommand):
     room that stays listed during the walk exactly once."""
 
     type: Literal["games.command.list_rooms"] = "games.command.list_rooms"
+    doc_answer: ClassVar[str] = "`games.event.room_list`"
     game_type: GameType = "bigger_dice"
     cursor: RoomListCursor | None = Field(
         default=None, description="`next_cursor` of the previous page; none = first page"
@@ -179,6 +181,7 @@ class CreateRoom(ClientCommand):
     """Create a room; the creator becomes host and first lobby member."""
 
     type: Literal["games.command.create_room"] = "games.command.create_room"
+    doc_answer: ClassVar[str] = "`room_created` (broadcast), then `room_state` to the creator"
     game_type: GameType
     room_name: RoomName
     password: Password = None
@@ -190,6 +193,7 @@ class JoinRoom(ClientCommand):
     """Join a waiting room's lobby by name."""
 
     type: Literal["games.command.join_room"] = "games.command.join_room"
+    doc_answer: ClassVar[str] = "`room_state` to the joiner, then `lobby_joined` to the room"
     room_name: RoomName
     game_type: GameType = "bigger_dice"
     password: Password = None
@@ -197,6 +201,10 @@ class JoinRoom(ClientCommand):
 
 class JoinAsSpectator(ClientCommand):
     type: Literal["games.command.join_as_spectator"] = "games.command.join_as_spectator"
+    doc_answer: ClassVar[str] = (
+        "`room_state` (and the game's state event when running) "
+        "to the joiner, then `spectator_joined` to the room"
+    )
     room_name: RoomName
     game_type: GameType = "bigger_dice"
     password: Password = None
@@ -207,6 +215,11 @@ class RejoinRoom(ClientCommand):
     room events after it, or sends a fresh `room_state` when they are no longer kept."""
 
     type: Literal["games.command.rejoin_room"] = "games.command.rejoin_room"
+    doc_answer: ClassVar[str] = (
+        "members: `room_state`, the game's state event, "
+        "`player_rejoined`/`player_auto_disabled` as they apply, or the replay of the room events "
+        "after `last_seq`; non-members and banned users: `not_in_room`"
+    )
     room_id: RoomId | None = None
     room_name: RoomName | None = None
     game_type: GameType = "bigger_dice"
@@ -225,20 +238,30 @@ class LeaveRoom(RoomCommand):
     """Leave the room. A player leaving a running game counts as a disconnect."""
 
     type: Literal["games.command.leave_room"] = "games.command.leave_room"
+    doc_answer: ClassVar[str] = (
+        "`player_left` (a player of a running game: "
+        "`player_disconnected`); `room_removed` first when the room closes"
+    )
 
 
 class StopSpectating(RoomCommand):
     type: Literal["games.command.stop_spectating"] = "games.command.stop_spectating"
+    doc_answer: ClassVar[str] = "`spectator_left`"
 
 
 class Ready(RoomCommand):
     """A selected player declares ready; the game starts when every seat is ready."""
 
     type: Literal["games.command.ready"] = "games.command.ready"
+    doc_answer: ClassVar[str] = (
+        "`player_ready`; when every seat is ready the game starts "
+        "(`game_started`, `turn_changed`, `room_removed` reason `game_started`)"
+    )
 
 
 class SetReady(RoomCommand):
     type: Literal["games.command.set_ready"] = "games.command.set_ready"
+    doc_answer: ClassVar[str] = "`player_ready_changed` (`is_ready` false un-readies)"
     is_ready: bool
 
 
@@ -246,42 +269,59 @@ class StartGame(RoomCommand):
     """Host starts the game; every seat must be selected and ready."""
 
     type: Literal["games.command.start_game"] = "games.command.start_game"
+    doc_answer: ClassVar[str] = "`game_started`, `turn_changed`, `room_removed`"
 
 
 class SelectPlayer(TargetedRoomCommand):
     type: Literal["games.command.select_player"] = "games.command.select_player"
+    doc_answer: ClassVar[str] = (
+        "`player_selected`; on the last seat `removed_from_game` to "
+        "the unselected, `game_starting` and `room_state`"
+    )
 
 
 class DeselectPlayer(TargetedRoomCommand):
     type: Literal["games.command.deselect_player"] = "games.command.deselect_player"
+    doc_answer: ClassVar[str] = "`player_deselected`, `selected_players_updated`"
 
 
 class KickPlayer(TargetedRoomCommand):
     type: Literal["games.command.kick_player"] = "games.command.kick_player"
+    doc_answer: ClassVar[str] = "`player_kicked`"
 
 
 class KickSpectator(TargetedRoomCommand):
     type: Literal["games.command.kick_spectator"] = "games.command.kick_spectator"
+    doc_answer: ClassVar[str] = (
+        "`spectator_kicked`; the spectator also gets `system.error` `kicked_from_room`"
+    )
 
 
 class BanPlayer(TargetedRoomCommand):
     type: Literal["games.command.ban_player"] = "games.command.ban_player"
+    doc_answer: ClassVar[str] = "`player_banned`"
 
 
 class UnbanPlayer(TargetedRoomCommand):
     type: Literal["games.command.unban_player"] = "games.command.unban_player"
+    doc_answer: ClassVar[str] = "`player_unbanned`"
 
 
 class VoteKickDisconnected(TargetedRoomCommand):
     """Vote to hand a disconnected player's turns to the server after their grace ran out."""
 
     type: Literal["games.command.vote_kick_disconnected"] = "games.command.vote_kick_disconnected"
+    doc_answer: ClassVar[str] = (
+        "`kick_vote_received`; when the vote passes "
+        "`player_auto_enabled` (reason `vote_kick`) and the server rolls for the player"
+    )
 
 
 class DesignateAdminSpectator(TargetedRoomCommand):
     type: Literal["games.command.designate_admin_spectator"] = (
         "games.command.designate_admin_spectator"
     )
+    doc_answer: ClassVar[str] = "`admin_spectator_designated`"
 
 
 # --- server -> client ---------------------------------------------------------------------
@@ -291,6 +331,7 @@ class RoomCreated(ServerEvent):
     """Broadcast to the sockets that listed this game's rooms, so their lists update live."""
 
     type: Literal["games.event.room_created"] = "games.event.room_created"
+    doc_audience: ClassVar[str] = "broadcast: sockets that listed the game's rooms - `seq` null"
     room_id: RoomId
     room_name: str
     game_type: GameType
@@ -312,6 +353,10 @@ class RoomStateEvent(ServerEvent):
     """A full snapshot, to one user (create, join, rejoin, spectate, game starting)."""
 
     type: Literal["games.event.room_state"] = "games.event.room_state"
+    doc_audience: ClassVar[str] = (
+        "one user (creator, joiner, rejoiner, new spectator, every seat "
+        "when selection completes) - `seq` null; `room.last_seq` says where the room stands"
+    )
     room: RoomSnapshot
 
 
@@ -319,6 +364,7 @@ class RoomList(ServerEvent):
     """One page of rooms (see `list_rooms`), at most `ROOM_LIST_PAGE_MAX`."""
 
     type: Literal["games.event.room_list"] = "games.event.room_list"
+    doc_audience: ClassVar[str] = "the requesting socket - `seq` null"
     game_type: GameType
     rooms: list[RoomListItem]
     cursor: RoomListCursor | None = Field(
@@ -333,6 +379,7 @@ class RoomRemoved(ServerEvent):
     """Broadcast: the room is gone from lobby lists."""
 
     type: Literal["games.event.room_removed"] = "games.event.room_removed"
+    doc_audience: ClassVar[str] = "broadcast: sockets that listed the game's rooms - `seq` null"
     room_id: RoomId
     room_name: str
     game_type: GameType
@@ -343,6 +390,7 @@ class NotInRoom(ServerEvent):
     """Answer to a rejoin by a non-member: enough to offer "enter room"."""
 
     type: Literal["games.event.not_in_room"] = "games.event.not_in_room"
+    doc_audience: ClassVar[str] = "the rejoining socket - `seq` null"
     room_id: RoomId
     room_name: str
     is_password_protected: bool
@@ -352,6 +400,7 @@ class NotInRoom(ServerEvent):
 
 class LobbyJoined(ServerEvent):
     type: Literal["games.event.lobby_joined"] = "games.event.lobby_joined"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     room_name: str
     player: PlayerInfo
@@ -359,12 +408,14 @@ class LobbyJoined(ServerEvent):
 
 class PlayerSelected(ServerEvent):
     type: Literal["games.event.player_selected"] = "games.event.player_selected"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     player: PlayerInfo
 
 
 class PlayerDeselected(ServerEvent):
     type: Literal["games.event.player_deselected"] = "games.event.player_deselected"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     user_id: UserId
     username: Username
@@ -372,6 +423,7 @@ class PlayerDeselected(ServerEvent):
 
 class SelectedPlayersUpdated(ServerEvent):
     type: Literal["games.event.selected_players_updated"] = "games.event.selected_players_updated"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     selected_players: list[UserId]
 
@@ -380,12 +432,19 @@ class GameStarting(ServerEvent):
     """Every seat is selected: the ready phase begins."""
 
     type: Literal["games.event.game_starting"] = "games.event.game_starting"
+    doc_audience: ClassVar[str] = (
+        "each selected player and each spectator (audience `users`), "
+        "followed by a fresh `room_state` - `seq` null"
+    )
     room_id: RoomId
     players: list[PlayerInfo]
 
 
 class RemovedFromGame(ServerEvent):
     type: Literal["games.event.removed_from_game"] = "games.event.removed_from_game"
+    doc_audience: ClassVar[str] = (
+        "each unselected lobby member, when every seat is taken - `seq` null"
+    )
     room_id: RoomId
     reason: str
     message: str
@@ -393,6 +452,7 @@ class RemovedFromGame(ServerEvent):
 
 class PlayerReady(ServerEvent):
     type: Literal["games.event.player_ready"] = "games.event.player_ready"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     user_id: UserId
     username: Username
@@ -400,6 +460,7 @@ class PlayerReady(ServerEvent):
 
 class PlayerReadyChanged(ServerEvent):
     type: Literal["games.event.player_ready_changed"] = "games.event.player_ready_changed"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     user_id: UserId
     username: Username
@@ -413,6 +474,7 @@ class StartedPlayer(WireModel):
 
 class GameStarted(ServerEvent):
     type: Literal["games.event.game_started"] = "games.event.game_started"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     game_type: GameType
     players: list[StartedPlayer]
@@ -423,6 +485,7 @@ class TurnChanged(ServerEvent):
     """Whose turn it is; `turn_deadline` is when the server plays for them."""
 
     type: Literal["games.event.turn_changed"] = "games.event.turn_changed"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     current_turn: UserId
     turn_number: int = Field(ge=1, description="1 for the first turn, +1 on every change")
@@ -433,6 +496,7 @@ class TurnChanged(ServerEvent):
 
 class PlayerLeft(ServerEvent):
     type: Literal["games.event.player_left"] = "games.event.player_left"
+    doc_audience: ClassVar[str] = WHOLE_ROOM + "; the leaver receives it too"
     room_id: RoomId
     player_id: UserId
     player_name: Username
@@ -440,6 +504,7 @@ class PlayerLeft(ServerEvent):
 
 class PlayerKicked(ServerEvent):
     type: Literal["games.event.player_kicked"] = "games.event.player_kicked"
+    doc_audience: ClassVar[str] = WHOLE_ROOM + "; the kicked user receives it too"
     room_id: RoomId
     player_id: UserId
     player_name: Username
@@ -447,6 +512,7 @@ class PlayerKicked(ServerEvent):
 
 class PlayerBanned(ServerEvent):
     type: Literal["games.event.player_banned"] = "games.event.player_banned"
+    doc_audience: ClassVar[str] = WHOLE_ROOM + "; the banned user receives it too"
     room_id: RoomId
     player_id: UserId
     player_name: Username
@@ -454,6 +520,7 @@ class PlayerBanned(ServerEvent):
 
 class PlayerUnbanned(ServerEvent):
     type: Literal["games.event.player_unbanned"] = "games.event.player_unbanned"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     player_id: UserId
     player_name: Username
@@ -463,6 +530,10 @@ class PlayerDisconnected(ServerEvent):
     """A player's last socket dropped during the game; they have until `timeout_at`."""
 
     type: Literal["games.event.player_disconnected"] = "games.event.player_disconnected"
+    doc_audience: ClassVar[str] = (
+        WHOLE_ROOM + "; repeated to a rejoining user for each "
+        "still-pending disconnect with `seq` null"
+    )
     room_id: RoomId
     user_id: UserId
     username: Username
@@ -471,6 +542,7 @@ class PlayerDisconnected(ServerEvent):
 
 class PlayerRejoined(ServerEvent):
     type: Literal["games.event.player_rejoined"] = "games.event.player_rejoined"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     user_id: UserId
     username: Username
@@ -480,6 +552,7 @@ class KickVoteReceived(ServerEvent):
     """A vote against a disconnected player; the vote passes at `votes_required`."""
 
     type: Literal["games.event.kick_vote_received"] = "games.event.kick_vote_received"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     target_user_id: UserId
     voter_id: UserId
@@ -489,6 +562,7 @@ class KickVoteReceived(ServerEvent):
 
 class PlayerAutoEnabled(ServerEvent):
     type: Literal["games.event.player_auto_enabled"] = "games.event.player_auto_enabled"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     user_id: UserId
     username: Username
@@ -497,6 +571,7 @@ class PlayerAutoEnabled(ServerEvent):
 
 class PlayerAutoDisabled(ServerEvent):
     type: Literal["games.event.player_auto_disabled"] = "games.event.player_auto_disabled"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     user_id: UserId
     username: Username
@@ -504,6 +579,7 @@ class PlayerAutoDisabled(ServerEvent):
 
 class SpectatorJoined(ServerEvent):
     type: Literal["games.event.spectator_joined"] = "games.event.spectator_joined"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     spectator: SpectatorInfo
     spectator_count: int = Field(ge=0)
@@ -511,6 +587,7 @@ class SpectatorJoined(ServerEvent):
 
 class SpectatorLeft(ServerEvent):
     type: Literal["games.event.spectator_left"] = "games.event.spectator_left"
+    doc_audience: ClassVar[str] = WHOLE_ROOM + "; the leaver receives it too"
     room_id: RoomId
     user_id: UserId
     username: Username
@@ -519,6 +596,7 @@ class SpectatorLeft(ServerEvent):
 
 class SpectatorKicked(ServerEvent):
     type: Literal["games.event.spectator_kicked"] = "games.event.spectator_kicked"
+    doc_audience: ClassVar[str] = WHOLE_ROOM + "; the kicked spectator receives it too"
     room_id: RoomId
     user_id: UserId
     username: Username
@@ -529,6 +607,7 @@ class AdminSpectatorDesignated(ServerEvent):
     type: Literal["games.event.admin_spectator_designated"] = (
         "games.event.admin_spectator_designated"
     )
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     user_id: UserId
     username: Username

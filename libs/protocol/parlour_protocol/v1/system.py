@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -31,6 +31,9 @@ class Authenticate(ClientCommand):
     """
 
     type: Literal["system.authenticate"] = "system.authenticate"
+    doc_answer: ClassVar[str] = (
+        "gateway: `system.authenticated`, or `system.error` `auth_failed`/`already_authenticated`"
+    )
     token: str | None = Field(default=None, min_length=1, max_length=limits.TOKEN_MAX_LENGTH)
     user_id: UserId | None = None
     username: Username | None = None
@@ -40,12 +43,14 @@ class Heartbeat(ClientCommand):
     """Keep-alive; answered with `system.heartbeat_ack`."""
 
     type: Literal["system.heartbeat"] = "system.heartbeat"
+    doc_answer: ClassVar[str] = "gateway: `system.heartbeat_ack`"
 
 
 class SyncState(ClientCommand):
     """Ask for the rooms this user belongs to; answered with `system.state_snapshot`."""
 
     type: Literal["system.sync_state"] = "system.sync_state"
+    doc_answer: ClassVar[str] = "gateway: `system.state_snapshot`"
 
 
 # --- server -> client ---------------------------------------------------------------------
@@ -55,6 +60,7 @@ class Welcome(ServerEvent):
     """First frame on every socket."""
 
     type: Literal["system.welcome"] = "system.welcome"
+    doc_audience: ClassVar[str] = "the new socket, first frame - `seq` null"
     connection_id: Id
     timestamp: datetime = Field(default_factory=utc_now)
     protocol_version: str = limits.PROTOCOL_VERSION
@@ -65,6 +71,7 @@ class Welcome(ServerEvent):
 
 class Authenticated(ServerEvent):
     type: Literal["system.authenticated"] = "system.authenticated"
+    doc_audience: ClassVar[str] = "the authenticating socket - `seq` null"
     user_id: UserId
     username: Username
     roles: list[str] = Field(default_factory=list)
@@ -74,6 +81,7 @@ class Authenticated(ServerEvent):
 
 class HeartbeatAck(ServerEvent):
     type: Literal["system.heartbeat_ack"] = "system.heartbeat_ack"
+    doc_audience: ClassVar[str] = "the socket that sent the heartbeat - `seq` null"
     timestamp: datetime = Field(default_factory=utc_now)
 
 
@@ -87,6 +95,9 @@ class Error(ServerEvent):
     `request_id` echoes the command's."""
 
     type: Literal["system.error"] = "system.error"
+    doc_audience: ClassVar[str] = (
+        "the socket whose command failed (audience `connection`) - `seq` null"
+    )
     code: ErrorCode
     message: str
     request_id: RequestId | None = None
@@ -104,6 +115,7 @@ class Ack(ServerEvent):
     """The command with this `request_id` was handed to the engine under `msg_id`."""
 
     type: Literal["system.ack"] = "system.ack"
+    doc_audience: ClassVar[str] = "the socket that sent the command - `seq` null"
     request_id: RequestId
     msg_id: str = Field(description="the command envelope's msg_id (its idempotency key)")
 
@@ -112,6 +124,7 @@ class ReauthRequired(ServerEvent):
     """The token expired; send `system.authenticate` with a fresh one before `deadline`."""
 
     type: Literal["system.reauth_required"] = "system.reauth_required"
+    doc_audience: ClassVar[str] = "every socket of the user whose token expired - `seq` null"
     reason: str = "token_expired"
     deadline: datetime
 
@@ -120,6 +133,7 @@ class StateSnapshot(ServerEvent):
     """Answer to `system.sync_state`: the rooms the user is a member of."""
 
     type: Literal["system.state_snapshot"] = "system.state_snapshot"
+    doc_audience: ClassVar[str] = "the socket that sent `system.sync_state` - `seq` null"
     active_rooms: list[Id] = Field(default_factory=list)
     timestamp: datetime = Field(default_factory=utc_now)
 
@@ -128,6 +142,7 @@ class UserOnline(ServerEvent):
     """A member of one of your rooms came online (first socket on any gateway)."""
 
     type: Literal["presence.event.user_online"] = "presence.event.user_online"
+    doc_audience: ClassVar[str] = "users who share a room with the user - `seq` null"
     user_id: UserId
     username: Username
     timestamp: datetime = Field(default_factory=utc_now)
@@ -137,6 +152,7 @@ class UserOffline(ServerEvent):
     """A member of one of your rooms went offline (last socket closed or expired)."""
 
     type: Literal["presence.event.user_offline"] = "presence.event.user_offline"
+    doc_audience: ClassVar[str] = "users who share a room with the user - `seq` null"
     user_id: UserId
     username: Username
     timestamp: datetime = Field(default_factory=utc_now)

@@ -4,11 +4,12 @@ re-rolled by the tied players only, first to 10 points wins. The server rolls.""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from parlour_protocol.v1.base import (
+    WHOLE_ROOM,
     RoomCommand,
     RoomId,
     ServerEvent,
@@ -32,12 +33,20 @@ class Roll(RoomCommand):
     """Roll for yourself when it is your turn. The client never sends a value."""
 
     type: Literal["games.command.bigger_dice.roll"] = "games.command.bigger_dice.roll"
+    doc_answer: ClassVar[str] = (
+        "`rolled`, then `turn_changed`, or `round_result` followed "
+        "by `game_over` / `turn_changed` / `tiebreaker_started` + `turn_changed`"
+    )
 
 
 class AutoRoll(TargetedRoomCommand):
     """Ask the server to roll for an auto-played player whose turn is stuck."""
 
     type: Literal["games.command.bigger_dice.auto_roll"] = "games.command.bigger_dice.auto_roll"
+    doc_answer: ClassVar[str] = (
+        "as `roll`, with `auto` true; ignored unless it is "
+        "the target's turn and the target is auto-played"
+    )
 
 
 class EnableAutoPlay(RoomCommand):
@@ -45,6 +54,10 @@ class EnableAutoPlay(RoomCommand):
 
     type: Literal["games.command.bigger_dice.enable_auto_play"] = (
         "games.command.bigger_dice.enable_auto_play"
+    )
+    doc_answer: ClassVar[str] = (
+        "`player_auto_enabled` (reason `voluntary`); "
+        "the server rolls whenever it is the caller's turn"
     )
 
 
@@ -56,6 +69,7 @@ class Rolled(ServerEvent):
     server rolled for the player (turn timer, auto-play, vote-kick)."""
 
     type: Literal["games.event.bigger_dice.rolled"] = "games.event.bigger_dice.rolled"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     player_id: UserId
     player_name: Username
@@ -72,6 +86,7 @@ class RoundResult(ServerEvent):
     `by_tiebreaker_limit` marks a point awarded to the first tied player after the limit."""
 
     type: Literal["games.event.bigger_dice.round_result"] = "games.event.bigger_dice.round_result"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     round_number: int = Field(ge=1)
     rolls: list[tuple[UserId, Die]] = Field(description="[player id, roll] in roll order")
@@ -87,6 +102,7 @@ class TiebreakerStarted(ServerEvent):
     type: Literal["games.event.bigger_dice.tiebreaker_started"] = (
         "games.event.bigger_dice.tiebreaker_started"
     )
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     tied_players: list[UserId]
     tied_roll: Die = Field(description="the highest roll, which the tied players share")
@@ -110,6 +126,7 @@ class GameStateEvent(ServerEvent):
     """The game's state for a (re)joining player or spectator, with round history."""
 
     type: Literal["games.event.bigger_dice.state"] = "games.event.bigger_dice.state"
+    doc_audience: ClassVar[str] = "the rejoining player or joining spectator - `seq` null"
     room_id: RoomId
     round_number: int = Field(ge=1)
     current_rolls: list[tuple[UserId, Die]] = Field(
@@ -135,6 +152,7 @@ class GameOver(ServerEvent):
     """`final_scores` lists every player in seat order."""
 
     type: Literal["games.event.bigger_dice.game_over"] = "games.event.bigger_dice.game_over"
+    doc_audience: ClassVar[str] = WHOLE_ROOM
     room_id: RoomId
     winner: UserId
     winner_name: Username
