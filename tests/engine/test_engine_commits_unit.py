@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 
-from parlour_engine.commits import OffsetCommitter, batch_offsets
+from parlour_engine.kafka_consumer import OffsetCommitter, batch_offsets
 
 TP0 = TopicPartition("cmd", 0)
 TP1 = TopicPartition("cmd", 1)

@@ -12,11 +12,11 @@ from uuid import UUID
 from aiokafka.partitioner import DefaultPartitioner
 from redis.asyncio.connection import Connection
 
+from parlour_engine.handler import envelopes
 from parlour_engine.kafka_producer import CachedPartitioner
 from parlour_engine.redis_pool import HiredisPackConnection
 from parlour_engine.rules import RulesConfig, apply
 from parlour_engine.store import PublishedEvent, Record
-from parlour_engine.worker import CommandProcessor
 from parlour_protocol.v1 import Actor, CommandEnvelope, EventEnvelope
 from parlour_protocol.v1.base import ClientCommand
 from parlour_protocol.v1.rooms import CreateRoom, JoinRoom
@@ -53,8 +53,7 @@ def test_engine_constructed_envelopes_equal_validated_ones() -> None:
     emits = [*first.emits, *second.emits, *again.emits]
     assert emits
     for command, outcome in ((create, first), (join, second), (bad, again)):
-        built = CommandProcessor._envelopes(
-            None,  # type: ignore[arg-type]  # the method reads no processor state
+        built = envelopes(
             outcome.emits,
             command,
             "room-1",

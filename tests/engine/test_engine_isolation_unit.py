@@ -12,9 +12,10 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
+from parlour_engine.failures import InfraError
 from parlour_engine.isolation import FailingBatches, process_one_by_one
+from parlour_engine.kafka_consumer import RawCommand
 from parlour_engine.metrics import EngineMetrics
-from parlour_engine.worker import InfraError, RawCommand
 
 _TP = TopicPartition("games.command.v1", 0)
 

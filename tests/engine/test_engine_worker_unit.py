@@ -30,19 +30,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from parlour_engine.failures import EventTooLarge, InfraError, is_outage, redacted
+from parlour_engine.handler import CommandHandler, envelopes, seeded_rng
+from parlour_engine.kafka_consumer import RawCommand
 from parlour_engine.metrics import EngineMetrics
 from parlour_engine.rules import ChatRead, Emit, RulesConfig
+from parlour_engine.rules.context import reply_audience
 from parlour_engine.store import PublishedEvent, Record, RoomStore
-from parlour_engine.worker import (
-    CommandProcessor,
-    EventTooLarge,
-    InfraError,
-    RawCommand,
-    is_outage,
-    redacted,
-    reply_audience,
-    seeded_rng,
-)
+from parlour_engine.worker import CommandProcessor
 from parlour_protocol.v1 import (
     Actor,
     Audience,
@@ -197,15 +192,13 @@ def _chat_items(count: int, chars: int) -> list[str]:
 
 
 async def _history(store: RoomStore, limit: int, before: str | None, hidden: set[str]) -> Any:
-    processor = CommandProcessor(
+    handler = CommandHandler(
         redis=aioredis.Redis(host="127.0.0.1", port=1),
         store=store,
         sink=RecordingSink(),
         metrics=EngineMetrics(),
         config=RulesConfig(),
         events_topic="events",
-        dlq_topic="dlq",
-        max_tries=3,
         rng_for=seeded_rng(1),
     )
     read = ChatRead(
@@ -216,7 +209,7 @@ async def _history(store: RoomStore, limit: int, before: str | None, hidden: set
         audience=Audience(kind=AudienceKind.USER, user_ids=["u1"]),
     )
     payload = GetChatHistory(room_id="r1", channel=ChatChannel.LOBBY, limit=limit, before=before)
-    emit = await processor._chat_history(read, payload)
+    emit = await handler._chat_history(read, payload)
     return emit.message
 
 
@@ -256,8 +249,7 @@ def test_engine_event_over_the_budget_is_refused_when_built() -> None:
         ChatHistory(room_id="r1", channel=ChatChannel.LOBBY, messages=items),
     )
     with pytest.raises(EventTooLarge):
-        CommandProcessor._envelopes(
-            None,  # type: ignore[arg-type]  # the method reads no processor state
+        envelopes(
             (emit,),
             command,
             "r1",

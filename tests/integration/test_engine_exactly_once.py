@@ -17,11 +17,13 @@ import redis.asyncio as aioredis
 import structlog
 from engine_harness import Bus, EngineProcess, actor, running_engine
 
+from parlour_engine.handler import seeded_rng
+from parlour_engine.kafka_consumer import RawCommand
 from parlour_engine.kafka_producer import KafkaSink
 from parlour_engine.metrics import EngineMetrics
-from parlour_engine.rules import RulesConfig, _core
+from parlour_engine.rules import RulesConfig, dispatch
 from parlour_engine.store import PublishedEvent, Record, RoomStore
-from parlour_engine.worker import CommandProcessor, RawCommand, seeded_rng
+from parlour_engine.worker import CommandProcessor
 from parlour_protocol.v1 import (
     Audience,
     AudienceKind,
@@ -169,7 +171,7 @@ async def test_engine_rules_fault_is_logged_and_counted(
     def broken(_ctx: Any, _payload: Any) -> None:
         raise ZeroDivisionError("leave_room is broken")
 
-    monkeypatch.setitem(_core._HANDLERS, LeaveRoom, broken)
+    monkeypatch.setitem(dispatch.HANDLERS, LeaveRoom, broken)
     redis = aioredis.from_url(redis_url)
     sink = KafkaSink([kafka_bootstrap], "test-fault")
     await sink.start()

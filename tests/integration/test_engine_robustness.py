@@ -23,10 +23,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from engine_harness import Bus, EngineProcess, actor, running_engine, start_game
 
+from parlour_engine.failures import InfraError
+from parlour_engine.handler import seeded_rng
+from parlour_engine.kafka_consumer import RawCommand
 from parlour_engine.metrics import EngineMetrics
 from parlour_engine.rules import RulesConfig
 from parlour_engine.store import RoomStore
-from parlour_engine.worker import CommandProcessor, InfraError, RawCommand, seeded_rng
+from parlour_engine.worker import CommandProcessor
 from parlour_protocol.v1 import Actor, CommandEnvelope, RedisKeys, Topics, encode
 from parlour_protocol.v1.limits import EVENT_MAX_BYTES
 from parlour_protocol.v1.rooms import CreateRoom, JoinAsSpectator, JoinRoom

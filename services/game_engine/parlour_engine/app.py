@@ -16,9 +16,11 @@ from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.annotations import KafkaMessage
 from redis.exceptions import RedisError
 
-from parlour_engine.commits import OffsetCommitter, batch_offsets
+from parlour_engine.failures import InfraError
+from parlour_engine.handler import production_rng, seeded_rng
 from parlour_engine.health import HealthServer, Readiness, eviction_warnings
 from parlour_engine.isolation import FailingBatches, process_one_by_one
+from parlour_engine.kafka_consumer import OffsetCommitter, RawCommand, batch_offsets
 from parlour_engine.kafka_producer import KafkaSink
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics
@@ -28,13 +30,7 @@ from parlour_engine.settings import EngineSettings
 from parlour_engine.store import RoomStore
 from parlour_engine.supervisor import Supervisor
 from parlour_engine.timers import TimerLoop
-from parlour_engine.worker import (
-    CommandProcessor,
-    InfraError,
-    RawCommand,
-    production_rng,
-    seeded_rng,
-)
+from parlour_engine.worker import CommandProcessor
 from parlour_protocol.v1 import GAMES, CommandEnvelope, encode
 
 _log = get_logger(__name__)

@@ -20,9 +20,10 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from parlour_engine.failures import InfraError, is_outage
+from parlour_engine.kafka_consumer import RawCommand
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics
-from parlour_engine.worker import InfraError, RawCommand, is_outage
 
 _log = get_logger(__name__)
 

@@ -4,10 +4,11 @@ Room list. `RedisKeys.rooms_waiting(game)` is one sorted set per game with one m
 waiting room, `<created_at epoch ms, 13 digits>|<room_id>` at score 0, so the set's
 lexicographic order is creation order and a member is a stable cursor: a page is one
 `ZRANGE key (<cursor> + BYLEX LIMIT 0 n` plus one pipelined GET of those rooms, whatever the
-number of rooms. The worker writes the index after each commit (`listing_member`), next to
-`rooms_by_game`. Rooms leave the index when they start or are removed; an entry whose room is
-gone or no longer waiting is also dropped when a page meets it (a room never returns to
-`waiting`, so that is always right), which heals an index write lost to a crash.
+number of rooms. The command handler (handler.py) writes the index after each commit
+(`listing_member`), next to `rooms_by_game`. Rooms leave the index when they start or are
+removed; an entry whose room is gone or no longer waiting is also dropped when a page meets
+it (a room never returns to `waiting`, so that is always right), which heals an index write
+lost to a crash.
 
 Rooms created before the index existed are listed after a one-time rebuild from
 `rooms_by_game`, run by the first `list_rooms` of the game on each engine until one engine
@@ -16,7 +17,7 @@ through it do no harm).
 
 Per-user caps count the user's entries in `user_rooms` (written by the same projection). The
 check runs before the command and the index is written after its commit, so the caps are
-exact for one user's commands handled one after the other; the worker also serialises one
+exact for one user's commands handled one after the other; the handler also serialises one
 user's create/join commands inside one engine (`UserTurns`). Commands for different rooms go
 to different partitions, possibly of different engines: N engines taking the same user's
 concurrent creates/joins at the same moment can each pass the check, so the bound that holds
@@ -90,7 +91,7 @@ class Lobby:
 
     async def states(self, room_ids: Iterable[str]) -> dict[str, RoomState]:
         """The rooms that exist among `room_ids`, freshly read (one pipelined GET: the keys
-        are in different hash slots). Never the worker's cache: another engine may own them."""
+        are in different hash slots). Never the handler's cache: another engine may own them."""
         ids = list(dict.fromkeys(room_ids))
         if not ids:
             return {}

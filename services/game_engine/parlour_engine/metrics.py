@@ -42,14 +42,14 @@ class EngineMetrics:
         )
         self.dead_letters = Counter(
             "parlour_engine_dead_letters",
-            "Commands sent to the dead-letter topic, by reason (worker.DeadLetterReason)",
+            "Commands sent to the dead-letter topic, by reason (failures.DeadLetterReason)",
             ["reason"],
             registry=self.registry,
         )
         self.stalled_records = Gauge(
             "parlour_engine_stalled_records",
             "Commands being retried after a failure right now; each holds its partition "
-            "(see worker.RECORD_STALL_MAX_SECONDS for the bound)",
+            "(see failures.RECORD_STALL_MAX_SECONDS for the bound)",
             registry=self.registry,
         )
         self.conflicts = Counter(

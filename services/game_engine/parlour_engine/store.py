@@ -1,4 +1,5 @@
-"""Redis access for one room: a load, and ONE Lua script that commits a command's effect.
+"""Redis access for one room: a load, and ONE Lua script that commits a command's effect
+(plus the small script that releases a room's name; every Lua script of the engine is here).
 
 The script is the room's only write path. Over keys that share the `{room:<id>}` hash tag it
 1. returns the recorded outcome if the command's msg_id was already applied (nothing written),
@@ -157,6 +158,16 @@ if excess > 0 then
 end
 redis.call('EXPIRE', KEYS[4], ARGV[6])
 return {'ok'}
+"""
+
+
+# KEYS: 1 a room name's claim; ARGV: 1 the room id. Compare-and-delete: the name is released
+# only while it still names this room (another room may have claimed it since).
+_RELEASE_NAME_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
 """
 
 
@@ -361,8 +372,8 @@ class _Pipelined:
 
 
 class RoomStore:
-    """Redis access for rooms. One instance per process; the script is registered once and
-    run by EVALSHA (redis-py reloads it if the server lost its script cache)."""
+    """Redis access for rooms. One instance per process; the scripts are registered once and
+    run by EVALSHA (reloaded if the server lost its script cache)."""
 
     def __init__(
         self,
@@ -381,6 +392,7 @@ class RoomStore:
         self._applied_ttl = applied_ttl_seconds
         self._ended_ttl = ended_room_ttl_seconds
         self._commit = _Pipelined(redis, _COMMIT_LUA)
+        self._release_name = redis.register_script(_RELEASE_NAME_LUA)
 
     @property
     def keys(self) -> RedisKeys:
@@ -482,6 +494,10 @@ class RoomStore:
             return CommitResult(CommitStatus.OLD)
         current = reply[1].decode() if reply[1] else None
         return CommitResult(CommitStatus.CONFLICT, current_state=current)
+
+    async def release_name(self, game_type: str, room_name: str, room_id: str) -> None:
+        """Free the room name if it still names `room_id` (one script: compare and delete)."""
+        await self._release_name(keys=[self._keys.room_name(game_type, room_name)], args=[room_id])
 
     async def record_direct(
         self, user_id: str, msg_id: str, record: Record

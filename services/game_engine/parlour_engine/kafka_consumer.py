@@ -1,4 +1,5 @@
-"""Offset commits that trail the processing, in order.
+"""The engine's Kafka consumer side: `RawCommand` (one record of the commands topic, as the
+processor takes it) and the offset commits that trail the processing, in order.
 
 The consume loop hands each processed batch (its producer acknowledgements and the offsets
 to commit) to an `OffsetCommitter` and goes straight on to the next poll. A background chain
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -28,6 +30,17 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from parlour_engine.logging import get_logger
 
 _log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RawCommand:
+    """One Kafka record of the commands topic, as the processor needs it."""
+
+    key: str
+    value: bytes
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
 
 
 def batch_offsets(
