@@ -11,13 +11,31 @@ from parlour_protocol.v1 import PROTOCOL_VERSION, CommandEnvelope, EventEnvelope
 from protocol_docs.sources import envelope_example
 
 
+def _asyncapi_schema(node: Any) -> Any:
+    """`node` without pydantic's OpenAPI-style `discriminator` objects.
+
+    An AsyncAPI 3 Schema Object's `discriminator` is a string naming a property whose value
+    is the name of a schema that inherits this one (allOf polymorphism). A message union is
+    not that: its members are told apart by their `type` const, which `oneOf` already checks,
+    so the annotation is dropped rather than rewritten into a claim that does not hold."""
+    if isinstance(node, dict):
+        return {
+            key: _asyncapi_schema(value)
+            for key, value in node.items()
+            if not (key == "discriminator" and isinstance(value, dict))
+        }
+    if isinstance(node, list):
+        return [_asyncapi_schema(item) for item in node]
+    return node
+
+
 def asyncapi() -> dict[str, Any]:
     """The AsyncAPI document of the Kafka topics, commands and events."""
     ref = "#/components/schemas/{model}"
     _, top = models_json_schema(
         [(CommandEnvelope, "validation"), (EventEnvelope, "validation")], ref_template=ref
     )
-    schemas = dict(sorted(top["$defs"].items()))
+    schemas = {name: _asyncapi_schema(schema) for name, schema in sorted(top["$defs"].items())}
     kafka = {"bindingVersion": "0.5.0"}
 
     def message(name: str, model: type[BaseModel], key: str, summary: str) -> dict[str, Any]:
