@@ -55,6 +55,7 @@ class ErrorCode(StrEnum):
     PLAYER_ALREADY_AUTO = "player_already_auto"
     PLAYER_NOT_DISCONNECTED = "player_not_disconnected"
     DISCONNECT_ALREADY_HANDLED = "disconnect_already_handled"
+    """Reserved: never sent (see its meaning); removing it would narrow the v1 schema."""
     DISCONNECT_TIMEOUT_ACTIVE = "disconnect_timeout_active"
     NOT_ELIGIBLE_TO_VOTE = "not_eligible_to_vote"
     ALREADY_VOTED = "already_voted"
@@ -117,7 +118,9 @@ ERROR_MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_PLAYER: "The caller or the target of a vote is not a player.",
     ErrorCode.PLAYER_ALREADY_AUTO: "The target is already played by the server.",
     ErrorCode.PLAYER_NOT_DISCONNECTED: "The target has no pending disconnect.",
-    ErrorCode.DISCONNECT_ALREADY_HANDLED: "The target already reconnected or was voted out.",
+    ErrorCode.DISCONNECT_ALREADY_HANDLED: "Reserved, never sent: kept so the value stays valid "
+    "on the wire. A vote against a target who came back gets `player_not_disconnected`, against "
+    "one already voted out `player_already_auto`.",
     ErrorCode.DISCONNECT_TIMEOUT_ACTIVE: "The target's reconnect grace has not run out yet.",
     ErrorCode.NOT_ELIGIBLE_TO_VOTE: "The caller may not vote (disconnected, auto-played or the "
     "target).",

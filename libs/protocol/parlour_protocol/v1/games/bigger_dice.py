@@ -44,8 +44,9 @@ class AutoRoll(TargetedRoomCommand):
 
     type: Literal["games.command.bigger_dice.auto_roll"] = "games.command.bigger_dice.auto_roll"
     doc_answer: ClassVar[str] = (
-        "as `roll`, with `auto` true; ignored unless it is "
-        "the target's turn and the target is auto-played"
+        "as `roll`, with `auto` true, when the target is seated, on turn and played by the "
+        "server; otherwise refused with `system.error` (`not_your_turn`, `game_error`, "
+        "`invalid_player`, `not_in_room` or `game_not_in_progress`)"
     )
 
 
