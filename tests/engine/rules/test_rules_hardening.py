@@ -11,7 +11,7 @@ from rules_table import FAST, ROOM, ScriptedRng, Table, of_type, types, uid
 
 from parlour_engine.games.bigger_dice import HISTORY_KEEP, DiceState
 from parlour_engine.rules import Outcome, RoomState, RulesConfig, presence_changed
-from parlour_engine.rules._core import PRESENCE_AUDIENCE_CHUNK
+from parlour_engine.rules.queries import PRESENCE_AUDIENCE_CHUNK
 from parlour_protocol.v1 import AudienceKind, ErrorCode, RedisKeys
 from parlour_protocol.v1 import chat as c
 from parlour_protocol.v1 import rooms as r

@@ -294,7 +294,7 @@ def test_a_fault_in_the_rules_refuses_the_command_and_tells_the_sender(
 ) -> None:
     import random
 
-    from parlour_engine.rules import _core, apply
+    from parlour_engine.rules import apply, dispatch
 
     table = Table()
     table.lobby_of(2)
@@ -303,7 +303,7 @@ def test_a_fault_in_the_rules_refuses_the_command_and_tells_the_sender(
     def broken(ctx: object, payload: object) -> None:
         raise KeyError("boom")
 
-    monkeypatch.setitem(_core._HANDLERS, r.Ready, broken)
+    monkeypatch.setitem(dispatch.HANDLERS, r.Ready, broken)
     envelope = table.envelope("u2", r.Ready(room_id=ROOM))
     out = apply(before, envelope, random.Random(1), table.now, RulesConfig())
     assert out.rejected is ErrorCode.INTERNAL_ERROR

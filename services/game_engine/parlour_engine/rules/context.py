@@ -1,18 +1,36 @@
-"""The working context of one `apply` call: the state being built and everything the command
-produces. Handlers and game plugins write through it so seq numbering and audience
-resolution live in one place."""
+"""The working context of one `apply` call and the handler contract: `Ctx` (the state being
+built and everything the command produces), `Rejected` (a handler's refusal), `Handlers` (the
+table a rules module registers its room commands in) and the refusal answers. Handlers and
+game plugins write through `Ctx` so seq numbering and audience resolution live in one place."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Any, TypeAlias, TypeVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from parlour_engine.rules.state import RoomState
-from parlour_engine.rules.types import ChatAppend, ChatRead, Emit, Rng, RulesConfig, TimerRequest
-from parlour_protocol.v1 import Audience, AudienceKind, CommandEnvelope, ErrorCode, ServerEvent
+from parlour_engine.rules.types import (
+    ChatAppend,
+    ChatRead,
+    Emit,
+    Outcome,
+    Rng,
+    RulesConfig,
+    TimerRequest,
+)
+from parlour_protocol.v1 import (
+    ERROR_MEANINGS,
+    Audience,
+    AudienceKind,
+    CommandEnvelope,
+    ErrorCode,
+    ServerEvent,
+)
 from parlour_protocol.v1.internal import TimerKind
-from parlour_protocol.v1.rooms import TurnChanged
+from parlour_protocol.v1.rooms import RemovalReason, RoomRemoved, TurnChanged
+from parlour_protocol.v1.system import Error
 
 _ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://parlour.invalid/engine/rules")
 
@@ -105,6 +123,19 @@ class Ctx:
         """To the acting connection (or, lacking one, every socket of the actor)."""
         self.emits.append(Emit(reply_audience(self.command), message))
 
+    # --- the room's end -------------------------------------------------------------------
+
+    def remove_room(self, reason: RemovalReason) -> None:
+        """The room ends with this command: `apply` deletes its state (`Outcome.state` None)
+        and the room lists drop it (`room_removed`, broadcast)."""
+        st = self.state
+        self.removed = True
+        self.broadcast(
+            RoomRemoved(
+                room_id=st.room_id, room_name=st.room_name, game_type=st.game_type, reason=reason
+            )
+        )
+
     # --- turns ----------------------------------------------------------------------------
 
     def set_turn(self, user_id: str) -> None:
@@ -145,6 +176,8 @@ def derive_id(msg_id: UUID, purpose: str) -> UUID:
 
 
 def reply_audience(command: CommandEnvelope) -> Audience:
+    """Who hears the answer to `command`: its connection, or every socket of its actor when
+    it came from no connection (an internal command)."""
     if command.connection_id is not None:
         return Audience(
             kind=AudienceKind.CONNECTION,
@@ -153,3 +186,98 @@ def reply_audience(command: CommandEnvelope) -> Audience:
             gateway_id=command.gateway_id,
         )
     return Audience(kind=AudienceKind.USER, user_ids=[command.actor.user_id])
+
+
+def error_emit(
+    command: CommandEnvelope,
+    now: datetime,
+    code: ErrorCode,
+    message: str | None = None,
+    *,
+    room_id: str | None = None,
+) -> Emit:
+    """A `system.error` answering `command` (its request_id) to `reply_audience(command)`;
+    `message` defaults to the code's meaning in `ERROR_MEANINGS`."""
+    return Emit(
+        reply_audience(command),
+        Error(
+            code=code,
+            message=message or ERROR_MEANINGS[code],
+            request_id=command.request_id,
+            room_id=room_id,
+            timestamp=now,
+        ),
+    )
+
+
+def refusal(
+    state: RoomState | None,
+    command: CommandEnvelope,
+    now: datetime,
+    rejection: Rejected,
+    *,
+    new_state: RoomState | None = None,
+) -> Outcome:
+    """The `Outcome` of a refused room command: the input `state` itself, unchanged, and the
+    error to the sender. With `new_state` the refusal still changes the room (a wrong
+    password records the attempt), so that state is stored."""
+    emit = error_emit(
+        command, now, rejection.code, rejection.message, room_id=_room_id_of(state, command)
+    )
+    if new_state is not None:
+        return Outcome(state=new_state, emits=(emit,), rejected=rejection.code, changed=True)
+    return Outcome(state=state, emits=(emit,), rejected=rejection.code)
+
+
+def _room_id_of(state: RoomState | None, command: CommandEnvelope) -> str | None:
+    if state is not None:
+        return state.room_id
+    room_id = getattr(command.payload, "room_id", None)
+    return room_id if isinstance(room_id, str) else command.room_id
+
+
+# --- the handler table ----------------------------------------------------------------------
+
+Handler: TypeAlias = Callable[[Ctx, Any], None]
+"""A room command's handler: applies the payload (the second argument) to `ctx.state`, or
+raises `Rejected` before changing anything."""
+
+_H = TypeVar("_H", bound=Handler)
+
+
+class Handlers:
+    """The room commands one rules module handles, each registered where its handler is
+    defined (`@HANDLERS.on(room_msgs.JoinRoom)`). `dispatch` merges the modules' tables at
+    import time."""
+
+    def __init__(self) -> None:
+        self._table: dict[type[Any], Handler] = {}
+
+    def on(self, *payload_types: type[Any]) -> Callable[[_H], _H]:
+        """Register the decorated function as the handler of `payload_types`."""
+
+        def register(handler: _H) -> _H:
+            for payload_type in payload_types:
+                _add(self._table, payload_type, handler)
+            return handler
+
+        return register
+
+    @staticmethod
+    def merge(*tables: Handlers) -> dict[type[Any], Handler]:
+        """One table of every module's handlers; a payload type registered twice is a
+        mistake in the rules and fails at import time, naming the type."""
+        merged: dict[type[Any], Handler] = {}
+        for table in tables:
+            for payload_type, handler in table._table.items():
+                _add(merged, payload_type, handler)
+        return merged
+
+
+def _add(table: dict[type[Any], Handler], payload_type: type[Any], handler: Handler) -> None:
+    if payload_type in table:
+        raise ValueError(
+            f"{payload_type.__name__} has two rules handlers: "
+            f"{table[payload_type].__qualname__} and {handler.__qualname__}"
+        )
+    table[payload_type] = handler

@@ -1,4 +1,4 @@
-"""What clients see of a room: snapshots and list items (never the password hash)."""
+"""What clients see of a room: snapshots, list items and names (never the password hash)."""
 
 from __future__ import annotations
 
@@ -114,3 +114,18 @@ def list_item(state: RoomState, user_id: str) -> RoomListItem | None:
 def listable(state: RoomState, user_id: str, game_type: str) -> bool:
     """Whether `user_id`'s room list of `game_type` shows the room (as `list_item`)."""
     return state.game_type == game_type and list_item(state, user_id) is not None
+
+
+def known_username(state: RoomState, user_id: str) -> str:
+    """The name the room knows `user_id` by (seated, lobby, spectating or banned), else the
+    id itself."""
+    for m in (*state.players, *state.lobby):
+        if m.user_id == user_id:
+            return m.username
+    for s in state.spectators:
+        if s.user_id == user_id:
+            return s.username
+    for b in state.banned:
+        if b.user_id == user_id:
+            return b.username
+    return user_id
