@@ -13,6 +13,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+ASYNCAPI_CHECK := scripts/asyncapi_check/node_modules/.installed
 # `down` and `status` must work before (or without) the virtualenv
 INFRA_PY = $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 
@@ -22,14 +23,15 @@ PACKAGES := libs/protocol/parlour_protocol libs/runtime/parlour_runtime \
             services/gateway/parlour_gateway services/game_engine/parlour_engine
 MYPY_PACKAGES = $(foreach p,$(PACKAGES),$(if $(shell find $(p) -name '*.py' -print -quit 2>/dev/null),$(p)))
 # the infra scripts and test support, type-checked with them
-MYPY_EXTRA := scripts/infra \
+MYPY_EXTRA := scripts/infra scripts/protocol_docs \
               tests/conftest.py tests/integration/conftest.py tests/integration/test_infra.py
 
-.PHONY: help install lock lint test run infra-up infra-down infra-status clean
+.PHONY: help install lock lint test test-tools run infra-up infra-down infra-status clean
 
 help:
 	@echo "make run           install, start Kafka + Redis, run gateway and engine (Ctrl-C stops)"
-	@echo "make test          install, start Kafka + Redis, lint, run every test"
+	@echo "make test          install (chromium, promtool, node too), start Kafka + Redis, lint,"
+	@echo "                   check the AsyncAPI document, run every test"
 	@echo "make install       create .venv/ and install the pinned dependencies"
 	@echo "make lint          ruff check, ruff format --check, mypy"
 	@echo "make infra-up      start (or reuse) Kafka on 127.0.0.1:9092 and Redis on :6379"
@@ -70,12 +72,22 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	MYPYPATH=scripts $(BIN)/mypy $(MYPY_PACKAGES) $(MYPY_EXTRA)
 
-test: $(STAMP)
-	@command -v chromium >/dev/null || { echo "test: chromium is not installed; the browser" \
-	  "tests drive it (apt-get install -y chromium; .ci/run installs it)" >&2; exit 1; }
+# chromium, promtool, node and npm: installed with apt-get as root, otherwise named with the
+# command that installs them (scripts/infra/tools.py)
+test: $(STAMP) test-tools $(ASYNCAPI_CHECK)
 	@$(MAKE) infra-up
 	@$(MAKE) lint
+	@node scripts/asyncapi_check/check.mjs
 	@set -a; . .infra/run/env; set +a; PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest
+
+test-tools: $(STAMP)
+	@$(BIN)/python scripts/infra tools
+
+# the official AsyncAPI parser, from scripts/asyncapi_check/package-lock.json (git-ignored)
+$(ASYNCAPI_CHECK): scripts/asyncapi_check/package-lock.json | test-tools
+	@echo "install: the AsyncAPI parser (npm ci) ..."
+	@npm ci --prefix scripts/asyncapi_check --no-audit --no-fund --loglevel=error
+	@touch $@
 
 run: $(STAMP)
 	@$(MAKE) infra-up
@@ -91,4 +103,5 @@ infra-status:
 	@$(INFRA_PY) scripts/infra status
 
 clean: infra-down
-	rm -rf $(VENV) .infra .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .infra .mypy_cache .ruff_cache .pytest_cache .hypothesis \
+	  scripts/asyncapi_check/node_modules

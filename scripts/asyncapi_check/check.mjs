@@ -28,8 +28,8 @@ for (const path of documents) {
   const name = relative(root, path);
   const { document, diagnostics } = await parser.parse(readFileSync(path, "utf8"), { source: path });
   const errors = diagnostics.filter((d) => d.severity === DiagnosticSeverity.Error);
-  // warnings and hints are printed too, so they are seen, but only errors fail the check
-  for (const d of diagnostics) {
+  // warnings are printed too, so they are seen, but only errors fail the check
+  for (const d of diagnostics.filter((d) => d.severity <= DiagnosticSeverity.Warning)) {
     const where = d.path.length ? d.path.join(".") : "(document)";
     console.error(`${name}: ${severity[d.severity].toLowerCase()}: ${d.code}: ${d.message} at ${where}`);
   }

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from infra.addresses import RedisTarget, port_open
-from infra.apt import apt_install
+from infra.apt import Need, apt_install
 from infra.console import InfraError
 from infra.paths import LOG_DIR, REDIS_DATA, REDIS_PID
 from infra.processes import cmdline, is_our_redis, our_pid, rotate_log
@@ -17,12 +17,8 @@ from infra.redis_probe import redis_ping
 
 
 def _redis_server() -> str:
-    return apt_install(
-        "redis-server",
-        "redis-server",
-        why="the local Redis",
-        instead="set REDIS_URL to a running Redis",
-    )
+    need = Need("redis-server", "redis-server", "the local Redis")
+    return apt_install(need, instead="set REDIS_URL to a running Redis")[need.command]
 
 
 def redis_command(

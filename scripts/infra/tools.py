@@ -5,20 +5,18 @@ AsyncAPI document is checked with the official parser, scripts/asyncapi_check/).
 
 from __future__ import annotations
 
-from infra.apt import apt_install
+from infra.apt import Need, apt_install
 from infra.console import say
 
-#: command -> (Debian package, what needs it)
-TEST_TOOLS: dict[str, tuple[str, str]] = {
-    "chromium": ("chromium", "the browser tests drive it"),
-    "promtool": ("prometheus", "tests/deploy checks the alert rules with it"),
-    "node": ("nodejs", "the AsyncAPI check runs on it"),
-    "npm": ("npm", "installs the AsyncAPI parser"),
-}
+TEST_TOOLS = (
+    Need("chromium", "chromium", "the browser tests drive it"),
+    Need("promtool", "prometheus", "tests/deploy checks the alert rules with it"),
+    Need("node", "nodejs", "runs the AsyncAPI check"),
+    Need("npm", "npm", "installs the AsyncAPI parser"),
+)
 
 
 def ensure_test_tools() -> None:
     """Install every missing test tool, or fail naming the command that would."""
-    for command, (package, why) in TEST_TOOLS.items():
-        path = apt_install(command, package, why=why)
-        say(f"tools  {command:<9} {path}")
+    found = apt_install(*TEST_TOOLS)
+    say("tools  " + ", ".join(found) + " present")
