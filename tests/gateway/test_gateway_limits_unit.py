@@ -20,8 +20,9 @@ from parlour_gateway.dev_tokens import generate_keypair
 from parlour_gateway.metrics import Metrics
 from parlour_gateway.origin import origin_allowed
 from parlour_gateway.ratelimit import KeyedBuckets, Tally, TokenBucket, client_key
-from parlour_gateway.settings import GatewaySettings, SettingsError, load_settings
+from parlour_gateway.settings import GatewaySettings
 from parlour_gateway.tasks import Beat, Supervisor
+from parlour_runtime import SettingsError, load
 
 
 def test_bucket_allows_the_burst_then_the_rate() -> None:
@@ -76,16 +77,16 @@ def test_missing_key_fails_naming_the_setting(
 ) -> None:
     monkeypatch.setenv("JWT_PUBLIC_KEY_PATH", str(tmp_path / "missing.pem"))
     with pytest.raises(SettingsError, match="JWT_PUBLIC_KEY_PATH"):
-        load_settings()
+        load(GatewaySettings)
     monkeypatch.delenv("JWT_PUBLIC_KEY_PATH")
     with pytest.raises(SettingsError, match="JWT_PUBLIC_KEY_PATH"):
-        load_settings()
+        load(GatewaySettings)
 
 
 def test_dev_mode_needs_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JWT_PUBLIC_KEY_PATH", raising=False)
     monkeypatch.setenv("AUTH_DEV_MODE", "true")
-    assert load_settings().auth_dev_mode is True
+    assert load(GatewaySettings).auth_dev_mode is True
 
 
 @pytest.mark.parametrize("algs", ["HS256", "none", "RS256,HS512", ""])
@@ -96,7 +97,7 @@ def test_symmetric_algorithms_are_refused(
     monkeypatch.setenv("JWT_PUBLIC_KEY_PATH", str(public))
     monkeypatch.setenv("JWT_ALGORITHMS", algs)
     with pytest.raises(SettingsError, match="JWT_ALGORITHMS"):
-        load_settings()
+        load(GatewaySettings)
 
 
 # ------------------------------------------------------------------ per-address tables
@@ -173,11 +174,11 @@ def test_client_key(
 def test_dev_mode_listens_on_loopback_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JWT_PUBLIC_KEY_PATH", raising=False)
     monkeypatch.setenv("AUTH_DEV_MODE", "true")
-    settings = load_settings()
+    settings = load(GatewaySettings)
     assert (settings.bind_host, settings.health_bind_host) == ("127.0.0.1", "127.0.0.1")
     monkeypatch.setenv("WS_HOST", "0.0.0.0")
     monkeypatch.setenv("WS_HEALTH_HOST", "::")
-    settings = load_settings()
+    settings = load(GatewaySettings)
     assert (settings.bind_host, settings.health_bind_host) == ("0.0.0.0", "::")
 
 
@@ -186,7 +187,7 @@ def test_production_listens_on_every_interface(
 ) -> None:
     _, public = generate_keypair(tmp_path)
     monkeypatch.setenv("JWT_PUBLIC_KEY_PATH", str(public))
-    settings = load_settings()
+    settings = load(GatewaySettings)
     assert (settings.bind_host, settings.health_bind_host) == ("0.0.0.0", "0.0.0.0")
 
 
@@ -197,17 +198,17 @@ def test_dev_mode_beside_a_jwt_key_is_refused(
     monkeypatch.setenv("JWT_PUBLIC_KEY_PATH", str(public))
     monkeypatch.setenv("AUTH_DEV_MODE", "true")
     with pytest.raises(SettingsError, match="AUTH_DEV_MODE") as info:
-        load_settings()
+        load(GatewaySettings)
     assert "JWT_PUBLIC_KEY_PATH" in str(info.value)
 
 
 def test_trusted_proxies_must_be_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTH_DEV_MODE", "true")
     monkeypatch.setenv("WS_TRUSTED_PROXIES", "10.0.0.0/8, ::1")
-    assert len(load_settings().trusted_proxies) == 2
+    assert len(load(GatewaySettings).trusted_proxies) == 2
     monkeypatch.setenv("WS_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local")
     with pytest.raises(SettingsError, match="WS_TRUSTED_PROXIES"):
-        load_settings()
+        load(GatewaySettings)
 
 
 # ------------------------------------------------------------------ Kafka security
@@ -217,7 +218,7 @@ def _kafka(monkeypatch: pytest.MonkeyPatch, **env: str) -> GatewaySettings:
     monkeypatch.setenv("AUTH_DEV_MODE", "true")
     for name, value in env.items():
         monkeypatch.setenv(name.upper(), value)
-    return load_settings()
+    return load(GatewaySettings)
 
 
 def _ca(tmp_path: Path) -> Path:

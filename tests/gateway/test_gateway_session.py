@@ -92,7 +92,7 @@ def settings(tmp_path: Path) -> GatewaySettings:
     return GatewaySettings(
         jwt_public_key_path=public,
         ws_max_message_size=2048,
-        auth_timeout=0.5,
+        auth_timeout_seconds=0.5,
         ws_rate_limit_burst=100,
     )
 

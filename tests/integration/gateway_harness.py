@@ -107,7 +107,7 @@ class GatewayProc:
             "KAFKA_TOPIC_PREFIX": topic_prefix,
             "REDIS_URL": redis_url,
             "REDIS_KEY_PREFIX": key_prefix,
-            "GATEWAY_LOG_FORMAT": "json",
+            "LOG_FORMAT": "json",
         }
         if public_key is not None:
             full_env["JWT_PUBLIC_KEY_PATH"] = str(public_key)

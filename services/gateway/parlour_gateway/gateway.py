@@ -111,7 +111,7 @@ class Gateway:
         )
         self._redis = aioredis.Redis(connection_pool=pool)
         await self._redis.ping()
-        self._presence = Presence(self._redis, self.keys, s.gateway_id, s.socket_ttl_secs)
+        self._presence = Presence(self._redis, self.keys, s.gateway_id, s.socket_ttl_seconds)
         security = s.kafka_client_kwargs()
         self._producer = AIOKafkaProducer(
             **security,
@@ -119,12 +119,12 @@ class Gateway:
             enable_idempotence=True,
             acks="all",
             linger_ms=1,
-            request_timeout_ms=int(s.kafka_publish_timeout_secs * 1000),
+            request_timeout_ms=int(s.kafka_publish_timeout_seconds * 1000),
             client_id=f"parlour-gateway-{s.gateway_id}",
         )
         await self._producer.start()
         self._publisher = CommandPublisher(
-            self._producer, s.topics.commands, s.kafka_publish_timeout_secs, self.metrics
+            self._producer, s.topics.commands, s.kafka_publish_timeout_seconds, self.metrics
         )
         try:
             partitions = await asyncio.wait_for(self._producer.partitions_for(s.topics.events), 20)
@@ -146,15 +146,15 @@ class Gateway:
         self._events = EventConsumer(self._consumer, s.topics.events, self.hub, self.metrics)
         await self._events.assign(set(partitions))
         events = self._events
-        stall = s.ws_task_stall_secs
+        stall = s.ws_task_stall_seconds
         self._supervisor.spawn("events", events.run, stall_after=stall)
         self._supervisor.spawn(
-            "presence-sweeper", self._sweeper, stall_after=max(stall, 4 * s.presence_sweep_secs)
+            "presence-sweeper", self._sweeper, stall_after=max(stall, 4 * s.presence_sweep_seconds)
         )
         self._supervisor.spawn(
             "gateway-heartbeat",
             self._beat,
-            stall_after=max(stall, 4 * s.ws_heartbeat_interval_secs),
+            stall_after=max(stall, 4 * s.ws_heartbeat_interval_seconds),
         )
         self._session_deps = SessionDeps(
             settings=s,
@@ -373,7 +373,7 @@ class Gateway:
     # --- background ---
     async def _sweeper(self, beat: Beat) -> None:
         """Users whose sockets all died with their gateway (records expired) go offline."""
-        interval = self.settings.presence_sweep_secs
+        interval = self.settings.presence_sweep_seconds
         while True:
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
             try:
@@ -404,10 +404,10 @@ class Gateway:
     async def _beat(self, beat: Beat) -> None:
         """While this process runs, its open sockets' records stay alive (a quiet but open
         socket is still online); when it dies they expire within one socket TTL."""
-        interval = self.settings.ws_heartbeat_interval_secs
+        interval = self.settings.ws_heartbeat_interval_seconds
         while True:
             try:
-                await self.presence.heartbeat_gateway(self.settings.socket_ttl_secs)
+                await self.presence.heartbeat_gateway(self.settings.socket_ttl_seconds)
                 sockets: list[tuple[SocketInfo, bool]] = []
                 for conn in list(self.hub.connections.values()):
                     if (who := conn.identity) is not None:

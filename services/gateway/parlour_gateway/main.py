@@ -1,7 +1,7 @@
 """`parlour-gateway`: the WebSocket server and the operations server in one process.
 
 SIGTERM/SIGINT: stop accepting, close every socket with SERVICE_RESTART (1012) so clients
-reconnect elsewhere, flush the producer, exit; a hard deadline (SHUTDOWN_TIMEOUT_SECS) ends
+reconnect elsewhere, flush the producer, exit; a hard deadline (SHUTDOWN_TIMEOUT_SECONDS) ends
 the process even if a step hangs.
 """
 
@@ -18,9 +18,10 @@ import uvicorn
 
 from parlour_gateway.app import create_ops_app, create_ws_app
 from parlour_gateway.gateway import Gateway
-from parlour_gateway.logs import configure_logging, get_logger
-from parlour_gateway.settings import GatewaySettings, SettingsError, load_settings
+from parlour_gateway.logs import get_logger
+from parlour_gateway.settings import GatewaySettings
 from parlour_gateway.wsproto import LightWebSocketProtocol
+from parlour_runtime import SettingsError, configure_logging, load, log_deprecated_in_use
 
 log = get_logger("parlour_gateway.main")
 
@@ -41,8 +42,8 @@ async def serve(settings: GatewaySettings) -> None:
         port=settings.ws_port,
         ws=LightWebSocketProtocol,  # websockets-sansio with lighter per-socket state
         ws_max_size=settings.server_max_frame,
-        ws_ping_interval=settings.ws_ping_interval_secs,
-        ws_ping_timeout=settings.ws_ping_timeout_secs,
+        ws_ping_interval=settings.ws_ping_interval_seconds,
+        ws_ping_timeout=settings.ws_ping_timeout_seconds,
         ws_per_message_deflate=settings.ws_per_message_deflate,
         # the client address is decided by WS_TRUSTED_PROXIES alone: uvicorn's own handling
         # would believe X-Forwarded-For from any local peer (FORWARDED_ALLOW_IPS=127.0.0.1)
@@ -69,8 +70,8 @@ async def serve(settings: GatewaySettings) -> None:
 
     async def shutdown(signame: str) -> None:
         log.info("shutdown_requested", signal=signame, sockets=len(gateway.hub.connections))
-        loop.call_later(settings.shutdown_timeout_secs, _hard_exit)
-        await gateway.drain(within=max(1.0, settings.shutdown_timeout_secs - 5))
+        loop.call_later(settings.shutdown_timeout_seconds, _hard_exit)
+        await gateway.drain(within=max(1.0, settings.shutdown_timeout_seconds - 5))
         ws_server.should_exit = True
         ops_server.should_exit = True
 
@@ -99,11 +100,12 @@ def _hard_exit() -> None:
 
 def main() -> None:
     try:
-        settings = load_settings()
+        settings = load(GatewaySettings)
     except SettingsError as exc:
         print(f"parlour-gateway: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.gateway_log_level, settings.gateway_log_format)
+    configure_logging(settings.log_level, settings.log_format)
+    log_deprecated_in_use(GatewaySettings)
     if settings.auth_dev_mode:
         log.warning(
             "AUTH_DEV_MODE_ENABLED",

@@ -140,7 +140,7 @@ class Session:
         self.send(
             Welcome(
                 connection_id=self.conn.connection_id,
-                heartbeat_interval=self.settings.ws_heartbeat_interval_secs,
+                heartbeat_interval=self.settings.ws_heartbeat_interval_seconds,
             )
         )
         loop = asyncio.get_running_loop()
@@ -202,7 +202,7 @@ class Session:
         with contextlib.suppress(TimeoutError, RuntimeError, WebSocketDisconnect, OSError):
             await asyncio.wait_for(
                 self.ws.close(code=int(conn.close_code), reason=conn.close_reason[:120]),
-                self.settings.ws_close_timeout_secs,
+                self.settings.ws_close_timeout_seconds,
             )
 
     async def _writer(self) -> None:
@@ -252,7 +252,7 @@ class Session:
             now_mono = time.monotonic()
             now = datetime.now(UTC)
             waits: list[float] = []
-            idle_left = self.last_activity + s.ws_heartbeat_timeout_secs - now_mono
+            idle_left = self.last_activity + s.ws_heartbeat_timeout_seconds - now_mono
             if idle_left <= 0:
                 self.conn.request_close(
                     CloseRequest.HEARTBEAT_TIMEOUT, CloseCode.HEARTBEAT_TIMEOUT, "idle timeout"
@@ -268,7 +268,7 @@ class Session:
                     waits.append(hold_left)
             identity = self.conn.identity
             if identity is None:
-                auth_left = self.started + s.auth_timeout - now_mono
+                auth_left = self.started + s.auth_timeout_seconds - now_mono
                 if auth_left <= 0:
                     self.deps.metrics.auth_failures.labels("timeout").inc()
                     self.conn.request_close(
@@ -281,7 +281,7 @@ class Session:
                     exp_left = (identity.expires_at - now).total_seconds()
                     if exp_left <= 0:
                         self.reauth_deadline = identity.expires_at + timedelta(
-                            seconds=s.auth_reauth_grace_secs
+                            seconds=s.auth_reauth_grace_seconds
                         )
                         self.send(ReauthRequired(deadline=self.reauth_deadline))
                         continue
@@ -434,7 +434,7 @@ class Session:
     async def _hold_user_rooms(self, user_id: str) -> None:
         """Before the socket receives events: hold the rooms the user is already in, so the
         client's rejoin_room replay comes before newer live events (see connection.py)."""
-        hold = self.settings.ws_resume_hold_secs
+        hold = self.settings.ws_resume_hold_seconds
         if hold <= 0:
             return
         try:
@@ -540,7 +540,7 @@ class Session:
         log.warning("room_seq_rewound", room_id=room_id, conn_id=self.conn.connection_id)
         if identity is None:
             return
-        hold = self.settings.ws_resume_hold_secs
+        hold = self.settings.ws_resume_hold_seconds
         if hold > 0:
             self.conn.hold_rooms([room_id])
             self.hold_until = max(self.hold_until or 0.0, time.monotonic() + hold)
@@ -624,7 +624,9 @@ class Session:
         conn = self.conn
         if conn.backlogged():
             try:
-                await asyncio.wait_for(conn.queue.join(), self.settings.ws_heartbeat_timeout_secs)
+                await asyncio.wait_for(
+                    conn.queue.join(), self.settings.ws_heartbeat_timeout_seconds
+                )
             except TimeoutError:
                 conn.request_close(
                     CloseRequest.SLOW_CONSUMER, CloseCode.SLOW_CONSUMER, "replay not read"

@@ -1,5 +1,8 @@
-"""The gateway's configuration: read once from the environment at start-up and passed down.
-A bad value fails start-up with a message that names the environment variable."""
+"""The gateway's configuration, `GatewaySettings`: read once from the environment at start-up
+(``parlour_runtime.load(GatewaySettings)``) and passed down. A bad value fails start-up with a
+message that names the environment variable. Kafka, Redis and logging settings come from the
+mixins of :mod:`parlour_runtime`, shared with the engine.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,23 @@ import ipaddress
 import secrets
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
 
 from parlour_protocol.v1 import RedisKeys, Topics
 from parlour_protocol.v1.limits import MAX_FRAME_BYTES, TOKEN_MAX_LENGTH
-from parlour_runtime import KafkaSecuritySettings
+from parlour_runtime import (
+    KafkaSettings,
+    LogFormat,
+    LoggingSettings,
+    LogLevel,
+    RedisSettings,
+    ServiceSettings,
+    log_format_field,
+    log_level_field,
+    renamed,
+)
 
 _ASYMMETRIC = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
@@ -22,20 +34,15 @@ _ASYMMETRIC = frozenset(
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class SettingsError(Exception):
-    """The environment holds an unusable gateway setting; the message names it."""
-
-
 def _default_gateway_id() -> str:
     host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
     return f"{host[:40] or 'gw'}-{secrets.token_hex(3)}"
 
 
-class GatewaySettings(KafkaSecuritySettings, BaseSettings):
+class GatewaySettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSettings):
     """Every field maps to the environment variable of the same name in upper case; the
-    KAFKA_SECURITY_PROTOCOL/KAFKA_SASL_*/KAFKA_SSL_* ones come from `KafkaSecuritySettings`."""
-
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    KAFKA_*, REDIS_* and LOG_* ones come from the mixins of :mod:`parlour_runtime`. A field
+    with ``validation_alias`` also reads a deprecated old name."""
 
     gateway_id: str = Field(default_factory=_default_gateway_id, pattern=r"^[A-Za-z0-9_.:@-]+$")
 
@@ -51,16 +58,46 @@ class GatewaySettings(KafkaSecuritySettings, BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_max_token_bytes: int = Field(default=TOKEN_MAX_LENGTH, ge=256, le=TOKEN_MAX_LENGTH)
-    auth_timeout: float = Field(default=10.0, gt=0)
+    auth_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=renamed("auth_timeout_seconds", "auth_timeout"),
+        description="seconds a new socket has to authenticate",
+    )
     auth_max_failures: int = Field(default=3, ge=1)
-    auth_reauth_grace_secs: float = Field(default=30.0, gt=0)
+    auth_reauth_grace_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=renamed("auth_reauth_grace_seconds", "auth_reauth_grace_secs"),
+        description="after a token expires, seconds to send a fresh one",
+    )
     auth_dev_mode: bool = False
 
     # --- heartbeat ---
-    ws_heartbeat_interval_secs: int = Field(default=15, ge=1)
-    ws_heartbeat_timeout_secs: float = Field(default=45.0, gt=0)
-    ws_ping_interval_secs: float | None = Field(default=20.0, gt=0)
-    ws_ping_timeout_secs: float | None = Field(default=20.0, gt=0)
+    ws_heartbeat_interval_seconds: int = Field(
+        default=15,
+        ge=1,
+        validation_alias=renamed("ws_heartbeat_interval_seconds", "ws_heartbeat_interval_secs"),
+        description="announced in system.welcome; presence records live 3x this",
+    )
+    ws_heartbeat_timeout_seconds: float = Field(
+        default=45.0,
+        gt=0,
+        validation_alias=renamed("ws_heartbeat_timeout_seconds", "ws_heartbeat_timeout_secs"),
+        description="a socket silent this long is closed",
+    )
+    ws_ping_interval_seconds: float | None = Field(
+        default=20.0,
+        gt=0,
+        validation_alias=renamed("ws_ping_interval_seconds", "ws_ping_interval_secs"),
+        description="uvicorn's WebSocket ping interval",
+    )
+    ws_ping_timeout_seconds: float | None = Field(
+        default=20.0,
+        gt=0,
+        validation_alias=renamed("ws_ping_timeout_seconds", "ws_ping_timeout_secs"),
+        description="uvicorn's WebSocket pong timeout",
+    )
 
     # --- limits ---
     allowed_origins: str = Field(default="", description="comma-separated; empty = any origin")
@@ -95,46 +132,51 @@ class GatewaySettings(KafkaSecuritySettings, BaseSettings):
     ws_direct_messages_per_minute: int = Field(default=30, ge=1)
     ws_send_queue_max: int = Field(default=256, ge=1)
     ws_send_queue_max_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
-    ws_task_stall_secs: float = Field(
+    ws_task_stall_seconds: float = Field(
         default=60.0,
         gt=0,
+        validation_alias=renamed("ws_task_stall_seconds", "ws_task_stall_secs"),
         description="a background loop without progress this long makes /ready fail",
     )
-    ws_close_timeout_secs: float = Field(default=5.0, gt=0)
-    ws_resume_hold_secs: float = Field(
+    ws_close_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=renamed("ws_close_timeout_seconds", "ws_close_timeout_secs"),
+        description="how long a close handshake may take",
+    )
+    ws_resume_hold_seconds: float = Field(
         default=2.0,
         ge=0,
+        validation_alias=renamed("ws_resume_hold_seconds", "ws_resume_hold_secs"),
         description="how long a fresh socket holds live events of the rooms its user is in, "
         "waiting for the client's rejoin_room (0 = no hold)",
     )
 
-    # --- Kafka ---
-    kafka_bootstrap_servers: str | None = None
-    kafka_host: str = "127.0.0.1"
-    kafka_port: int = Field(default=9092, ge=1, le=65535)
-    kafka_topic_prefix: str = ""
-    kafka_publish_timeout_secs: float = Field(default=5.0, gt=0)
+    # --- Kafka (addresses and security: KafkaSettings) ---
+    kafka_publish_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=renamed("kafka_publish_timeout_seconds", "kafka_publish_timeout_secs"),
+        description="a command not acknowledged by Kafka within this gets service_unavailable",
+    )
 
-    # --- Redis ---
-    redis_url: str | None = None
-    redis_host: str = "127.0.0.1"
-    redis_port: int = Field(default=6379, ge=1, le=65535)
-    redis_key_prefix: str = ""
-    presence_sweep_secs: float = Field(
-        default=5.0, gt=0, description="how often dead sockets of crashed gateways are swept"
+    # --- Redis (address: RedisSettings) ---
+    presence_sweep_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=renamed("presence_sweep_seconds", "presence_sweep_secs"),
+        description="how often dead sockets of crashed gateways are swept",
     )
 
     # --- ops ---
-    shutdown_timeout_secs: float = Field(default=10.0, gt=0)
-    gateway_log_level: str = "INFO"
-    gateway_log_format: Literal["auto", "json", "console"] = "auto"
-
-    @field_validator("gateway_log_level")
-    @classmethod
-    def _known_level(cls, value: str) -> str:
-        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
-        return value.upper()
+    shutdown_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=renamed("shutdown_timeout_seconds", "shutdown_timeout_secs"),
+        description="hard deadline for a SIGTERM shutdown",
+    )
+    log_level: LogLevel = log_level_field("GATEWAY_LOG_LEVEL")
+    log_format: LogFormat = log_format_field("GATEWAY_LOG_FORMAT")
 
     @field_validator("jwt_algorithms")
     @classmethod
@@ -225,11 +267,8 @@ class GatewaySettings(KafkaSecuritySettings, BaseSettings):
 
     @property
     def kafka_servers(self) -> str:
-        return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
-
-    @property
-    def redis_dsn(self) -> str:
-        return self.redis_url or f"redis://{self.redis_host}:{self.redis_port}/0"
+        """`bootstrap_servers` as one comma-separated string."""
+        return ",".join(self.bootstrap_servers)
 
     @property
     def topics(self) -> Topics:
@@ -240,9 +279,9 @@ class GatewaySettings(KafkaSecuritySettings, BaseSettings):
         return RedisKeys(prefix=self.redis_key_prefix)
 
     @property
-    def socket_ttl_secs(self) -> int:
+    def socket_ttl_seconds(self) -> int:
         """A socket's presence record outlives three missed heartbeats, no more."""
-        return 3 * self.ws_heartbeat_interval_secs
+        return 3 * self.ws_heartbeat_interval_seconds
 
     @property
     def server_max_frame(self) -> int:
@@ -260,16 +299,3 @@ def _parse_networks(value: str) -> tuple[IpNetwork, ...]:
         )
     except ValueError as exc:
         raise ValueError(f"not an address or CIDR list: {exc}") from None
-
-
-def load_settings() -> GatewaySettings:
-    """Build the settings from the environment, turning validation errors into one message
-    that names each bad variable."""
-    try:
-        return GatewaySettings()
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors(include_url=False, include_input=False):
-            name = "_".join(str(p) for p in error["loc"]).upper() or "settings"
-            lines.append(f"{name}: {error['msg']}")
-        raise SettingsError("invalid gateway settings: " + "; ".join(lines)) from None
