@@ -1,4 +1,5 @@
-"""EngineSettings: defaults, environment names, and errors that name the setting."""
+"""EngineSettings: defaults, environment names (the deprecated ones too), and errors that name
+the setting."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from parlour_engine.app import create_engine, rules_config
-from parlour_engine.settings import EngineSettings, SettingsError, load_settings
+from parlour_engine.settings import EngineSettings
 from parlour_protocol.v1.limits import DEFAULT_MAX_ROOMS_PER_HOST, DEFAULT_MAX_ROOMS_PER_USER
+from parlour_runtime import SettingsError, deprecated_in_use, load
 
 
 def test_engine_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,7 +35,7 @@ def test_engine_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("KAFKA_TOPIC_PREFIX", "t1.")
     monkeypatch.setenv("REDIS_KEY_PREFIX", "t1.")
     monkeypatch.setenv("ENGINE_TURN_TIMEOUT_SECONDS", "7")
-    settings = load_settings()
+    settings = load(EngineSettings)
     assert settings.bootstrap_servers == ["k1:9092", "k2:9092"]
     assert settings.redis_dsn == "redis://r:6380/2"
     assert settings.topics.events == "t1.games.event.v1"
@@ -47,7 +49,8 @@ def test_engine_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> No
         ("ENGINE_HEALTH_PORT", "70000"),
         ("ENGINE_MAX_TRIES", "0"),
         ("REDIS_URL", "http://nope"),
-        ("ENGINE_LOG_LEVEL", "LOUD"),
+        ("LOG_LEVEL", "LOUD"),
+        ("ENGINE_SESSION_TIMEOUT_SECONDS", "0.5"),
         ("KAFKA_BOOTSTRAP_SERVERS", " , "),
     ],
 )
@@ -56,11 +59,67 @@ def test_engine_settings_error_names_the_setting(
 ) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError) as info:
-        load_settings()
+        load(EngineSettings)
     if name in ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS"):
         assert name in str(info.value)
     else:
         assert f"{name}:" in str(info.value)
+
+
+def test_engine_settings_time_suffix_is_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = EngineSettings()
+    assert settings.engine_session_timeout_seconds == 10.0
+    assert settings.engine_fetch_max_wait_seconds == 0.01
+    assert settings.engine_batch_timeout_seconds == 0.005
+    assert settings.engine_timer_poll_seconds == 0.2
+    monkeypatch.setenv("ENGINE_SESSION_TIMEOUT_SECONDS", "6.5")
+    monkeypatch.setenv("ENGINE_TIMER_POLL_SECONDS", "0.05")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    settings = load(EngineSettings)
+    assert settings.engine_session_timeout_seconds == 6.5
+    assert settings.engine_timer_poll_seconds == 0.05
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("old", "value", "field", "seconds"),
+    [
+        ("ENGINE_SESSION_TIMEOUT_MS", "6000", "engine_session_timeout_seconds", 6.0),
+        ("ENGINE_FETCH_MAX_WAIT_MS", "20", "engine_fetch_max_wait_seconds", 0.02),
+        ("ENGINE_BATCH_TIMEOUT_MS", "0", "engine_batch_timeout_seconds", 0.0),
+        ("ENGINE_TIMER_POLL_MS", "50", "engine_timer_poll_seconds", 0.05),
+    ],
+)
+def test_engine_settings_deprecated_millisecond_names_still_work(
+    monkeypatch: pytest.MonkeyPatch, old: str, value: str, field: str, seconds: float
+) -> None:
+    monkeypatch.setenv(old, value)
+    assert getattr(load(EngineSettings), field) == pytest.approx(seconds)
+    assert deprecated_in_use(EngineSettings) == [(old, field.upper())]
+    # the new name wins when both are set
+    monkeypatch.setenv(field.upper(), "0.5" if seconds < 1 else "2.5")
+    assert getattr(load(EngineSettings), field) == (0.5 if seconds < 1 else 2.5)
+
+
+def test_engine_settings_deprecated_names_in_errors_and_logs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ENGINE_LOG_LEVEL", "warning")
+    monkeypatch.setenv("ENGINE_LOG_FORMAT", "json")
+    settings = load(EngineSettings)
+    assert (settings.log_level, settings.log_format) == ("WARNING", "json")
+    monkeypatch.setenv("ENGINE_SESSION_TIMEOUT_MS", "500")  # below the 1 s minimum
+    with pytest.raises(SettingsError) as info:
+        load(EngineSettings)
+    assert "ENGINE_SESSION_TIMEOUT_SECONDS (set as the deprecated ENGINE_SESSION_TIMEOUT_MS)" in (
+        str(info.value)
+    )
+    monkeypatch.setenv("ENGINE_SESSION_TIMEOUT_MS", "soon")
+    with pytest.raises(SettingsError, match="ENGINE_SESSION_TIMEOUT_MS: "):
+        load(EngineSettings)
+    monkeypatch.setenv("ENGINE_LOG_LEVEL", "LOUD")
+    with pytest.raises(SettingsError, match=r"LOG_LEVEL \(set as the deprecated ENGINE_LOG"):
+        load(EngineSettings)
 
 
 # --- Kafka TLS and SASL ---------------------------------------------------------------------
@@ -84,7 +143,7 @@ def kafka_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def test_engine_settings_kafka_plaintext_by_default(kafka_env: pytest.MonkeyPatch) -> None:
-    settings = load_settings()
+    settings = load(EngineSettings)
     assert settings.kafka_security_protocol == "PLAINTEXT"
     assert settings.kafka_security() is None
     assert settings.kafka_client_kwargs() == {}
@@ -99,7 +158,7 @@ async def test_engine_settings_kafka_sasl_reaches_broker_and_producer(
     kafka_env.setenv("KAFKA_SASL_USERNAME", "engine")
     kafka_env.setenv("KAFKA_SASL_PASSWORD", "s3cret-pw")
     kafka_env.setenv("ENGINE_HEALTH_PORT", "0")
-    settings = load_settings()
+    settings = load(EngineSettings)
     assert "s3cret-pw" not in repr(settings)
     assert "s3cret-pw" not in str(settings.model_dump())
     wanted = {
@@ -133,14 +192,14 @@ async def test_engine_settings_kafka_ssl_context(kafka_env: pytest.MonkeyPatch) 
     kafka_env.setenv("KAFKA_SASL_USERNAME", "engine")
     kafka_env.setenv("KAFKA_SASL_PASSWORD", "pw")
     kafka_env.setenv("KAFKA_SSL_CAFILE", certifi.where())
-    kwargs = load_settings().kafka_client_kwargs()
+    kwargs = load(EngineSettings).kafka_client_kwargs()
     assert kwargs["security_protocol"] == "SASL_SSL"
     context = kwargs["ssl_context"]
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode is ssl.CERT_REQUIRED
     assert context.check_hostname
     kafka_env.setenv("KAFKA_SECURITY_PROTOCOL", "SSL")
-    kwargs = load_settings().kafka_client_kwargs()
+    kwargs = load(EngineSettings).kafka_client_kwargs()
     assert kwargs["security_protocol"] == "SSL"
     assert isinstance(kwargs["ssl_context"], ssl.SSLContext)
     assert "sasl_mechanism" not in kwargs
@@ -178,7 +237,7 @@ def test_engine_settings_kafka_security_errors_name_the_setting(
     if "KAFKA_SASL_PASSWORD" not in env and "KAFKA_SASL_USERNAME" in env:
         kafka_env.delenv("KAFKA_SASL_PASSWORD")
     with pytest.raises(SettingsError) as info:
-        load_settings()
+        load(EngineSettings)
     assert named in str(info.value)
     assert "do-not-echo" not in str(info.value)
 
@@ -194,13 +253,14 @@ def test_engine_settings_room_lifetimes_and_caps(monkeypatch: pytest.MonkeyPatch
     assert settings.engine_max_rooms_per_user == DEFAULT_MAX_ROOMS_PER_USER == 20
     monkeypatch.setenv("ENGINE_IDLE_ROOM_SECONDS", "42")
     monkeypatch.setenv("ENGINE_FINISHED_ROOM_SECONDS", "17")
-    config = rules_config(load_settings())
+    config = rules_config(load(EngineSettings))
     assert (config.idle_room_secs, config.finished_room_secs) == (42, 17)
     monkeypatch.setenv("ENGINE_MAX_ROOMS_PER_HOST", "2")
     monkeypatch.setenv("ENGINE_MAX_ROOMS_PER_USER", "3")
     monkeypatch.setenv("ENGINE_HEALTH_PORT", "0")
-    processor = create_engine(load_settings()).processor
-    assert (processor._max_rooms_per_host, processor._max_rooms_per_user) == (2, 3)
+    processor = create_engine(load(EngineSettings)).processor
+    handler = processor._handler  # the caps live with the command handler (handler.py)
+    assert (handler._max_rooms_per_host, handler._max_rooms_per_user) == (2, 3)
     monkeypatch.setenv("ENGINE_MAX_ROOMS_PER_HOST", "0")
     with pytest.raises(SettingsError, match="ENGINE_MAX_ROOMS_PER_HOST:"):
-        load_settings()
+        load(EngineSettings)

@@ -2,17 +2,21 @@
 
 Where the services come from, first match wins, separately for Kafka and for Redis:
 
-1. the environment: KAFKA_BOOTSTRAP_SERVERS, REDIS_URL (must answer, or the tests fail);
+1. the environment, read by the services' own parser (`parlour_runtime.ServiceAddresses`):
+   KAFKA_BOOTSTRAP_SERVERS or KAFKA_HOST/KAFKA_PORT; REDIS_URL (redis://, rediss://,
+   unix://) or REDIS_HOST/REDIS_PORT/REDIS_DB/REDIS_PASSWORD. Any of them set: that service
+   must answer, or the tests fail;
 2. testcontainers, when a Docker engine answers (its socket or DOCKER_HOST);
-3. the native services of `make infra-up` (127.0.0.1:KAFKA_PORT, default 9092, and
-   127.0.0.1:REDIS_PORT, default 6379), when they answer.
+3. the native services of `make infra-up` (127.0.0.1:9092 and 127.0.0.1:6379), when they
+   answer.
 
 When none works, every test that needs the service fails with a message saying what to do.
 They never skip: a green run means the integration tests ran.
 
 Fixtures:
     kafka_bootstrap  str, session: "host:port" of a working broker
-    redis_url        str, session: "redis://host:port/db"
+    redis_url        str, session: the Redis URL ("redis://host:port/db", or the
+                     environment's rediss:// or unix:// one)
     redis_client     redis.asyncio.Redis, per test, closed afterwards
     topic_prefix     "t<8 hex>." unique per test: prefix every topic and key you create
     create_topics    async (bootstrap, names, partitions=1) -> full names; creates this
@@ -37,6 +41,8 @@ from urllib.parse import urlsplit
 import pytest
 import redis.asyncio as aioredis
 
+from parlour_runtime import ServiceAddresses, SettingsError, load
+
 _HERE = Path(__file__).resolve().parent
 
 
@@ -54,6 +60,23 @@ _HOW_TO = (
 )
 
 
+def _addresses() -> ServiceAddresses:
+    """The Kafka and Redis the environment names, parsed as the services parse them."""
+    try:
+        return load(ServiceAddresses)
+    except SettingsError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _redis_where(addresses: ServiceAddresses) -> str:
+    """The Redis address for a message: the URL without its password."""
+    where = addresses.redis_address
+    scheme = "rediss" if where.tls else "redis"
+    if where.path is not None:
+        return f"unix://{where.path} (db {where.db})"
+    return f"{scheme}://{where.host}:{where.port}/{where.db}"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # a conftest hook sees every collected item, not only those below it
     for item in items:
@@ -62,11 +85,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # --------------------------------------------------------------------------- probes
-
-
-def _env_port(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    return int(raw) if raw.isdigit() else default
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
@@ -162,17 +180,21 @@ def _docker() -> bool:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(_docker: bool) -> Iterator[str]:
     """Bootstrap address of a working Kafka broker for the whole session."""
-    if env := os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip():
-        if problem := _kafka_problem(env):
-            pytest.fail(f"KAFKA_BOOTSTRAP_SERVERS={env} does not work: {problem}", pytrace=False)
-        yield env
+    addresses = _addresses()
+    native = ",".join(addresses.bootstrap_servers)
+    if addresses.kafka_address_from_env:
+        if problem := _kafka_problem(native):
+            pytest.fail(
+                f"The Kafka the environment names ({native}) does not work: {problem}",
+                pytrace=False,
+            )
+        yield native
         return
     if _docker:
         with _kafka_container() as bootstrap:
             yield bootstrap
         return
-    native = f"127.0.0.1:{_env_port('KAFKA_PORT', 9092)}"
-    if not _port_open("127.0.0.1", _env_port("KAFKA_PORT", 9092)):
+    if not _port_open(addresses.kafka_host, addresses.kafka_port):
         pytest.fail(
             f"No Kafka for the integration tests: nothing on {native}. {_HOW_TO}", pytrace=False
         )
@@ -184,18 +206,22 @@ def kafka_bootstrap(_docker: bool) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_url(_docker: bool) -> Iterator[str]:
     """URL of a working Redis for the whole session (share it: use unique keys)."""
-    if env := os.environ.get("REDIS_URL", "").strip():
-        if problem := _redis_problem(env):
-            pytest.fail(f"REDIS_URL={env} does not work: {problem}", pytrace=False)
-        yield env
+    addresses = _addresses()
+    native = addresses.redis_dsn
+    if addresses.redis_address_from_env:
+        if problem := _redis_problem(native):
+            where = _redis_where(addresses)
+            pytest.fail(
+                f"The Redis the environment names ({where}) does not work: {problem}",
+                pytrace=False,
+            )
+        yield native
         return
     if _docker:
         with _redis_container() as url:
             yield url
         return
-    port = _env_port("REDIS_PORT", 6379)
-    native = f"redis://127.0.0.1:{port}/0"
-    if not _port_open("127.0.0.1", port):
+    if not _port_open(addresses.redis_host, addresses.redis_port):
         pytest.fail(
             f"No Redis for the integration tests: nothing on {native}. {_HOW_TO}", pytrace=False
         )

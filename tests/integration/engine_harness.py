@@ -87,7 +87,7 @@ class EngineProcess:
             "ENGINE_GROUP_ID": f"{topic_prefix}parlour-engine",
             "ENGINE_HEALTH_HOST": "127.0.0.1",
             "ENGINE_HEALTH_PORT": str(port),
-            "ENGINE_LOG_FORMAT": "json",
+            "LOG_FORMAT": "json",
             "ENGINE_RNG_SEED": "1234",
             "ENGINE_TURN_TIMEOUT_SECONDS": "600",
             **(extra or {}),

@@ -121,7 +121,7 @@ def create_engine(settings: EngineSettings) -> Engine:
         settings.keys,
         publish_command,
         metrics,
-        poll_seconds=settings.engine_timer_poll_ms / 1000,
+        poll_seconds=settings.engine_timer_poll_seconds,
     )
 
     committer = OffsetCommitter()
@@ -132,12 +132,12 @@ def create_engine(settings: EngineSettings) -> Engine:
         group_id=settings.engine_group_id,
         batch=True,
         max_records=settings.engine_batch_max,
-        batch_timeout_ms=settings.engine_batch_timeout_ms,
+        batch_timeout_ms=round(settings.engine_batch_timeout_seconds * 1000),
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
-        session_timeout_ms=settings.engine_session_timeout_ms,
-        fetch_max_wait_ms=settings.engine_fetch_max_wait_ms,
-        heartbeat_interval_ms=max(100, settings.engine_session_timeout_ms // 4),
+        session_timeout_ms=round(settings.engine_session_timeout_seconds * 1000),
+        fetch_max_wait_ms=round(settings.engine_fetch_max_wait_seconds * 1000),
+        heartbeat_interval_ms=max(100, round(settings.engine_session_timeout_seconds * 1000) // 4),
         decoder=_undecoded,
     )
     async def on_commands(message: KafkaMessage) -> None:

@@ -7,17 +7,19 @@ import gc
 import sys
 
 from parlour_engine.app import create_engine
-from parlour_engine.logging import configure_logging, get_logger
-from parlour_engine.settings import SettingsError, load_settings
+from parlour_engine.logging import get_logger
+from parlour_engine.settings import EngineSettings
+from parlour_runtime import SettingsError, configure_logging, load, log_deprecated_in_use
 
 
 def main() -> None:
     try:
-        settings = load_settings()
+        settings = load(EngineSettings)
     except SettingsError as exc:
         print(f"parlour-engine: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.engine_log_level, settings.engine_log_format)
+    configure_logging(settings.log_level, settings.log_format)
+    log_deprecated_in_use(EngineSettings)
     engine = create_engine(settings)
     # long-lived start-up objects (modules, models, schemas) leave the collector's scans,
     # and young collections run less often: both shorten the pauses behind p99 latency

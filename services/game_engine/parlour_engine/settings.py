@@ -1,66 +1,69 @@
-"""The engine's configuration: read once from the environment in the app factory and passed
-down. A bad value fails start-up with a message that names the environment variable."""
+"""The engine's configuration, `EngineSettings`: read once from the environment at start-up
+(``parlour_runtime.load(EngineSettings)``) and passed down. A bad value fails start-up with a
+message that names the environment variable. Kafka, Redis and logging settings come from the
+mixins of :mod:`parlour_runtime`, shared with the gateway.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
 
 from parlour_protocol.v1 import RedisKeys, Topics
 from parlour_protocol.v1.limits import DEFAULT_MAX_ROOMS_PER_HOST, DEFAULT_MAX_ROOMS_PER_USER
-from parlour_runtime import KafkaSecuritySettings
+from parlour_runtime import (
+    KafkaSettings,
+    LogFormat,
+    LoggingSettings,
+    LogLevel,
+    RedisSettings,
+    ServiceSettings,
+    deprecated_millis,
+    log_format_field,
+    log_level_field,
+)
 
 
-class SettingsError(Exception):
-    """The environment holds an unusable engine setting; the message names it."""
-
-
-class EngineSettings(KafkaSecuritySettings, BaseSettings):
+class EngineSettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSettings):
     """Every field maps to the environment variable of the same name in upper case; the
-    KAFKA_SECURITY_PROTOCOL/KAFKA_SASL_*/KAFKA_SSL_* ones come from `KafkaSecuritySettings`."""
+    KAFKA_*, REDIS_* and LOG_* ones come from the mixins of :mod:`parlour_runtime`. The
+    ``*_ms`` fields only read the deprecated millisecond variables of their ``*_seconds``
+    replacements."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
-
-    # --- Redis ---
-    redis_url: str | None = Field(default=None, description="wins over REDIS_HOST/REDIS_PORT")
-    redis_host: str = "127.0.0.1"
-    redis_port: int = Field(default=6379, ge=1, le=65535)
-    redis_key_prefix: str = ""
+    # --- Redis (address: RedisSettings) ---
     redis_max_connections: int = Field(
         default=64, ge=2, le=10_000, description="pool size; commands wait for a free one"
     )
 
-    # --- Kafka ---
-    kafka_bootstrap_servers: str | None = Field(
-        default=None, description="comma-separated host:port list; wins over KAFKA_HOST/PORT"
-    )
-    kafka_host: str = "127.0.0.1"
-    kafka_port: int = Field(default=9092, ge=1, le=65535)
-    kafka_topic_prefix: str = ""
+    # --- Kafka (addresses and security: KafkaSettings) ---
     engine_group_id: str = Field(default="parlour-engine", min_length=1)
 
     # --- processing ---
-    engine_session_timeout_ms: int = Field(
-        default=10_000,
-        ge=1_000,
+    engine_session_timeout_seconds: float = Field(
+        default=10.0,
+        ge=1.0,
         description="Kafka group session: how soon a dead engine's partitions move to another",
     )
+    engine_session_timeout_ms: int | None = deprecated_millis("engine_session_timeout_seconds")
     engine_max_tries: int = Field(default=3, ge=1, le=100, description="tries before the DLQ")
     engine_batch_max: int = Field(
         default=500, ge=1, le=10_000, description="most commands taken from Kafka in one poll"
     )
-    engine_fetch_max_wait_ms: int = Field(
-        default=10,
-        ge=1,
-        le=500,
+    engine_fetch_max_wait_seconds: float = Field(
+        default=0.01,
+        ge=0.001,
+        le=0.5,
         description="broker long-poll bound: a fetch waiting on idle partitions also delays "
         "the next fetch of busy ones, so keep it short for latency",
     )
-    engine_batch_timeout_ms: int = Field(default=5, ge=0, le=1_000)
+    engine_fetch_max_wait_ms: int | None = deprecated_millis("engine_fetch_max_wait_seconds")
+    engine_batch_timeout_seconds: float = Field(
+        default=0.005, ge=0, le=1.0, description="how long one poll waits to fill a batch"
+    )
+    engine_batch_timeout_ms: int | None = deprecated_millis("engine_batch_timeout_seconds")
     engine_applied_ttl_seconds: int = Field(
         default=24 * 3600, ge=60, description="how long a command's msg_id is remembered"
     )
@@ -70,7 +73,10 @@ class EngineSettings(KafkaSecuritySettings, BaseSettings):
     engine_ended_room_ttl_seconds: int = Field(
         default=600, ge=1, description="how long a removed room's replay stream is kept"
     )
-    engine_timer_poll_ms: int = Field(default=200, ge=10, le=10_000)
+    engine_timer_poll_seconds: float = Field(
+        default=0.2, ge=0.01, le=10.0, description="how often the due-timer set is polled"
+    )
+    engine_timer_poll_ms: int | None = deprecated_millis("engine_timer_poll_seconds")
 
     # --- rules ---
     engine_turn_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -94,30 +100,13 @@ class EngineSettings(KafkaSecuritySettings, BaseSettings):
     # --- ops ---
     engine_health_host: str = "0.0.0.0"  # probes come from outside the pod
     engine_health_port: int = Field(default=9996, ge=0, le=65535, description="0 = disabled")
-    engine_log_level: str = "INFO"
-    engine_log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: LogLevel = log_level_field("ENGINE_LOG_LEVEL")
+    log_format: LogFormat = log_format_field("ENGINE_LOG_FORMAT")
     engine_rng_seed: int | None = Field(
         default=None,
         description="TEST ONLY: seeds the dice so a run is reproducible. Never set it in "
         "production: anyone who knows the seed knows every future roll.",
     )
-
-    @field_validator("engine_log_level")
-    @classmethod
-    def _known_level(cls, value: str) -> str:
-        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
-        return value.upper()
-
-    @model_validator(mode="after")
-    def _bootstrap_is_usable(self) -> EngineSettings:
-        if self.kafka_bootstrap_servers is not None and not self.bootstrap_servers:
-            raise ValueError("KAFKA_BOOTSTRAP_SERVERS is empty")
-        if self.redis_url is not None and not self.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
-        return self
 
     def kafka_security(self) -> BaseSecurity | None:
         """FastStream's security object for the KafkaBroker (None = plaintext)."""
@@ -146,32 +135,9 @@ class EngineSettings(KafkaSecuritySettings, BaseSettings):
         return parse_security(self.kafka_security())
 
     @property
-    def bootstrap_servers(self) -> list[str]:
-        if self.kafka_bootstrap_servers is not None:
-            return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
-        return [f"{self.kafka_host}:{self.kafka_port}"]
-
-    @property
-    def redis_dsn(self) -> str:
-        return self.redis_url or f"redis://{self.redis_host}:{self.redis_port}/0"
-
-    @property
     def topics(self) -> Topics:
         return Topics(prefix=self.kafka_topic_prefix)
 
     @property
     def keys(self) -> RedisKeys:
         return RedisKeys(prefix=self.redis_key_prefix)
-
-
-def load_settings() -> EngineSettings:
-    """Build the settings from the environment, turning a validation failure into one
-    `SettingsError` that names each bad variable."""
-    try:
-        return EngineSettings()
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False, include_input=False):
-            name = "_".join(str(part) for part in error["loc"]).upper() or "(settings)"
-            problems.append(f"{name}: {error['msg']}")
-        raise SettingsError("invalid engine settings: " + "; ".join(problems)) from None
