@@ -168,6 +168,92 @@ def test_mute_is_per_viewer_and_hides_history() -> None:
     table.err("u9", MuteUser(room_id=ROOM, target_user_id="u1"), ErrorCode.NOT_IN_ROOM)
 
 
+# Live chat honours mutes as history does: (phase, mutes as (muter, muted), sender, channel,
+# audience kind, recipients, whether the message takes a seq). Rooms as in `_room`, plus u6
+# as a second spectator; u5 is a spectator throughout.
+MUTED_LIVE_CASES = [
+    ("waiting", [], "u1", L, AudienceKind.ROOM, ["u1", "u2", "u3", "u5", "u6"], True),
+    ("waiting", [("u3", "u2")], "u1", L, AudienceKind.ROOM, ["u1", "u2", "u3", "u5", "u6"], True),
+    ("waiting", [("u3", "u1")], "u1", L, AudienceKind.USERS, ["u1", "u2", "u5", "u6"], False),
+    (
+        "waiting",
+        [("u5", "u1"), ("u2", "u1")],
+        "u1",
+        L,
+        AudienceKind.USERS,
+        ["u1", "u3", "u6"],
+        False,
+    ),
+    ("waiting", [("u1", "u5")], "u5", L, AudienceKind.USERS, ["u2", "u3", "u5", "u6"], False),
+    ("playing", [("u5", "u1")], "u1", P, AudienceKind.USERS, ["u1", "u2", "u6"], False),
+    (
+        "playing",
+        [("u2", "u1"), ("u5", "u1"), ("u6", "u1")],
+        "u1",
+        P,
+        AudienceKind.USER,
+        ["u1"],
+        False,
+    ),
+    ("playing", [("u6", "u5")], "u5", S, AudienceKind.USER, ["u5"], False),
+    # a player who muted a spectator never hears the spectators channel anyway
+    ("playing", [("u1", "u5")], "u5", S, AudienceKind.SPECTATORS, ["u5", "u6"], False),
+]
+
+
+@pytest.mark.parametrize(
+    ("phase", "mutes", "sender", "channel", "kind", "recipients", "sequenced"), MUTED_LIVE_CASES
+)
+def test_live_chat_skips_members_who_muted_the_sender(
+    phase: str,
+    mutes: list[tuple[str, str]],
+    sender: str,
+    channel: ChatChannel,
+    kind: AudienceKind,
+    recipients: list[str],
+    sequenced: bool,
+) -> None:
+    table = _room(phase)
+    table.ok("u6", r.JoinAsSpectator(room_name="Table One"))
+    for muter, muted in mutes:
+        table.ok(muter, MuteUser(room_id=ROOM, target_user_id=muted))
+    out = table.ok(sender, SendChat(room_id=ROOM, channel=channel, content="hello"))
+    (emit,) = out.emits
+    assert emit.message.type == "games.event.chat_message"
+    assert emit.audience.kind is kind
+    assert sorted(emit.audience.user_ids) == recipients
+    assert (emit.message.seq is not None) is sequenced
+    # stored whoever hears it live; each reader's history hides it exactly when live chat did
+    assert [c.item.content for c in out.chat] == ["hello"]
+    for muter, muted in mutes:
+        read = table.ok(muter, GetChatHistory(room_id=ROOM, channel=L)).chat_read
+        assert read is not None
+        assert muted in read.hidden_user_ids
+
+
+def test_live_chat_reaches_a_muter_again_after_unmute() -> None:
+    table = _room("waiting")
+    table.ok("u3", MuteUser(room_id=ROOM, target_user_id="u1"))
+    hidden = table.ok("u1", SendChat(room_id=ROOM, channel=L, content="one"))
+    assert "u3" not in hidden.emits[0].audience.user_ids
+    table.ok("u3", UnmuteUser(room_id=ROOM, target_user_id="u1"))
+    shown = table.ok("u1", SendChat(room_id=ROOM, channel=L, content="two"))
+    assert shown.emits[0].audience.kind is AudienceKind.ROOM
+    assert "u3" in shown.emits[0].audience.user_ids
+
+
+def test_a_muted_message_leaves_no_seq_gap() -> None:
+    # the next room event takes the seq right after the last one the muter received
+    table = _room("waiting")
+    table.ok("u3", MuteUser(room_id=ROOM, target_user_id="u1"))
+    assert table.state is not None
+    seq = table.state.seq
+    table.ok("u1", SendChat(room_id=ROOM, channel=L, content="hidden from u3"))
+    out = table.ok("u2", SendChat(room_id=ROOM, channel=L, content="seen by all"))
+    assert out.emits[0].audience.kind is AudienceKind.ROOM
+    assert out.emits[0].message.seq == seq + 1
+
+
 def _envelope(user: str, payload: SendDirectMessage | PresenceChanged) -> CommandEnvelope:
     return CommandEnvelope(
         msg_id=UUID(int=99),

@@ -67,7 +67,8 @@ class GetChatHistory(RoomCommand):
 
 
 class MuteUser(TargetedRoomCommand):
-    """Hide a user's chat from the caller (the mute is per viewer)."""
+    """Hide a user's chat from the caller, live and in chat history (the mute is per
+    viewer)."""
 
     type: Literal["games.command.mute_user"] = "games.command.mute_user"
     doc_answer: ClassVar[str] = "`user_muted` to the caller"
@@ -92,12 +93,15 @@ class SendDirectMessage(ClientCommand):
 
 class ChatMessage(ServerEvent):
     """A room chat message. Lobby and players channel messages go to the whole room (and take
-    a `seq`); spectators channel messages go to the spectators only."""
+    a `seq`); spectators channel messages go to the spectators only. Members who muted the
+    sender do not receive it: the others then get it as a listed audience, without a `seq`
+    (it is in chat history, not in the rejoin replay)."""
 
     type: Literal["games.event.chat_message"] = "games.event.chat_message"
     doc_audience: ClassVar[str] = (
         "channel `lobby` or `players`: " + WHOLE_ROOM + "; channel "
-        "`spectators`: the spectators only - `seq` null"
+        "`spectators`: the spectators only - `seq` null; when members muted the sender: "
+        "the others (audience `users`) - `seq` null"
     )
     room_id: RoomId
     channel: ChatChannel

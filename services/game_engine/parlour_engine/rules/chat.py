@@ -81,12 +81,33 @@ def _send_chat(ctx: Ctx, payload: chat_msgs.SendChat) -> None:
         content=content,
         timestamp=ctx.now,
     )
-    if channel is chat_msgs.ChatChannel.SPECTATORS:
+    _deliver_chat(ctx, event)
+    # stored even when no seq moved (spectators channel, muted sender), so the store
+    # records it once
+    ctx.chat.append(ChatAppend(channel, item))
+
+
+def _deliver_chat(ctx: Ctx, event: chat_msgs.ChatMessage) -> None:
+    """Live chat honours mutes as chat history does (`ChatRead.hidden_user_ids`): a member
+    who muted the sender does not receive the message.
+
+    Lobby and players channel messages go to the whole room with a `seq` (ROOM) and
+    spectators channel messages to the spectators (SPECTATORS). When a would-be recipient
+    muted the sender, the message goes instead to the others, listed (USERS, or USER for
+    one), without a `seq`: a room event that skipped a member would open a seq gap on that
+    member's socket, which clients answer with a resync, and the replay would never fill it.
+    Such a message is therefore not in the room's replay stream; chat history still has it."""
+    st = ctx.state
+    muters = {viewer for viewer, muted in st.mutes.items() if event.user_id in muted}
+    spectators_only = event.channel is chat_msgs.ChatChannel.SPECTATORS
+    recipients = [s.user_id for s in st.spectators] if spectators_only else st.member_ids()
+    shown = [uid for uid in recipients if uid not in muters]
+    if len(shown) < len(recipients):
+        ctx.users(shown, event)
+    elif spectators_only:
         ctx.spectators(event)
     else:
         ctx.room(event)
-    # stored even when no seq moved (spectators channel), so the store records it once
-    ctx.chat.append(ChatAppend(channel, item))
 
 
 def can_read_channel(st: RoomState, uid: str, channel: chat_msgs.ChatChannel) -> bool:
