@@ -41,10 +41,38 @@ def _imports(path: Path) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("path", [p for pkg in PACKAGES for p in sorted(pkg.rglob("*.py"))])
+SOURCES = [p for pkg in PACKAGES for p in sorted(pkg.rglob("*.py"))]
+RULES_DIR = PACKAGES[0]
+HANDLER_MODULES = ("rooms", "lobby", "absence", "chat")
+"""The rules modules that register room-command handlers; `dispatch` collects them."""
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_rules_module_imports_nothing_doing_io(path: Path) -> None:
     bad = [name for name in _imports(path) if name.split(".")[0] in FORBIDDEN]
     assert bad == [], f"{path.name} imports {bad}"
+
+
+def test_every_rules_module_is_walked() -> None:
+    walked = {p.stem for p in SOURCES if p.parent == RULES_DIR}
+    expected = {*HANDLER_MODULES, "dispatch", "queries", "oracle", "context", "state", "types"}
+    assert expected <= walked
+
+
+@pytest.mark.parametrize("module", HANDLER_MODULES)
+def test_handler_modules_never_import_the_dispatcher(module: str) -> None:
+    # dispatch imports the handler modules; the reverse would be an import cycle
+    path = RULES_DIR / f"{module}.py"
+    named: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            named.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            named.append(node.module)
+            named.extend(f"{node.module}.{alias.name}" for alias in node.names)
+    # the package itself counts: its __init__ imports dispatch
+    upward = {f"parlour_engine.rules{tail}" for tail in ("", ".dispatch", ".oracle")}
+    assert [name for name in named if name in upward] == []
 
 
 def test_rules_import_pulls_in_no_io_library() -> None:
