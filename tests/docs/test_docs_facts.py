@@ -5,6 +5,7 @@
 - the numbers a player or an operator relies on (winning score, tiebreak limit, lobby and
   spectator caps, password attempts, finished-room lifetime, ...) are the code's values in
   docs/bigger-dice.md, in the caps table of docs/operations.md and in SECURITY.md;
+- every setting the pages name is a setting the gateway or the engine reads today;
 - every error code is sent by some code path, or its meaning says it never is;
 - README.md links every page under docs/.
 """
@@ -21,6 +22,7 @@ import pytest
 from parlour_engine.games.bigger_dice import HISTORY_KEEP
 from parlour_engine.rules import RulesConfig
 from parlour_engine.settings import EngineSettings
+from parlour_gateway.settings import GatewaySettings
 from parlour_protocol.v1 import ERROR_MEANINGS, ErrorCode, RedisKeys, limits
 from parlour_protocol.v1 import keys as key_layout
 from parlour_protocol.v1.games import bigger_dice as dice_protocol
@@ -179,6 +181,48 @@ def test_security_page_shows_the_codes_values() -> None:
     )
     finished = _default("engine_finished_room_seconds")
     assert f"`ENGINE_FINISHED_ROOM_SECONDS` {finished:g} s" in text
+
+
+# --- setting names -----------------------------------------------------------------------
+
+_PAGES = (
+    "docs/architecture.md",
+    "docs/operations.md",
+    "docs/redis-keys.md",
+    "docs/bigger-dice.md",
+    "docs/adding-a-game.md",
+    "SECURITY.md",
+)
+_SETTING_PREFIXES = (
+    "ALLOWED_",
+    "AUTH_",
+    "ENGINE_",
+    "GATEWAY_",
+    "JWT_",
+    "KAFKA_",
+    "LOG_",
+    "PRESENCE_",
+    "REDIS_",
+    "SHUTDOWN_",
+    "WS_",
+)
+_NOT_SETTINGS = frozenset({"AUTH_DEV_MODE_ENABLED"})
+"""Upper-case names with a setting's prefix that are something else (a log event)."""
+_CODE_NAME = re.compile(r"`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)`")
+
+
+@pytest.mark.parametrize("page", _PAGES)
+def test_settings_the_page_names_exist(page: str) -> None:
+    settings = {
+        name.upper() for cls in (GatewaySettings, EngineSettings) for name in cls.model_fields
+    }
+    named = set(_CODE_NAME.findall(_read(REPO_ROOT / page)))
+    stale = sorted(
+        name
+        for name in named
+        if name.startswith(_SETTING_PREFIXES) and name not in settings | _NOT_SETTINGS
+    )
+    assert not stale, f"{page} names settings no service reads (renamed?): {stale}"
 
 
 # --- error codes and links ----------------------------------------------------------------
