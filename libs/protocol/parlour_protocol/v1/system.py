@@ -61,11 +61,17 @@ class Welcome(ServerEvent):
 
     type: Literal["system.welcome"] = "system.welcome"
     doc_audience: ClassVar[str] = "the new socket, first frame - `seq` null"
-    connection_id: Id
+    connection_id: Id = Field(
+        description="this socket's id, opaque to clients (the gateway sends 32 lower-case hex "
+        "digits: a random UUID4 without dashes)"
+    )
     timestamp: datetime = Field(default_factory=utc_now)
     protocol_version: str = limits.PROTOCOL_VERSION
     heartbeat_interval: int = Field(
-        default=15, ge=1, description="seconds between client heartbeats"
+        default=15,
+        ge=1,
+        description="seconds between client heartbeats; a socket with no data frame for "
+        "WS_HEARTBEAT_TIMEOUT_SECONDS is closed (4030): WebSocket pings do not count",
     )
 
 
