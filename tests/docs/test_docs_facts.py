@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import AliasChoices
 
 from parlour_engine.games.bigger_dice import HISTORY_KEEP
 from parlour_engine.rules import RulesConfig
@@ -211,18 +212,35 @@ _NOT_SETTINGS = frozenset({"AUTH_DEV_MODE_ENABLED"})
 _CODE_NAME = re.compile(r"`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)`")
 
 
+def _setting_names() -> tuple[frozenset[str], frozenset[str]]:
+    """The variables the services read, and the deprecated old names they still accept."""
+    current: set[str] = set()
+    deprecated: set[str] = set()
+    for cls in (GatewaySettings, EngineSettings):
+        for name, field in cls.model_fields.items():
+            current.add(name.upper())
+            if isinstance(field.validation_alias, AliasChoices):
+                deprecated.update(
+                    str(alias).upper() for alias in field.validation_alias.choices[1:]
+                )
+    return frozenset(current), frozenset(deprecated - current)
+
+
 @pytest.mark.parametrize("page", _PAGES)
 def test_settings_the_page_names_exist(page: str) -> None:
-    settings = {
-        name.upper() for cls in (GatewaySettings, EngineSettings) for name in cls.model_fields
-    }
-    named = set(_CODE_NAME.findall(_read(REPO_ROOT / page)))
-    stale = sorted(
-        name
-        for name in named
-        if name.startswith(_SETTING_PREFIXES) and name not in settings | _NOT_SETTINGS
-    )
-    assert not stale, f"{page} names settings no service reads (renamed?): {stale}"
+    """A deprecated old name may appear only in a paragraph that says it is deprecated."""
+    current, deprecated = _setting_names()
+    stale: set[str] = set()
+    for paragraph in re.split(r"\n\s*\n", _read(REPO_ROOT / page)):
+        allowed = current | _NOT_SETTINGS
+        if "deprecated" in paragraph:
+            allowed |= deprecated
+        stale.update(
+            name
+            for name in _CODE_NAME.findall(paragraph)
+            if name.startswith(_SETTING_PREFIXES) and name not in allowed
+        )
+    assert not stale, f"{page} names settings no service reads (renamed?): {sorted(stale)}"
 
 
 # --- error codes and links ----------------------------------------------------------------
