@@ -27,16 +27,33 @@ class KafkaSecuritySettings(BaseModel):
     ``class Settings(KafkaSecuritySettings, BaseSettings)``."""
 
     kafka_security_protocol: KafkaSecurityProtocol = Field(
-        default="PLAINTEXT", description="production Kafka must use SSL or SASL_SSL"
+        default="PLAINTEXT",
+        description="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`, for every Kafka "
+        "client of the process; production Kafka must use `SSL` or `SASL_SSL`",
     )
-    kafka_sasl_mechanism: KafkaSaslMechanism = "PLAIN"
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = Field(default=None, description="never logged")
+    kafka_sasl_mechanism: KafkaSaslMechanism = Field(
+        default="PLAIN",
+        description="`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (with `SASL_*`)",
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, description="SASL user name, required with `SASL_*`"
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password, required with `SASL_*`; never logged"
+    )
     kafka_ssl_cafile: str | None = Field(
-        default=None, description="CA bundle of the brokers; unset = the system's CAs"
+        default=None,
+        description="PEM CA bundle the brokers' certificates are checked against (unset: "
+        "the system CAs); host names are always checked",
     )
-    kafka_ssl_certfile: str | None = Field(default=None, description="client certificate")
-    kafka_ssl_keyfile: str | None = Field(default=None, description="its private key")
+    kafka_ssl_certfile: str | None = Field(
+        default=None,
+        description="client certificate (PEM) for mutual TLS; the file must exist and a TLS "
+        "protocol be set, or start-up fails",
+    )
+    kafka_ssl_keyfile: str | None = Field(
+        default=None, description="its private key (PEM); needs `KAFKA_SSL_CERTFILE`"
+    )
 
     @model_validator(mode="after")
     def _kafka_security_is_usable(self) -> Self:

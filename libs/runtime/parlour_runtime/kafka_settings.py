@@ -19,9 +19,10 @@ class KafkaAddressSettings(BaseModel):
     """The brokers to bootstrap from."""
 
     kafka_bootstrap_servers: str | None = Field(
-        default=None, description="comma-separated host:port list; wins over KAFKA_HOST/PORT"
+        default=None,
+        description="comma-separated `host:port` list; wins over `KAFKA_HOST`/`KAFKA_PORT`",
     )
-    kafka_host: str = Field(default="127.0.0.1", description="the broker, without the list")
+    kafka_host: str = Field(default="127.0.0.1", description="the broker, as parts")
     kafka_port: int = Field(default=9092, ge=1, le=65535, description="its port")
 
     @field_validator("kafka_bootstrap_servers", mode="before")
@@ -54,5 +55,7 @@ class KafkaSettings(KafkaAddressSettings, KafkaSecuritySettings):
     """Everything a service's Kafka clients share. Inherit it before `ServiceSettings`."""
 
     kafka_topic_prefix: str = Field(
-        default="", description="put in front of every topic name (one cluster, many stacks)"
+        default="",
+        description="prefix of every topic name (tests use one per test); the gateways' and "
+        "the engines' must match",
     )

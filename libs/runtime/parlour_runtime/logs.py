@@ -29,7 +29,8 @@ def log_level_field(*deprecated: str) -> Any:
     return Field(
         default="INFO",
         validation_alias=AliasChoices("LOG_LEVEL", *deprecated),
-        description="DEBUG, INFO, WARNING, ERROR or CRITICAL (libraries: WARNING and above)",
+        description="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL` (library loggers: "
+        "`WARNING` and above)",
     )
 
 
@@ -38,7 +39,8 @@ def log_format_field(*deprecated: str) -> Any:
     return Field(
         default="auto",
         validation_alias=AliasChoices("LOG_FORMAT", *deprecated),
-        description="json, console, or auto (console on a terminal, JSON otherwise)",
+        description="`json`, `console`, or `auto` (console on a terminal, JSON otherwise, "
+        "library lines included)",
     )
 
 

@@ -39,15 +39,16 @@ class RedisSettings(BaseModel):
 
     redis_url: str | None = Field(
         default=None,
-        description="redis://, rediss:// (TLS) or unix:// URL; wins over REDIS_HOST/PORT/DB/"
-        "PASSWORD",
+        description="Redis URL: `redis://`, `rediss://` (TLS) or `unix://`; wins over "
+        "`REDIS_HOST`/`REDIS_PORT`/`REDIS_DB`/`REDIS_PASSWORD`",
     )
-    redis_host: str = Field(default="127.0.0.1", description="Redis host, without a URL")
+    redis_host: str = Field(default="127.0.0.1", description="Redis, as parts: its host")
     redis_port: int = Field(default=6379, ge=1, le=65535, description="its port")
     redis_db: int = Field(default=0, ge=0, description="its database number")
-    redis_password: SecretStr | None = Field(default=None, description="never logged")
+    redis_password: SecretStr | None = Field(default=None, description="its password; never logged")
     redis_key_prefix: str = Field(
-        default="", description="put in front of every key (one Redis, many stacks)"
+        default="",
+        description="prefix of every Redis key; the gateways' and the engines' must match",
     )
 
     @field_validator("redis_url", mode="before")

@@ -35,20 +35,32 @@ class EngineSettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSetti
 
     # --- Redis (address: RedisSettings) ---
     redis_max_connections: int = Field(
-        default=64, ge=2, le=10_000, description="pool size; commands wait for a free one"
+        default=64,
+        ge=2,
+        le=10_000,
+        description="Redis pool size; commands wait for a free connection",
     )
 
     # --- Kafka (addresses and security: KafkaSettings) ---
-    engine_group_id: str = Field(default="parlour-engine", min_length=1)
+    engine_group_id: str = Field(
+        default="parlour-engine",
+        min_length=1,
+        description="Kafka consumer group shared by all engines",
+    )
 
     # --- processing ---
     engine_session_timeout_seconds: float = Field(
         default=10.0,
         ge=1.0,
-        description="Kafka group session: how soon a dead engine's partitions move to another",
+        description="group session: how soon a dead engine's partitions move to another",
     )
     engine_session_timeout_ms: int | None = deprecated_millis("engine_session_timeout_seconds")
-    engine_max_tries: int = Field(default=3, ge=1, le=100, description="tries before the DLQ")
+    engine_max_tries: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="tries of a failing command before it goes to the dead-letter topic",
+    )
     engine_batch_max: int = Field(
         default=500, ge=1, le=10_000, description="most commands taken from Kafka in one poll"
     )
@@ -57,7 +69,8 @@ class EngineSettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSetti
         ge=0.001,
         le=0.5,
         description="broker long-poll bound: a fetch waiting on idle partitions also delays "
-        "the next fetch of busy ones, so keep it short for latency",
+        "the next fetch of busy ones, so keep it short for latency (aiokafka takes whole "
+        "milliseconds)",
     )
     engine_fetch_max_wait_ms: int | None = deprecated_millis("engine_fetch_max_wait_seconds")
     engine_batch_timeout_seconds: float = Field(
@@ -65,10 +78,18 @@ class EngineSettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSetti
     )
     engine_batch_timeout_ms: int | None = deprecated_millis("engine_batch_timeout_seconds")
     engine_applied_ttl_seconds: int = Field(
-        default=24 * 3600, ge=60, description="how long a command's msg_id is remembered"
+        default=24 * 3600,
+        ge=60,
+        description="the idempotency horizon: how long after a room's last command its msg_id "
+        "records and its offset watermark live (a Kafka redelivery of any command of the room "
+        "is a no-op within it)",
     )
     engine_applied_keep: int = Field(
-        default=1000, ge=10, description="msg_id records kept per room (newest)"
+        default=1000,
+        ge=10,
+        description="msg_id records kept per room (newest): the window for a gateway re-send "
+        "of the same command, which reaches Kafka at a new offset (16 once the room is "
+        "removed)",
     )
     engine_ended_room_ttl_seconds: int = Field(
         default=600, ge=1, description="how long a removed room's replay stream is kept"
@@ -79,16 +100,32 @@ class EngineSettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSetti
     engine_timer_poll_ms: int | None = deprecated_millis("engine_timer_poll_seconds")
 
     # --- rules ---
-    engine_turn_timeout_seconds: float = Field(default=30.0, gt=0)
-    engine_disconnect_grace_seconds: float = Field(default=30.0, gt=0)
+    engine_turn_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a turn's deadline; then the server plays it (rounded to whole seconds, "
+        "at least 1)",
+    )
+    engine_disconnect_grace_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long a disconnected player is waited for before a vote-kick is allowed",
+    )
     engine_idle_room_seconds: int = Field(
-        default=600, ge=1, description="a waiting room whose members are all gone is removed"
+        default=600,
+        ge=1,
+        description="a waiting room whose members are all gone is removed after this",
     )
     engine_finished_room_seconds: int = Field(
-        default=300, ge=1, description="a finished room is removed this long after its end"
+        default=300,
+        ge=1,
+        description="a finished room is removed this long after its game ended",
     )
     engine_max_rooms_per_host: int = Field(
-        default=DEFAULT_MAX_ROOMS_PER_HOST, ge=1, le=1_000, description="active rooms per host"
+        default=DEFAULT_MAX_ROOMS_PER_HOST,
+        ge=1,
+        le=1_000,
+        description="active rooms one user may host at once (`too_many_rooms` beyond)",
     )
     engine_max_rooms_per_user: int = Field(
         default=DEFAULT_MAX_ROOMS_PER_USER,
@@ -98,14 +135,19 @@ class EngineSettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSetti
     )
 
     # --- ops ---
-    engine_health_host: str = "0.0.0.0"  # probes come from outside the pod
-    engine_health_port: int = Field(default=9996, ge=0, le=65535, description="0 = disabled")
+    engine_health_host: str = Field(
+        default="0.0.0.0",  # probes come from outside the pod
+        description="operations listener address: `/health`, `/ready`, `/metrics`",
+    )
+    engine_health_port: int = Field(
+        default=9996, ge=0, le=65535, description="its port; `0` disables it"
+    )
     log_level: LogLevel = log_level_field("ENGINE_LOG_LEVEL")
     log_format: LogFormat = log_format_field("ENGINE_LOG_FORMAT")
     engine_rng_seed: int | None = Field(
         default=None,
-        description="TEST ONLY: seeds the dice so a run is reproducible. Never set it in "
-        "production: anyone who knows the seed knows every future roll.",
+        description="TEST ONLY: seeds the dice so a run is reproducible; never in production "
+        "(anyone who knows the seed knows every future roll)",
     )
 
     def kafka_security(self) -> BaseSecurity | None:

@@ -44,47 +44,84 @@ class GatewaySettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSett
     KAFKA_*, REDIS_* and LOG_* ones come from the mixins of :mod:`parlour_runtime`. A field
     with ``validation_alias`` also reads a deprecated old name."""
 
-    gateway_id: str = Field(default_factory=_default_gateway_id, pattern=r"^[A-Za-z0-9_.:@-]+$")
+    gateway_id: str = Field(
+        default_factory=_default_gateway_id,
+        pattern=r"^[A-Za-z0-9_.:@-]+$",
+        description="this process's id in presence records and logs (`[A-Za-z0-9_.:@-]+`); "
+        "unset: `<hostname>-<6 hex>`",
+    )
 
     # --- listeners (unset: 0.0.0.0, or 127.0.0.1 with AUTH_DEV_MODE; see `bind_host`) ---
-    ws_host: str | None = None
-    ws_port: int = Field(default=9998, ge=0, le=65535)
-    ws_health_host: str | None = None
-    ws_health_port: int = Field(default=9997, ge=0, le=65535)
+    ws_host: str | None = Field(
+        default=None,
+        description="WebSocket (`/ws`) and browser-client listener address; unset: `0.0.0.0` "
+        "(`127.0.0.1` with `AUTH_DEV_MODE=true`)",
+    )
+    ws_port: int = Field(default=9998, ge=0, le=65535, description="its port")
+    ws_health_host: str | None = Field(
+        default=None,
+        description="operations listener address (`/health`, `/ready`, `/metrics`); unset: "
+        "`0.0.0.0` (`127.0.0.1` with `AUTH_DEV_MODE=true`)",
+    )
+    ws_health_port: int = Field(default=9997, ge=0, le=65535, description="its port")
 
     # --- auth ---
-    jwt_public_key_path: Path | None = None
-    jwt_algorithms: str = "RS256"
-    jwt_issuer: str | None = None
-    jwt_audience: str | None = None
-    jwt_max_token_bytes: int = Field(default=TOKEN_MAX_LENGTH, ge=256, le=TOKEN_MAX_LENGTH)
+    jwt_public_key_path: Path | None = Field(
+        default=None,
+        description="PEM public key that verifies tokens; required unless `AUTH_DEV_MODE=true`",
+    )
+    jwt_algorithms: str = Field(
+        default="RS256",
+        description="comma-separated allow-list; only RS/PS/ES 256/384/512 are accepted (no "
+        "HS*, no `none`)",
+    )
+    jwt_issuer: str | None = Field(default=None, description="when set, the `iss` claim must match")
+    jwt_audience: str | None = Field(
+        default=None, description="when set, the `aud` claim must match"
+    )
+    jwt_max_token_bytes: int = Field(
+        default=TOKEN_MAX_LENGTH,
+        ge=256,
+        le=TOKEN_MAX_LENGTH,
+        description=f"longest token accepted (256..{TOKEN_MAX_LENGTH})",
+    )
     auth_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
         validation_alias=renamed("auth_timeout_seconds", "auth_timeout"),
         description="seconds a new socket has to authenticate",
     )
-    auth_max_failures: int = Field(default=3, ge=1)
+    auth_max_failures: int = Field(
+        default=3,
+        ge=1,
+        description="failed `system.authenticate` attempts before the socket is closed",
+    )
     auth_reauth_grace_seconds: float = Field(
         default=30.0,
         gt=0,
         validation_alias=renamed("auth_reauth_grace_seconds", "auth_reauth_grace_secs"),
-        description="after a token expires, seconds to send a fresh one",
+        description="after a token expires, seconds to send a fresh one (`system.reauth_required`)",
     )
-    auth_dev_mode: bool = False
+    auth_dev_mode: bool = Field(
+        default=False,
+        description="token-less logins with a client-chosen user id: local development only; "
+        "listens on 127.0.0.1 unless `WS_HOST`/`WS_HEALTH_HOST` are set; refused (start-up "
+        "fails) together with `JWT_PUBLIC_KEY_PATH`",
+    )
 
     # --- heartbeat ---
     ws_heartbeat_interval_seconds: int = Field(
         default=15,
         ge=1,
         validation_alias=renamed("ws_heartbeat_interval_seconds", "ws_heartbeat_interval_secs"),
-        description="announced in system.welcome; presence records live 3x this",
+        description="heartbeat interval announced in `system.welcome`; presence records live "
+        "3x this",
     )
     ws_heartbeat_timeout_seconds: float = Field(
         default=45.0,
         gt=0,
         validation_alias=renamed("ws_heartbeat_timeout_seconds", "ws_heartbeat_timeout_secs"),
-        description="a socket silent this long is closed",
+        description="a socket silent this long is closed (4030)",
     )
     ws_ping_interval_seconds: float | None = Field(
         default=20.0,
@@ -100,43 +137,87 @@ class GatewaySettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSett
     )
 
     # --- limits ---
-    allowed_origins: str = Field(default="", description="comma-separated; empty = any origin")
-    ws_max_message_size: int = Field(default=MAX_FRAME_BYTES, ge=1024)
-    ws_per_message_deflate: bool = False
-    ws_rate_limit_per_sec: float = Field(default=50.0, gt=0)
-    ws_rate_limit_burst: int = Field(default=100, ge=1)
+    allowed_origins: str = Field(
+        default="",
+        description="comma-separated browser origins allowed to open `/ws`; empty = any "
+        "origin (set it in production)",
+    )
+    ws_max_message_size: int = Field(
+        default=MAX_FRAME_BYTES,
+        ge=1024,
+        description="largest client frame in bytes; larger ones get `message_too_large` "
+        "(beyond twice this uvicorn closes with 1009)",
+    )
+    ws_per_message_deflate: bool = Field(default=False, description="WebSocket compression")
+    ws_rate_limit_per_sec: float = Field(
+        default=50.0, gt=0, description="token-bucket refill per socket (frames/s)"
+    )
+    ws_rate_limit_burst: int = Field(default=100, ge=1, description="token-bucket size per socket")
     ws_rate_limit_strikes: int = Field(
         default=20, ge=1, description="dropped frames in a row before the socket is closed"
     )
-    ws_max_connections_per_user: int = Field(default=5, ge=1)
+    ws_max_connections_per_user: int = Field(
+        default=5, ge=1, description="open sockets per user, across gateways"
+    )
     ws_max_connections: int = Field(
-        default=20_000, ge=1, description="authenticated sockets of this gateway"
+        default=20_000,
+        ge=1,
+        description="authenticated sockets per gateway process (checked at the handshake and "
+        "at authentication: 1013)",
     )
     ws_max_unauthenticated: int = Field(
         default=2_000,
         ge=1,
-        description="sockets still before their first successful authenticate; their own cap, "
-        "so they never take the places of authenticated users",
+        description="sockets not yet authenticated per gateway process, a cap of their own so "
+        "they never take the places of authenticated users (1013 at the handshake)",
     )
-    ws_ip_handshakes_per_sec: float = Field(default=10.0, gt=0)
-    ws_ip_handshake_burst: int = Field(default=200, ge=1)
-    ws_ip_max_unauthenticated: int = Field(default=100, ge=1)
+    ws_ip_handshakes_per_sec: float = Field(
+        default=10.0,
+        gt=0,
+        description="handshake token-bucket refill per client address; over it HTTP 429",
+    )
+    ws_ip_handshake_burst: int = Field(
+        default=200, ge=1, description="handshake token-bucket size per client address"
+    )
+    ws_ip_max_unauthenticated: int = Field(
+        default=100,
+        ge=1,
+        description="open unauthenticated sockets per client address; over it HTTP 429",
+    )
     ws_ip_table_max: int = Field(
-        default=20_000, ge=100, description="client addresses whose handshake budget is kept"
+        default=20_000,
+        ge=100,
+        description="client addresses whose handshake bucket is remembered (least recently "
+        "used forgotten first; about 300 bytes each)",
     )
     ws_trusted_proxies: str = Field(
         default="",
-        description="comma-separated addresses/CIDRs whose X-Forwarded-For is believed; "
-        "empty = the socket's peer address is the client",
+        description="comma-separated addresses/CIDRs of proxies whose `X-Forwarded-For` is "
+        "believed; empty: the socket's peer is the client address",
     )
-    ws_direct_messages_per_minute: int = Field(default=30, ge=1)
-    ws_send_queue_max: int = Field(default=256, ge=1)
-    ws_send_queue_max_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    ws_direct_messages_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="`chat.command.send_message` per user on one gateway; over it "
+        "`rate_limited` and not sent",
+    )
+    ws_send_queue_max: int = Field(
+        default=256,
+        ge=1,
+        description="queued outgoing events per socket before it is closed as slow",
+    )
+    ws_send_queue_max_bytes: int = Field(
+        default=1024 * 1024,
+        ge=64 * 1024,
+        description="memory of queued outgoing events per socket before it is closed as slow "
+        "(4031); one event of any size fits an empty queue",
+    )
     ws_task_stall_seconds: float = Field(
         default=60.0,
         gt=0,
         validation_alias=renamed("ws_task_stall_seconds", "ws_task_stall_secs"),
-        description="a background loop without progress this long makes /ready fail",
+        description="a background loop without a completed round this long (at least 4 of "
+        "its intervals) makes `/ready` 503",
     )
     ws_close_timeout_seconds: float = Field(
         default=5.0,
@@ -148,8 +229,9 @@ class GatewaySettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSett
         default=2.0,
         ge=0,
         validation_alias=renamed("ws_resume_hold_seconds", "ws_resume_hold_secs"),
-        description="how long a fresh socket holds live events of the rooms its user is in, "
-        "waiting for the client's rejoin_room (0 = no hold)",
+        description="after authenticate, live events of the rooms the user was already in are "
+        "held until the client's `rejoin_room` (replay first), a `room_state`, or this many "
+        "seconds; 0 turns the hold off",
     )
 
     # --- Kafka (addresses and security: KafkaSettings) ---
@@ -157,7 +239,7 @@ class GatewaySettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSett
         default=5.0,
         gt=0,
         validation_alias=renamed("kafka_publish_timeout_seconds", "kafka_publish_timeout_secs"),
-        description="a command not acknowledged by Kafka within this gets service_unavailable",
+        description="a command not acknowledged by Kafka within this gets `service_unavailable`",
     )
 
     # --- Redis (address: RedisSettings) ---
