@@ -114,7 +114,7 @@ async def stack(
         public_key=None,
         log_dir=tmp_path,
         # a short heartbeat so every test sees the page keep its socket alive
-        env={"AUTH_DEV_MODE": "true", "WS_HEARTBEAT_INTERVAL_SECS": "2"},
+        env={"AUTH_DEV_MODE": "true", "WS_HEARTBEAT_INTERVAL_SECONDS": "2"},
     )
     bus = Bus(kafka_bootstrap, topics)
     try:

@@ -42,7 +42,7 @@ async def test_engine_failover_sigkill_mid_games(
 ) -> None:
     topics = Topics(prefix=topic_prefix)
     await create_topics(kafka_bootstrap, topics.with_partitions())
-    extra = {"ENGINE_SESSION_TIMEOUT_MS": "6000"}
+    extra = {"ENGINE_SESSION_TIMEOUT_SECONDS": "6"}
     engines = [
         EngineProcess.configure(
             kafka_bootstrap=kafka_bootstrap,
@@ -137,7 +137,7 @@ async def test_engine_sigterm_mid_games_loses_and_repeats_nothing(
             topic_prefix=topic_prefix,
             log_dir=tmp_path,
             name=name,
-            extra={"ENGINE_SESSION_TIMEOUT_MS": "6000"},
+            extra={"ENGINE_SESSION_TIMEOUT_SECONDS": "6"},
         )
 
     first, second = engine("first"), engine("second")

@@ -156,7 +156,7 @@ async def test_engine_plays_through_a_sasl_kafka(
             "KAFKA_SASL_USERNAME": _USER,
             "KAFKA_SASL_PASSWORD": _PASSWORD,
             "ENGINE_TURN_TIMEOUT_SECONDS": "1",
-            "ENGINE_TIMER_POLL_MS": "50",
+            "ENGINE_TIMER_POLL_SECONDS": "0.05",
         },
     )
     engine.start()

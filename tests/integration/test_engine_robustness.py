@@ -45,7 +45,7 @@ async def fast_timer_engine(
         topic_prefix,
         create_topics,
         tmp_path,
-        extra={"ENGINE_TURN_TIMEOUT_SECONDS": "1", "ENGINE_TIMER_POLL_MS": "50"},
+        extra={"ENGINE_TURN_TIMEOUT_SECONDS": "1", "ENGINE_TIMER_POLL_SECONDS": "0.05"},
     ) as env:
         yield env
 

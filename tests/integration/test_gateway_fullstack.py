@@ -26,8 +26,8 @@ from parlour_protocol.v1 import RedisKeys, Topics
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 GW_ENV = {
-    "WS_HEARTBEAT_INTERVAL_SECS": "2",  # socket records live 6 s without a heartbeat
-    "PRESENCE_SWEEP_SECS": "1",
+    "WS_HEARTBEAT_INTERVAL_SECONDS": "2",  # socket records live 6 s without a heartbeat
+    "PRESENCE_SWEEP_SECONDS": "1",
 }
 
 

@@ -29,7 +29,7 @@ def _security(password: str) -> dict[str, str]:
         "KAFKA_SASL_MECHANISM": "PLAIN",
         "KAFKA_SASL_USERNAME": _USER,
         "KAFKA_SASL_PASSWORD": password,
-        "KAFKA_PUBLISH_TIMEOUT_SECS": "5",
+        "KAFKA_PUBLISH_TIMEOUT_SECONDS": "5",
     }
 
 

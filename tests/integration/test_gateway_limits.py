@@ -50,10 +50,10 @@ LIMITS_ENV = {
     "WS_RATE_LIMIT_STRIKES": "5",
     "WS_MAX_CONNECTIONS_PER_USER": "2",
     "WS_SEND_QUEUE_MAX": "8",
-    "AUTH_TIMEOUT": "2",
-    "AUTH_REAUTH_GRACE_SECS": "2",
-    "WS_HEARTBEAT_TIMEOUT_SECS": "6",
-    "WS_HEARTBEAT_INTERVAL_SECS": "2",
+    "AUTH_TIMEOUT_SECONDS": "2",
+    "AUTH_REAUTH_GRACE_SECONDS": "2",
+    "WS_HEARTBEAT_TIMEOUT_SECONDS": "6",
+    "WS_HEARTBEAT_INTERVAL_SECONDS": "2",
     "JWT_ISSUER": ISSUER,
     "JWT_AUDIENCE": AUDIENCE,
     "WS_DIRECT_MESSAGES_PER_MINUTE": "3",
@@ -723,7 +723,7 @@ async def test_publish_failure_answers_service_unavailable(
             pfx,
             keys,
             tmp_path,
-            {**LIMITS_ENV, "KAFKA_PUBLISH_TIMEOUT_SECS": "1"},
+            {**LIMITS_ENV, "KAFKA_PUBLISH_TIMEOUT_SECONDS": "1"},
         )
         try:
             client = await Client.open(proc.url)
@@ -815,7 +815,7 @@ async def test_tokens_and_chat_text_never_reach_the_logs(
 # "attacker" alone.
 
 
-_PATIENT = {"AUTH_TIMEOUT": "30", "WS_HEARTBEAT_TIMEOUT_SECS": "60"}
+_PATIENT = {"AUTH_TIMEOUT_SECONDS": "30", "WS_HEARTBEAT_TIMEOUT_SECONDS": "60"}
 """silent sockets stay open for the length of a test"""
 
 
@@ -1050,7 +1050,7 @@ async def test_a_client_that_stops_reading_pins_at_most_the_byte_bound(
             ]
             await asyncio.gather(*sends)
         # the close frame waits behind megabytes the client never reads, and the gateway
-        # drops the TCP connection after WS_CLOSE_TIMEOUT_SECS: the gateway's own account
+        # drops the TCP connection after WS_CLOSE_TIMEOUT_SECONDS: the gateway's own account
         # (metric and log) is the evidence of the 4031
         code, _ = await slow.expect_close(within=60)
         assert code in (CloseCode.SLOW_CONSUMER, None), code
@@ -1147,7 +1147,7 @@ async def test_a_bad_presence_record_neither_stops_the_sweeper_nor_fails_ready(
         key_prefix=key_prefix,
         public_key=keys.public_path,
         log_dir=tmp_path,
-        env={**LIMITS_ENV, "PRESENCE_SWEEP_SECS": "0.3"},
+        env={**LIMITS_ENV, "PRESENCE_SWEEP_SECONDS": "0.3"},
     )
     try:
         await asyncio.to_thread(proc.wait_ready)
