@@ -212,7 +212,8 @@ def _vote_kick(ctx: Ctx, payload: room_msgs.VoteKickDisconnected) -> None:
     )
     if counted * 2 <= len(eligible):
         return
-    # strict majority: the target's turns go to the server and they are banned (original)
+    # strict majority: the server plays the target's turns for the rest of the game (a
+    # rejoin gives control back only to a voluntary auto player) and they are banned
     st.disconnects = tuple(d for d in st.disconnects if d.user_id != target)
     st.auto_players = (*st.auto_players, AutoPlayer(user_id=target, reason="vote_kick"))
     if not st.is_banned(target) and len(st.banned) < MAX_BANNED_PER_ROOM:

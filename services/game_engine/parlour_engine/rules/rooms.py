@@ -124,7 +124,7 @@ def _join_room(ctx: Ctx, payload: room_msgs.JoinRoom) -> None:
     st = ctx.state
     uid = ctx.actor_id
     if st.game_type != payload.game_type or st.status is not RoomStatus.WAITING:
-        # as in the original: a started room is no longer joinable by name
+        # a started room is no longer joinable by name; its members come back by rejoin_room
         raise Rejected(ErrorCode.ROOM_NOT_FOUND, "Room not found or its game already started.")
     if st.is_banned(uid):
         raise Rejected(ErrorCode.USER_BANNED)
@@ -199,7 +199,7 @@ def _rejoin_room(ctx: Ctx, payload: room_msgs.RejoinRoom) -> None:
         )
         return
     if not st.is_member(uid):
-        # the host may always come back; they land in the lobby as in the original
+        # the host may always come back, even to a room they left; they land in the lobby
         member = Member(user_id=uid, username=ctx.actor_name, joined_at=ctx.now)
         st.lobby = (*st.lobby, member)
         ctx.user(uid, room_msgs.RoomStateEvent(room=snapshot(st)))

@@ -176,7 +176,7 @@ class RoomState(BaseModel):
 
     def is_occupied(self) -> bool:
         """A room lives while someone is in its players or lobby (spectators alone do not
-        keep it, as in the original)."""
+        keep it)."""
         return bool(self.players or self.lobby)
 
     def is_member(self, user_id: str) -> bool:

@@ -38,7 +38,7 @@ class RulesConfig:
     max_spectators: int = 10
     max_lobby: int = 100
     """Most users one waiting room's lobby holds (`room_full` beyond); bounds the state a
-    single room can grow to. The original had no limit."""
+    single room can grow to."""
     password_attempts: int = 5
     """Wrong passwords one user may try per room within `password_window_secs`."""
     password_window_secs: int = 300

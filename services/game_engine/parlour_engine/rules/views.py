@@ -67,7 +67,7 @@ def snapshot(state: RoomState) -> RoomSnapshot:
 
 def role_of(state: RoomState, user_id: str) -> RoomRole | None:
     """The user's place in the room for `rejoin_role`; the host always counts (they may
-    rejoin a room they were removed from, as in the original)."""
+    rejoin a room they were removed from)."""
     if state.host_id == user_id:
         return RoomRole.HOST
     if state.player(user_id) is not None:
