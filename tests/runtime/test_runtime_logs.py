@@ -13,6 +13,7 @@ _PROGRAM = textwrap.dedent(
     import logging
     import warnings
 
+    import faststream  # installs a plain-text handler on the "faststream" logger
     import structlog
 
     from parlour_runtime import configure_logging, get_logger
@@ -25,6 +26,7 @@ _PROGRAM = textwrap.dedent(
     )
     logging.getLogger("uvicorn.error").error("Exception in ASGI application")
     logging.getLogger("faststream").info("dropped: below WARNING")
+    logging.getLogger("faststream.access.kafka").warning("consumer restarted")
     try:
         1 / 0
     except ZeroDivisionError:
@@ -67,6 +69,7 @@ def test_every_stderr_line_is_json_libraries_included() -> None:
     assert "timestamp" in kafka
     assert by_event["Exception in ASGI application"]["level"] == "error"
     assert "dropped: below WARNING" not in by_event
+    assert by_event["consumer restarted"]["logger_name"] == "faststream.access.kafka"
     assert "ZeroDivisionError" in str(by_event["connection lost"]["exception"])
     assert "ZeroDivisionError" in str(by_event["handler_failed"]["exception"])
     assert any("an old API" in str(line["event"]) for line in lines)

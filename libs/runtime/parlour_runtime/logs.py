@@ -23,6 +23,11 @@ from structlog.typing import FilteringBoundLogger, Processor
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["auto", "json", "console"]
 
+# library loggers that install a plain-text handler of their own when imported (FastStream's
+# "faststream": colourised text, not propagated) or when configured (uvicorn's, given a
+# log_config; the gateway passes log_config=None): their lines go to the root handler instead
+_SELF_HANDLED = ("faststream", "uvicorn", "uvicorn.error")
+
 
 def log_level_field(*deprecated: str) -> Any:
     """The ``LOG_LEVEL`` field; a service passes its old variable (``GATEWAY_LOG_LEVEL``)."""
@@ -106,6 +111,12 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(max(numeric, logging.WARNING))
+    for name in _SELF_HANDLED:
+        library = logging.getLogger(name)
+        for old in library.handlers[:]:
+            library.removeHandler(old)
+        library.propagate = True
+        library.setLevel(logging.NOTSET)
     logging.captureWarnings(True)  # warnings.warn() lines come out the same way
 
 
