@@ -33,6 +33,7 @@ _PROGRAM = textwrap.dedent(
         logging.getLogger("redis").exception("connection lost")
         get_logger("parlour_gateway.session").exception("handler_failed")
     warnings.warn("an old API", DeprecationWarning, stacklevel=1)
+    raise RuntimeError("start-up failed")  # ends the process: its traceback is a line too
     """
 )
 
@@ -43,8 +44,9 @@ def _lines(program: str) -> list[dict[str, object]]:
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
+        check=False,
     )
+    assert done.returncode == 1, done.stderr
     lines = done.stderr.splitlines()
     assert lines, done.stderr
     parsed = []
@@ -73,6 +75,9 @@ def test_every_stderr_line_is_json_libraries_included() -> None:
     assert "ZeroDivisionError" in str(by_event["connection lost"]["exception"])
     assert "ZeroDivisionError" in str(by_event["handler_failed"]["exception"])
     assert any("an old API" in str(line["event"]) for line in lines)
+    uncaught = by_event["uncaught_exception"]
+    assert uncaught["level"] == "critical"
+    assert "RuntimeError: start-up failed" in str(uncaught["exception"])
 
 
 def test_a_forced_console_format_is_not_json() -> None:

@@ -5,7 +5,8 @@ Off a terminal every line on stderr is one JSON object, the libraries' lines inc
 aiokafka, faststream, uvicorn and redis log through the stdlib, whose root handler renders
 with structlog's `ProcessorFormatter`. On a terminal both render with the console renderer.
 Context bound with ``structlog.contextvars`` (``conn_id``, ``room_id``, ``msg_id``...) lands
-on every line, the libraries' too. Nothing logged may contain a token, a password or chat
+on every line, the libraries' too; so does the traceback of an exception that ends the
+process (``uncaught_exception``). Nothing logged may contain a token, a password or chat
 text: callers log ids, types, outcomes and timings only.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
+from types import TracebackType
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -118,6 +120,18 @@ def configure_logging(
         library.propagate = True
         library.setLevel(logging.NOTSET)
     logging.captureWarnings(True)  # warnings.warn() lines come out the same way
+    sys.excepthook = _log_uncaught  # and the traceback of an exception that ends the process
+
+
+def _log_uncaught(
+    kind: type[BaseException], value: BaseException, traceback: TracebackType | None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, traceback)
+        return
+    logging.getLogger("parlour_runtime.logs").critical(
+        "uncaught_exception", exc_info=(kind, value, traceback)
+    )
 
 
 def _add_logger_name(
