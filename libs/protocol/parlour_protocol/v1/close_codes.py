@@ -23,7 +23,7 @@ class CloseCode(IntEnum):
     """The gateway is at its cap of authenticated sockets, or of sockets awaiting
     authentication: reconnect later or elsewhere."""
     AUTH_TIMEOUT = 4001
-    """No successful system.authenticate within AUTH_TIMEOUT."""
+    """No successful system.authenticate within AUTH_TIMEOUT_SECONDS."""
     AUTH_FAILED = 4003
     """Too many failed authentication attempts on this socket."""
     TOKEN_EXPIRED = 4004
@@ -33,6 +33,6 @@ class CloseCode(IntEnum):
     RATE_LIMITED = 4029
     """The socket kept sending past its rate limit."""
     HEARTBEAT_TIMEOUT = 4030
-    """Nothing received for WS_HEARTBEAT_TIMEOUT_SECS."""
+    """Nothing received for WS_HEARTBEAT_TIMEOUT_SECONDS."""
     SLOW_CONSUMER = 4031
     """The client stopped reading and its send queue filled (by frames or by bytes)."""
