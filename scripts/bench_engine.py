@@ -22,8 +22,6 @@ import contextlib
 import json
 import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,25 +32,13 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from bench_support import free_port, kafka_bootstrap, percentile, redis_url, stop
 
 from parlour_protocol.v1 import Topics
 
 _CAUSE = re.compile(rb'"causation_id":"([0-9a-f-]{36})"')
 _TURN = re.compile(rb'"room_id":"([^"]+)","current_turn":"([^"]+)","turn_number":(\d+)')
 _ROOM = re.compile(rb'"room_id":"([^"]+)"')
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class Bench:
@@ -105,7 +91,7 @@ class Bench:
             await admin.close()
 
     def start_engine(self, log: Path) -> int:
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
@@ -457,21 +443,25 @@ class Bench:
                 (f"sustained rolls/s, {args.rooms} rooms (closed loop)", f"{throughput:,.0f}"),
                 (
                     "  latency p50 / p99 at full load (ms)",
-                    f"{_pct(closed_lat, 0.5) * ms:.1f} / {_pct(closed_lat, 0.99) * ms:.1f}",
+                    f"{percentile(closed_lat, 0.5) * ms:.1f} / "
+                    f"{percentile(closed_lat, 0.99) * ms:.1f}",
                 ),
                 ("  engine CPU busy (% of one core)", f"{100 * cpu_used / elapsed:.0f}"),
                 ("  engine CPU per roll (ms)", f"{1000 * cpu_used / max(done, 1):.3f}"),
                 ("open-loop rate (half), rolls/s", f"{half:,.0f}"),
-                ("  command->event p50 (ms)", f"{_pct(latencies, 0.5) * ms:.2f}"),
-                ("  command->event p99 (ms)", f"{_pct(latencies, 0.99) * ms:.2f}"),
+                ("  command->event p50 (ms)", f"{percentile(latencies, 0.5) * ms:.2f}"),
+                ("  command->event p99 (ms)", f"{percentile(latencies, 0.99) * ms:.2f}"),
                 ("  samples", f"{len(latencies)}"),
                 (
                     "  in-engine decode->produce p50 / p99 (ms)",
                     f"{self.bucket_pct(hist_before, hist_after, 0.5)} / "
                     f"{self.bucket_pct(hist_before, hist_after, 0.99)}",
                 ),
-                ("floor: aiokafka produce->consume p50 (ms)", f"{_pct(floor, 0.5) * ms:.2f}"),
-                ("floor: aiokafka produce->consume p99 (ms)", f"{_pct(floor, 0.99) * ms:.2f}"),
+                ("floor: aiokafka produce->consume p50 (ms)", f"{percentile(floor, 0.5) * ms:.2f}"),
+                (
+                    "floor: aiokafka produce->consume p99 (ms)",
+                    f"{percentile(floor, 0.99) * ms:.2f}",
+                ),
                 ("  floor mean (ms)", f"{statistics.fmean(floor) * ms:.2f}" if floor else "-"),
                 ("events consumed", f"{self.events:,}"),
             ]
@@ -488,11 +478,7 @@ class Bench:
             if self.producer is not None:
                 await self.producer.stop()
             if self.engine is not None:
-                self.engine.send_signal(signal.SIGTERM)
-                try:
-                    self.engine.wait(20)
-                except subprocess.TimeoutExpired:
-                    self.engine.kill()
+                stop(self.engine, grace=20)
             with contextlib.suppress(Exception):
                 await self.delete_topics()
             await self.delete_keys()
@@ -519,10 +505,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--kafka", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    )
-    parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--kafka", default=kafka_bootstrap())
+    parser.add_argument("--redis", default=redis_url())
     parser.add_argument("--rooms", type=int, default=1000)
     parser.add_argument("--players", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0, help="closed-loop phase length")

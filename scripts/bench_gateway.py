@@ -23,10 +23,8 @@ import json
 import os
 import random
 import resource
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -36,16 +34,23 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from bench_support import (
+    PYTHON,
+    ROOT,
+    cpu_seconds,
+    free_port,
+    kafka_bootstrap,
+    percentile,
+    redis_url,
+    rss_bytes,
+    stop,
+)
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from parlour_gateway.dev_tokens import generate_keypair, make_token
 from parlour_protocol.v1 import Audience, AudienceKind, EventEnvelope, Topics, encode
 from parlour_protocol.v1.chat import ChatChannel, ChatMessage
-
-ROOT = Path(__file__).resolve().parents[1]
-PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
-
 
 # ------------------------------------------------------------------ process helpers
 
@@ -56,27 +61,6 @@ def raise_fd_limit() -> int:
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_port(port: int, within: float = 40) -> None:
@@ -118,13 +102,6 @@ async def wait_ready(health_port: int, within: float = 60) -> None:
                     return
             await asyncio.sleep(0.3)
     raise RuntimeError("gateway not ready")
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 # ------------------------------------------------------------------ bare server (the floor)
@@ -362,8 +339,8 @@ async def fanout_phase(
         "deliveries": fleet.received,
         "expected": expected,
         "deliveries_per_sec": fleet.received / span,
-        "p50_ms": 1000 * pct(fleet.latencies, 50),
-        "p99_ms": 1000 * pct(fleet.latencies, 99),
+        "p50_ms": 1000 * percentile(fleet.latencies, 0.5),
+        "p99_ms": 1000 * percentile(fleet.latencies, 0.99),
         "mean_ms": 1000 * (statistics.fmean(fleet.latencies) if fleet.latencies else float("nan")),
     }
 
@@ -423,7 +400,7 @@ async def run(args: argparse.Namespace) -> None:
             "WS_MAX_UNAUTHENTICATED": str(n + 10),
             "GATEWAY_LOG_LEVEL": "WARNING",
         }
-        proc = subprocess.Popen([PY, "-m", "parlour_gateway"], env=env, cwd=ROOT)  # noqa: ASYNC220
+        proc = subprocess.Popen([PYTHON, "-m", "parlour_gateway"], env=env, cwd=ROOT)  # noqa: ASYNC220
         try:
             await wait_ready(hport)
             url = f"ws://127.0.0.1:{port}/ws"
@@ -452,16 +429,12 @@ async def run(args: argparse.Namespace) -> None:
             await fan.close()
             results["gateway"] = {"idle": idle_figs, "fanout_burst": burst, "fanout_paced": paced}
         finally:
-            proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(15)
-            if proc.poll() is None:
-                proc.kill()
+            stop(proc, grace=15)
         if not args.skip_baseline:
             bport = free_port()
             bare = subprocess.Popen(  # noqa: ASYNC220
                 [
-                    PY,
+                    PYTHON,
                     __file__,
                     "--bare-server",
                     str(bport),
@@ -533,12 +506,8 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=float, default=15.0)
     parser.add_argument("--window", type=float, default=20.0, help="idle CPU window, seconds")
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument(
-        "--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
+    parser.add_argument("--bootstrap", default=kafka_bootstrap())
+    parser.add_argument("--redis-url", default=redis_url())
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare-topic", help=argparse.SUPPRESS)
     args = parser.parse_args()

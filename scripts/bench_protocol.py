@@ -16,10 +16,10 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pydantic
+from bench_support import ROOT
 
 from parlour_protocol.v1 import (
     decode_client_message,
@@ -29,7 +29,7 @@ from parlour_protocol.v1 import (
     encode,
 )
 
-GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "protocol" / "golden"
+GOLDEN = ROOT / "tests" / "protocol" / "golden"
 
 MESSAGES: list[tuple[str, str, Callable[[bytes], Any]]] = [
     ("roll", "games.command.bigger_dice.roll", decode_client_message),

@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 import redis.asyncio as aioredis  # noqa: E402
+from bench_support import cpu_seconds, kafka_bootstrap, percentile, redis_url, rss_bytes  # noqa: E402
 from engine_harness import EngineProcess  # noqa: E402
 from gateway_harness import GatewayProc, Keys, create_topics, delete_topics  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
@@ -634,25 +635,24 @@ class Services:
     prefix: str
 
 
-def cpu_seconds(pid: int | None) -> str:
-    """User + system CPU time the process has used so far."""
+def cpu_text(pid: int | None) -> str:
+    """User + system CPU seconds the process has used so far."""
     if pid is None:
         return "-"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return f"{cpu_seconds(pid):.0f}"
     except OSError:
         return "gone"
-    return f"{(int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK'):.0f}"
 
 
-def rss_mb(pid: int | None) -> str:
+def rss_text(pid: int | None) -> str:
+    """The process's resident memory in MB."""
     if pid is None:
         return "-"
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return f"{int(line.split()[1]) / 1024:.0f}"
-    return "gone"
+    try:
+        return f"{rss_bytes(pid) / 2**20:.0f}"
+    except OSError:
+        return "gone"
 
 
 async def key_count(redis: aioredis.Redis, prefix: str) -> tuple[int, Counter[str]]:
@@ -716,8 +716,8 @@ async def sample(services: Services, label: str) -> None:
     own = await prefix_bytes(services.redis, services.prefix)
     pids = [e.proc.pid if e.proc else None for e in services.engines]
     pids += [g.proc.pid for g in services.gateways]
-    rss = " ".join(rss_mb(pid) for pid in pids)
-    cpu = " ".join(cpu_seconds(pid) for pid in [*pids, os.getpid()])
+    rss = " ".join(rss_text(pid) for pid in pids)
+    cpu = " ".join(cpu_text(pid) for pid in [*pids, os.getpid()])
     say(
         f"  {label:<24} RSS MB {rss:<16} CPU s {cpu:<20} "
         f"redis used_memory {int(info['used_memory']) / 2**20:6.1f} MB, "
@@ -729,15 +729,8 @@ async def sample(services: Services, label: str) -> None:
 
 
 def infra_addresses(args: argparse.Namespace) -> tuple[str, str]:
-    env = dict(os.environ)
-    env_file = ROOT / ".infra" / "run" / "env"
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            name, sep, value = line.partition("=")
-            if sep and not name.startswith("#"):
-                env.setdefault(name.strip(), value.strip())
-    kafka = args.kafka or env.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
-    redis = args.redis or env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    kafka = args.kafka or kafka_bootstrap()
+    redis = args.redis or redis_url()
     for address in (kafka.split(",")[0].rsplit(":", 1)[0], re.sub(r"^.*//|:\d+.*$", "", redis)):
         if address not in ("127.0.0.1", "localhost", "::1", "[::1]"):
             raise SystemExit(f"hostile_mix runs on loopback only, not against {address}")
@@ -870,7 +863,7 @@ def report(stats: Stats) -> None:
     say("ordinary games (create_room to game_over), by when they began:")
     for phase, durations in stats.game_seconds.items():
         seconds = sorted(durations)
-        p95 = seconds[min(len(seconds) - 1, int(0.95 * len(seconds)))]
+        p95 = percentile(seconds, 0.95)
         say(
             f"  {phase}: finished {len(seconds)}, p50 {statistics.median(seconds):.2f} s, "
             f"p95 {p95:.2f} s, max {seconds[-1]:.2f} s"
