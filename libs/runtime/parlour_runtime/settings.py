@@ -20,7 +20,7 @@ from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_ReplacedBy = "parlour_replaced_by"  # json_schema_extra key of a deprecated milliseconds field
+_REPLACED_BY = "parlour_replaced_by"  # json_schema_extra key of a deprecated milliseconds field
 
 
 class SettingsError(Exception):
@@ -72,14 +72,14 @@ def deprecated_millis(replaced_by: str) -> Any:
         repr=False,
         deprecated=f"use {replaced_by.upper()} (seconds)",
         description=f"deprecated: {replaced_by.upper()} in milliseconds",
-        json_schema_extra={_ReplacedBy: replaced_by},
+        json_schema_extra={_REPLACED_BY: replaced_by},
     )
 
 
 def _replaced_by(field: FieldInfo) -> str | None:
     extra = field.json_schema_extra
     if isinstance(extra, dict):
-        target = extra.get(_ReplacedBy)
+        target = extra.get(_REPLACED_BY)
         if isinstance(target, str):
             return target
     return None
