@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 # the `create_topics` fixture (see conftest.py)
 CreateTopics = Callable[..., Awaitable[list[str]]]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_kafka_round_trip_through_a_consumer_group(
@@ -71,3 +76,24 @@ async def test_redis_write_and_read(redis_client: aioredis.Redis, topic_prefix: 
         assert 0 < await redis_client.pttl(key) <= 60_000
     finally:
         await redis_client.delete(key, f"{key}:h")
+
+
+def test_infra_status_runs_as_the_makefile_runs_it(kafka_bootstrap: str, redis_url: str) -> None:
+    """`python scripts/infra status` (the package run as a directory, as `make infra-status`
+    does) finds the Kafka and the Redis the tests use and says they are up."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "REDIS_URL": redis_url,
+    }
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "infra"), "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("redis ") and " up (" in line for line in lines), result
+    assert any(line.startswith("kafka ") and " up (" in line for line in lines), result
