@@ -16,9 +16,9 @@ long a game runs.
 
 from __future__ import annotations
 
-from parlour_engine.games import GameRules
 from parlour_engine.rules.absence import enable_auto_play
 from parlour_engine.rules.context import Ctx, Rejected, seated_unbanned
+from parlour_engine.rules.plugins import GameRules
 from parlour_engine.rules.state import GameState, Member, RoomState
 from parlour_protocol.v1 import ErrorCode, ServerEvent
 from parlour_protocol.v1.base import ClientCommand

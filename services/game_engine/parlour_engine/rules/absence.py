@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from parlour_engine.games import game_rules
 from parlour_engine.rules.context import Ctx, Handlers, Rejected, seated_unbanned, turn_token
+from parlour_engine.rules.plugins import game_rules
 from parlour_engine.rules.state import AutoPlayer, Banned, Disconnect, RoomState
 from parlour_engine.rules.types import TimerRequest
 from parlour_protocol.v1 import ErrorCode, internal

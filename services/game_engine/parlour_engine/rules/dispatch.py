@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from parlour_engine.games import GameRules, game_rules
 from parlour_engine.rules import absence, chat, lobby, rooms
 from parlour_engine.rules.absence import FINISHED_TOKEN, all_absent, came_back, idle_token
 from parlour_engine.rules.context import Ctx, Handler, Handlers, Rejected, refusal, turn_token
+from parlour_engine.rules.plugins import GameRules, game_rules
 from parlour_engine.rules.rooms import WrongPassword, create_room
 from parlour_engine.rules.state import RoomState
 from parlour_engine.rules.types import Outcome, Rng, RulesConfig, TimerRequest

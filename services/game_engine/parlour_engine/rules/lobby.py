@@ -7,8 +7,8 @@ list index and the per-user room caps.)
 
 from __future__ import annotations
 
-from parlour_engine.games import game_rules
 from parlour_engine.rules.context import Ctx, Handlers, Rejected
+from parlour_engine.rules.plugins import game_rules
 from parlour_engine.rules.rooms import remove_spectator
 from parlour_engine.rules.state import Banned, Member, RoomState
 from parlour_engine.rules.views import known_username, player_info, snapshot

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from parlour_engine.games import game_rules
 from parlour_engine.rules.absence import mark_disconnected
 from parlour_engine.rules.context import Ctx, Handlers, Rejected, derive_id, refusal
 from parlour_engine.rules.password import hash_password, verify_password
+from parlour_engine.rules.plugins import game_rules
 from parlour_engine.rules.state import Member, RoomState, Spectator
 from parlour_engine.rules.types import Outcome, Rng, RulesConfig
 from parlour_engine.rules.views import player_info, snapshot

@@ -135,7 +135,7 @@ class RoomState(BaseModel):
     def _typed_game_state(cls, data: Any) -> Any:
         # the stored JSON holds the game's state as a plain object: give it its game's model
         if isinstance(data, dict) and isinstance(data.get("game"), dict):
-            from parlour_engine.games import game_rules
+            from parlour_engine.rules.plugins import game_rules
 
             rules = game_rules(str(data.get("game_type")))
             if rules is not None:
