@@ -10,21 +10,22 @@
 alone by `down`. Only processes started from this checkout are recorded in `.infra/run/`
 (pid files) and stopped by `down`.
 
-Environment:
+Environment (the addresses read as the services read them, by parlour_runtime):
     KAFKA_BOOTSTRAP_SERVERS  use this broker (host:port[,host:port]) instead of the default
-    KAFKA_PORT               port of the local broker (default 9092)
+    KAFKA_HOST, KAFKA_PORT   same, as parts (default 127.0.0.1, 9092)
     KAFKA_CONTROLLER_PORT    KRaft controller port of the local broker (default 9093)
     KAFKA_HEAP_OPTS          JVM heap flags (default -Xms256m -Xmx512m)
     KAFKA_START_TIMEOUT      seconds to wait for the broker (default 120)
-    REDIS_URL                use this Redis (redis://[:password@]host:port/db)
-    REDIS_HOST, REDIS_PORT   same, as parts (default 127.0.0.1, 6379)
+    REDIS_URL                use this Redis (redis://[user:password@]host:port/db)
+    REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_PASSWORD   same, as parts (default 127.0.0.1:6379/0)
 
 The local Redis keeps its data in an append-only file (AOF, fsync every second) under
 .infra/redis/, so a Redis restart loses at most the last second of writes, not every game.
 `status` says whether the Redis it finds persists.
 
-Process management needs only the standard library; the Kafka round trip and the topics
-(names from parlour_protocol) need the project's virtualenv (`make install`).
+`down` and `tools` need only the standard library; `up` and `status` (the addresses, the
+Kafka round trip, the topics' names from parlour_protocol) need the project's virtualenv
+(`make install`).
 
 One module per concern: `paths` (the .infra/ layout), `console` (errors and output),
 `addresses` (where Kafka and Redis are), `redis_probe` / `kafka_probe` (is it usable),

@@ -1,13 +1,19 @@
-"""Where Kafka and Redis are: read from the environment, or the default loopback ports."""
+"""Where Kafka and Redis are: read from the environment by the services' own settings kit
+(`parlour_runtime.ServiceAddresses`: KAFKA_BOOTSTRAP_SERVERS, else KAFKA_HOST:KAFKA_PORT;
+REDIS_URL, else REDIS_HOST/REDIS_PORT/REDIS_DB/REDIS_PASSWORD), so the infra starts and
+checks exactly what the services will use; and whether something listens there."""
 
 from __future__ import annotations
 
 import os
 import socket
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING
 
 from infra.console import InfraError
+
+if TYPE_CHECKING:
+    from parlour_runtime import ServiceAddresses
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -17,7 +23,6 @@ class KafkaTarget:
     bootstrap: str
     host: str
     port: int
-    from_env: bool
 
     @property
     def startable(self) -> bool:
@@ -33,7 +38,6 @@ class RedisTarget:
     password: str | None
     db: int
     url: str
-    from_env: bool
 
     @property
     def startable(self) -> bool:
@@ -41,6 +45,7 @@ class RedisTarget:
 
 
 def env_port(name: str, default: int) -> int:
+    """A port the infra alone reads (KAFKA_CONTROLLER_PORT)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -58,40 +63,41 @@ def _split_host_port(address: str, default_port: int) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _addresses() -> ServiceAddresses:
+    # imported here: `down` runs without the virtualenv, and needs no address
+    try:
+        from parlour_runtime import ServiceAddresses, SettingsError, load
+    except ImportError:
+        raise InfraError(
+            "parlour_runtime is not importable: run this with the project's virtualenv "
+            "(`make install`, then `.venv/bin/python scripts/infra ...`)"
+        ) from None
+    try:
+        return load(ServiceAddresses)
+    except SettingsError as exc:
+        raise InfraError(str(exc)) from None
+
+
 def kafka_target() -> KafkaTarget:
-    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    if env:
-        first = env.split(",")[0]
-        host, port = _split_host_port(first, 9092)
-        return KafkaTarget(env, host, port, from_env=True)
-    port = env_port("KAFKA_PORT", 9092)
-    return KafkaTarget(f"127.0.0.1:{port}", "127.0.0.1", port, from_env=False)
+    servers = _addresses().bootstrap_servers
+    host, port = _split_host_port(servers[0], 9092)
+    return KafkaTarget(",".join(servers), host, port)
 
 
 def redis_target() -> RedisTarget:
-    url = os.environ.get("REDIS_URL", "").strip()
-    if url:
-        parts = urlsplit(url)
-        if parts.scheme not in {"redis", "rediss"}:
-            raise InfraError(f"REDIS_URL={url!r}: only redis:// URLs are supported here")
-        if parts.scheme == "rediss":
-            raise InfraError("REDIS_URL uses TLS (rediss://); the infra checks only plain Redis")
-        db_text = parts.path.lstrip("/") or "0"
-        password = unquote(parts.password) if parts.password else None
-        return RedisTarget(
-            host=parts.hostname or "127.0.0.1",
-            username=unquote(parts.username) if parts.username else None,
-            port=parts.port or 6379,
-            password=password,
-            db=int(db_text) if db_text.isdigit() else 0,
-            url=url,
-            from_env=True,
-        )
-    host = os.environ.get("REDIS_HOST", "").strip()
-    port = env_port("REDIS_PORT", 6379)
-    from_env = bool(host) or "REDIS_PORT" in os.environ
-    host = host or "127.0.0.1"
-    return RedisTarget(host, port, None, None, 0, f"redis://{host}:{port}/0", from_env)
+    address = _addresses().redis_address
+    if address.tls:
+        raise InfraError("REDIS_URL uses TLS (rediss://); the infra checks only plain Redis")
+    if address.host is None:
+        raise InfraError("REDIS_URL is a unix socket; the infra checks only Redis over TCP")
+    return RedisTarget(
+        host=address.host,
+        port=address.port,
+        username=address.username,
+        password=address.password,
+        db=address.db,
+        url=address.url,
+    )
 
 
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
