@@ -101,8 +101,8 @@ class Bench:
             "ENGINE_GROUP_ID": f"{self.prefix}engine",
             "ENGINE_HEALTH_HOST": "127.0.0.1",
             "ENGINE_HEALTH_PORT": str(port),
-            "ENGINE_LOG_FORMAT": "json",
-            "ENGINE_LOG_LEVEL": self.args.engine_log_level,
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": self.args.engine_log_level,
             "ENGINE_TURN_TIMEOUT_SECONDS": "3600",
         }
         with log.open("wb") as out:

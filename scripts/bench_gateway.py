@@ -392,13 +392,13 @@ async def run(args: argparse.Namespace) -> None:
             "JWT_PUBLIC_KEY_PATH": str(public),
             "WS_MAX_CONNECTIONS_PER_USER": str(n // distinct + 2),
             "WS_MAX_CONNECTIONS": str(n + 10),
-            "WS_HEARTBEAT_INTERVAL_SECS": str(int(args.heartbeat)),
+            "WS_HEARTBEAT_INTERVAL_SECONDS": str(int(args.heartbeat)),
             "WS_RATE_LIMIT_BURST": "1000",
             # every bench socket comes from 127.0.0.1, all at once: lift the per-IP limits
             "WS_IP_HANDSHAKE_BURST": str(n + 10),
             "WS_IP_MAX_UNAUTHENTICATED": str(n + 10),
             "WS_MAX_UNAUTHENTICATED": str(n + 10),
-            "GATEWAY_LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": "WARNING",
         }
         proc = subprocess.Popen([PYTHON, "-m", "parlour_gateway"], env=env, cwd=ROOT)  # noqa: ASYNC220
         try:

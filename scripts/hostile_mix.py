@@ -581,7 +581,7 @@ async def replays(run: Run) -> None:
 
 async def storms(run: Run) -> None:
     """Connect/authenticate/disconnect loops, and unauthenticated sockets held open until the
-    gateway closes them (AUTH_TIMEOUT), then opened again."""
+    gateway closes them (AUTH_TIMEOUT_SECONDS), then opened again."""
 
     async def churn(worker: int, per_second: float, gateway: int | None) -> None:
         async def step(i: int) -> bool:
@@ -755,7 +755,7 @@ async def main_async(args: argparse.Namespace) -> None:
         "ENGINE_FINISHED_ROOM_SECONDS": lifetimes,
         "ENGINE_ENDED_ROOM_TTL_SECONDS": lifetimes,
         "ENGINE_TURN_TIMEOUT_SECONDS": "30",
-        "ENGINE_LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "WARNING",
     }
     engines = [
         EngineProcess.configure(
@@ -784,7 +784,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     key_prefix=prefix,
                     public_key=keys.public_path,
                     log_dir=workdir,
-                    env={"WS_TRUSTED_PROXIES": "127.0.0.1", "GATEWAY_LOG_LEVEL": "WARNING"},
+                    env={"WS_TRUSTED_PROXIES": "127.0.0.1", "LOG_LEVEL": "WARNING"},
                     gateway_id=f"hm-gw{i}-{tag}",
                 )
             )
