@@ -24,7 +24,7 @@ PACKAGES := libs/protocol/parlour_protocol libs/runtime/parlour_runtime \
 MYPY_PACKAGES = $(foreach p,$(PACKAGES),$(if $(shell find $(p) -name '*.py' -print -quit 2>/dev/null),$(p)))
 # the infra scripts and test support, type-checked with them
 MYPY_EXTRA := scripts/infra scripts/protocol_docs \
-              tests/conftest.py tests/integration/conftest.py tests/integration/test_infra.py
+              tests/conftest.py tests/integration/conftest.py tests/integration/infra/test_infra.py
 
 .PHONY: help install lock lint test test-tools run infra-up infra-down infra-status clean
 

@@ -29,7 +29,7 @@ from parlour_protocol.v1 import (
     encode,
 )
 
-GOLDEN = ROOT / "tests" / "protocol" / "golden"
+GOLDEN = ROOT / "tests" / "unit" / "protocol" / "golden"
 
 MESSAGES: list[tuple[str, str, Callable[[bytes], Any]]] = [
     ("roll", "games.command.bigger_dice.roll", decode_client_message),

@@ -8,7 +8,7 @@ added, renamed or given a new default without its row following.
 Each table sits in README.md between ``<!-- settings:NAME -->`` and ``<!-- /settings:NAME -->``
 (NAME: shared, gateway, engine). A row is one environment variable: its field's variable,
 default and ``description``, and the deprecated names it still reads. Every field needs a
-description: generation fails without one. tests/runtime/test_runtime_settings_docs.py fails
+description: generation fails without one. tests/unit/runtime/test_settings_docs.py fails
 when README.md is stale.
 """
 

@@ -5,7 +5,7 @@ replay and reconnect-storm real gateways and engines. Prints figures; asserts no
 
 Needs `make infra-up` (or KAFKA_BOOTSTRAP_SERVERS / REDIS_URL, or --kafka / --redis). It starts
 2 engines and 2 gateways on a fresh topic and key prefix (the integration tests' harnesses,
-tests/integration/engine_harness.py and gateway_harness.py), runs the load for --minutes,
+tests/support/engine_harness.py and gateway_harness.py), runs the load for --minutes,
 then lets every client leave and waits for the rooms' timers to remove what is left. Memory
 (RSS of each service, Redis used_memory, keys under the prefix) is printed before, every 30 s
 during, right after the hostile load stops and after everyone has left. At the end it stops
@@ -44,12 +44,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
+sys.path.insert(0, str(ROOT))  # the harnesses: tests.support
 
 import redis.asyncio as aioredis  # noqa: E402
 from bench_support import cpu_seconds, kafka_bootstrap, percentile, redis_url, rss_bytes  # noqa: E402
-from engine_harness import EngineProcess  # noqa: E402
-from gateway_harness import GatewayProc, Keys, create_topics, delete_topics  # noqa: E402
+from tests.support.engine_harness import EngineProcess  # noqa: E402
+from tests.support.gateway_harness import GatewayProc, Keys, create_topics, delete_topics  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 

@@ -10,7 +10,7 @@ from infra.console import say
 
 TEST_TOOLS = (
     Need("chromium", "chromium", "the browser tests drive it"),
-    Need("promtool", "prometheus", "tests/deploy checks the alert rules with it"),
+    Need("promtool", "prometheus", "tests/unit/deploy checks the alert rules with it"),
     Need("node", "nodejs", "runs the AsyncAPI check"),
     Need("npm", "npm", "installs the AsyncAPI parser"),
 )

@@ -5,8 +5,9 @@
 
 Writes a JSON Schema per WebSocket message and per Kafka envelope (docs/protocol/schemas/), an
 AsyncAPI 3.0 document for the Kafka topics (docs/protocol/asyncapi.json) and the human-readable
-docs/protocol.md. Examples come from the golden fixtures in tests/protocol/golden/. `--write` also
-records new models and fields in tests/protocol/golden/_fields.json; it never drops an entry, so
+docs/protocol.md. Examples come from the golden fixtures in tests/unit/protocol/golden/.
+`--write` also records new models and fields in tests/unit/protocol/golden/_fields.json; it
+never drops an entry, so
 a removed or renamed field keeps failing the field-snapshot test.
 
 What a message cannot say in its fields (who receives an event, what a command causes) it says

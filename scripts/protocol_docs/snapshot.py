@@ -1,4 +1,4 @@
-"""The field snapshot (tests/protocol/golden/_fields.json): every protocol model's fields,
+"""The field snapshot (tests/unit/protocol/golden/_fields.json): every protocol model's fields,
 recorded so that a removed, renamed or newly required field fails the tests."""
 
 from __future__ import annotations

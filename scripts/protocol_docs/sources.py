@@ -9,7 +9,7 @@ from typing import Any
 from parlour_protocol.v1 import CommandEnvelope, EventEnvelope
 
 ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = ROOT / "tests" / "protocol" / "golden"
+GOLDEN = ROOT / "tests" / "unit" / "protocol" / "golden"
 FIELDS_SNAPSHOT = GOLDEN / "_fields.json"
 DOCS_MD = Path("docs/protocol.md")
 DOCS_DIR = Path("docs/protocol")

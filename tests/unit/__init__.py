@@ -1,0 +1,1 @@
+"""Unit tests: no Kafka, no Redis, no browser; one package per source package."""
