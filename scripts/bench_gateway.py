@@ -267,7 +267,7 @@ async def idle_phase(
     cpu1, t1 = cpu_seconds(pid), time.monotonic()
     return {
         "connections": len(fleet.conns),
-        "connect_secs": took,
+        "connect_seconds": took,
         "rss_before_mb": before / 2**20,
         "rss_after_mb": after / 2**20,
         "rss_per_conn_kb": (after - before) / max(1, len(fleet.conns)) / 1024,

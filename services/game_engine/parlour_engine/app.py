@@ -39,10 +39,10 @@ _GAUGE_SECONDS = 10.0
 
 def rules_config(settings: EngineSettings) -> RulesConfig:
     return RulesConfig(
-        turn_timeout_secs=max(1, round(settings.engine_turn_timeout_seconds)),
-        disconnect_grace_secs=max(1, round(settings.engine_disconnect_grace_seconds)),
-        idle_room_secs=settings.engine_idle_room_seconds,
-        finished_room_secs=settings.engine_finished_room_seconds,
+        turn_timeout_seconds=max(1, round(settings.engine_turn_timeout_seconds)),
+        disconnect_grace_seconds=max(1, round(settings.engine_disconnect_grace_seconds)),
+        idle_room_seconds=settings.engine_idle_room_seconds,
+        finished_room_seconds=settings.engine_finished_room_seconds,
     )
 
 

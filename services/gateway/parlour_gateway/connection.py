@@ -39,7 +39,7 @@ class CloseRequest(StrEnum):
     GATEWAY_FULL = "gateway_full"
 
 
-REWIND_SKEW_SECS = 2.0
+REWIND_SKEW_SECONDS = 2.0
 """How much later than the newest event a socket has than an already-seen seq must be stamped
 to count as a restarted room sequence (engines' clocks may differ by less)."""
 REWIND_GAP = 64
@@ -93,7 +93,7 @@ class SeqTracker:
         """An already-seen `seq` that is not a redelivery: stamped clearly after the newest
         event given (a redelivered event keeps its first stamp), or later and far below it.
         The room's sequence restarted lower (Redis lost writes)."""
-        return self.later(ts, REWIND_SKEW_SECS) or (
+        return self.later(ts, REWIND_SKEW_SECONDS) or (
             self.later(ts) and self.newest - seq > REWIND_GAP
         )
 

@@ -2,7 +2,7 @@
 ids, so no room membership is kept here (docs/architecture.md).
 
 Lobby-list events (audience `broadcast`: room_created, room_removed) go only to the sockets
-that asked for that game's room list (`list_rooms`), for `LOBBY_SUBSCRIPTION_SECS` or until
+that asked for that game's room list (`list_rooms`), for `LOBBY_SUBSCRIPTION_SECONDS` or until
 the socket is given a room_state (it is in a room now); each socket has at most one such
 subscription, so the index is bounded by the number of sockets."""
 
@@ -15,7 +15,7 @@ from parlour_gateway.connection import Connection, Outgoing
 from parlour_protocol.v1 import AudienceKind, EventEnvelope, encode
 from parlour_protocol.v1.rooms import RoomStateEvent
 
-LOBBY_SUBSCRIPTION_SECS = 900.0
+LOBBY_SUBSCRIPTION_SECONDS = 900.0
 """How long a `list_rooms` keeps a socket on its game's lobby updates (the browser lists
 again whenever it comes back to the lobby)."""
 
@@ -52,9 +52,9 @@ class Hub:
 
     def subscribe_lobby(self, conn: Connection, game_type: str, now: float) -> None:
         """The socket asked for a game's room list: it gets that game's lobby updates (and
-        no other game's) until `now + LOBBY_SUBSCRIPTION_SECS`."""
+        no other game's) until `now + LOBBY_SUBSCRIPTION_SECONDS`."""
         self.unsubscribe_lobby(conn)
-        self.lobby.setdefault(game_type, {})[conn] = now + LOBBY_SUBSCRIPTION_SECS
+        self.lobby.setdefault(game_type, {})[conn] = now + LOBBY_SUBSCRIPTION_SECONDS
         self._lobby_game[conn] = game_type
 
     def unsubscribe_lobby(self, conn: Connection) -> None:

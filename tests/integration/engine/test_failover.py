@@ -18,7 +18,7 @@ from parlour_protocol.v1 import RedisKeys, Topics
 from tests.support.engine_harness import Bus, EngineProcess, actor, play_game, replayed_state
 
 SEED = 1234
-CONFIG = RulesConfig(turn_timeout_secs=600)
+CONFIG = RulesConfig(turn_timeout_seconds=600)
 GAMES = 50
 
 pytestmark = pytest.mark.slow

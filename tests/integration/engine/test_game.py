@@ -23,7 +23,7 @@ from tests.support.engine_harness import (
 )
 
 SEED = 1234
-CONFIG = RulesConfig(turn_timeout_secs=600)
+CONFIG = RulesConfig(turn_timeout_seconds=600)
 
 
 @pytest.fixture

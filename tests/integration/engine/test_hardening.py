@@ -35,7 +35,7 @@ from tests.support.engine_harness import (
 )
 
 SEED = 1234
-CONFIG = RulesConfig(turn_timeout_secs=600)
+CONFIG = RulesConfig(turn_timeout_seconds=600)
 EVENTS_TOPIC_MAX_BYTES = 64 * 1024
 """The poisoned-record test's events topic takes at most this much per record: an event
 between it and EVENT_MAX_BYTES passes the engine's budget and is refused by Kafka."""

@@ -48,10 +48,10 @@ SEED = 1234
 GRACE_SECS = 1
 IDLE_SECS = 1
 CONFIG = RulesConfig(
-    turn_timeout_secs=600,
-    disconnect_grace_secs=GRACE_SECS,
-    idle_room_secs=IDLE_SECS,
-    finished_room_secs=600,
+    turn_timeout_seconds=600,
+    disconnect_grace_seconds=GRACE_SECS,
+    idle_room_seconds=IDLE_SECS,
+    finished_room_seconds=600,
 )
 ENGINE_ENV = {
     "ENGINE_DISCONNECT_GRACE_SECONDS": str(GRACE_SECS),

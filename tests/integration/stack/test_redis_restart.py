@@ -42,7 +42,7 @@ from infra.redis_server import redis_command  # the same command line `make infr
 pytestmark = [pytest.mark.timeout(280), pytest.mark.slow]
 
 SEED = 1234  # EngineProcess's ENGINE_RNG_SEED
-CONFIG = RulesConfig(turn_timeout_secs=600)  # EngineProcess's ENGINE_TURN_TIMEOUT_SECONDS
+CONFIG = RulesConfig(turn_timeout_seconds=600)  # EngineProcess's ENGINE_TURN_TIMEOUT_SECONDS
 EVERYSEC_BOUND = 2.5
 """`appendfsync everysec` fsyncs once a second, and Redis lets a slow fsync delay the next
 write by up to 2 s: after this long, an acknowledged write is on disk."""

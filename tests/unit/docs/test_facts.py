@@ -150,9 +150,9 @@ def test_bigger_dice_numbers_are_the_codes() -> None:
     assert _shows(_row(page, "spectators"), RULES.max_spectators)
     passwords = _row(page, "wrong passwords")
     assert _shows(passwords, RULES.password_attempts)
-    assert _shows(passwords, RULES.password_window_secs)
+    assert _shows(passwords, RULES.password_window_seconds)
     assert _shows(_row(page, "rounds kept in `round_history`"), HISTORY_KEEP)
-    assert RULES.finished_room_secs == _default("engine_finished_room_seconds")
+    assert RULES.finished_room_seconds == _default("engine_finished_room_seconds")
     assert _shows(_row(page, "finished room kept"), _default("engine_finished_room_seconds"))
     text = _read(page)
     assert f"first to {RULES.winning_score}" in text.lower()
@@ -165,10 +165,10 @@ def test_operations_caps_table_shows_the_codes_values() -> None:
     assert _shows(_row(page, "spectators"), RULES.max_spectators)
     passwords = _row(page, "wrong room passwords")
     assert _shows(passwords, RULES.password_attempts)
-    assert _shows(passwords, RULES.password_window_secs)
+    assert _shows(passwords, RULES.password_window_seconds)
     assert _shows(passwords, RULES.password_failure_users)
     assert _shows(_row(page, "a finished room"), _default("engine_finished_room_seconds"))
-    assert _shows(_row(page, "a waiting room with every member gone"), RULES.idle_room_secs)
+    assert _shows(_row(page, "a waiting room with every member gone"), RULES.idle_room_seconds)
     assert _shows(_row(page, "banned users per room"), limits.MAX_BANNED_PER_ROOM)
     assert _shows(_row(page, "users one member may mute per room"), limits.MAX_MUTED_PER_USER)
 
@@ -178,7 +178,7 @@ def test_security_page_shows_the_codes_values() -> None:
     assert f"lobby {RULES.max_lobby}, spectators {RULES.max_spectators}" in text
     assert (
         f"{RULES.password_attempts} wrong tries per user per room per "
-        f"{RULES.password_window_secs} s" in text
+        f"{RULES.password_window_seconds} s" in text
     )
     finished = _default("engine_finished_room_seconds")
     assert f"`ENGINE_FINISHED_ROOM_SECONDS` {finished:g} s" in text

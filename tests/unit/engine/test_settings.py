@@ -40,7 +40,7 @@ def test_engine_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.redis_dsn == "redis://r:6380/2"
     assert settings.topics.events == "t1.games.event.v1"
     assert settings.keys.timers() == "t1.timers"
-    assert rules_config(settings).turn_timeout_secs == 7
+    assert rules_config(settings).turn_timeout_seconds == 7
 
 
 @pytest.mark.parametrize(
@@ -254,7 +254,7 @@ def test_engine_settings_room_lifetimes_and_caps(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("ENGINE_IDLE_ROOM_SECONDS", "42")
     monkeypatch.setenv("ENGINE_FINISHED_ROOM_SECONDS", "17")
     config = rules_config(load(EngineSettings))
-    assert (config.idle_room_secs, config.finished_room_secs) == (42, 17)
+    assert (config.idle_room_seconds, config.finished_room_seconds) == (42, 17)
     monkeypatch.setenv("ENGINE_MAX_ROOMS_PER_HOST", "2")
     monkeypatch.setenv("ENGINE_MAX_ROOMS_PER_USER", "3")
     monkeypatch.setenv("ENGINE_HEALTH_PORT", "0")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from parlour_gateway.auth import Identity
 from parlour_gateway.connection import Connection, Outgoing, SeqTracker
 from parlour_gateway.events import EventConsumer
-from parlour_gateway.hub import LOBBY_SUBSCRIPTION_SECS, Hub
+from parlour_gateway.hub import LOBBY_SUBSCRIPTION_SECONDS, Hub
 from parlour_gateway.metrics import Metrics
 from parlour_protocol.v1 import Audience, AudienceKind, CloseCode, EventEnvelope
 from parlour_protocol.v1.chat import DirectMessageReceived
@@ -129,10 +129,10 @@ def test_lobby_subscription_ends_after_its_time_a_room_state_or_the_socket() -> 
     assert hub.dispatch(_lobby_event("bigger_dice"), now=2.0) == 1
     assert [m["type"] for m in _drain(a)] == ["games.event.room_created"]
     assert [m["type"] for m in _drain(b)] == ["games.event.room_state"]
-    assert hub.dispatch(_lobby_event("bigger_dice"), now=LOBBY_SUBSCRIPTION_SECS + 1) == 0
+    assert hub.dispatch(_lobby_event("bigger_dice"), now=LOBBY_SUBSCRIPTION_SECONDS + 1) == 0
     assert hub.lobby == {}  # nothing left behind
-    hub.subscribe_lobby(a, "bigger_dice", now=LOBBY_SUBSCRIPTION_SECS + 2)  # listed again
-    assert hub.dispatch(_lobby_event("bigger_dice"), now=LOBBY_SUBSCRIPTION_SECS + 3) == 1
+    hub.subscribe_lobby(a, "bigger_dice", now=LOBBY_SUBSCRIPTION_SECONDS + 2)  # listed again
+    assert hub.dispatch(_lobby_event("bigger_dice"), now=LOBBY_SUBSCRIPTION_SECONDS + 3) == 1
 
 
 def _room_state_for(user: str) -> EventEnvelope:

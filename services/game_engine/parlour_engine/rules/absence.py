@@ -107,7 +107,7 @@ def mark_disconnected(ctx: Ctx, uid: str) -> None:
         user_id=uid,
         username=player.username,
         number=st.disconnect_counter,
-        timeout_at=ctx.now + timedelta(seconds=ctx.config.disconnect_grace_secs),
+        timeout_at=ctx.now + timedelta(seconds=ctx.config.disconnect_grace_seconds),
     )
     st.disconnects = (*st.disconnects, record)
     ctx.room(

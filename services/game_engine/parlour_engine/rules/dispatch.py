@@ -120,14 +120,14 @@ def _finish(before: RoomState, ctx: Ctx) -> Outcome:
     if not ctx.removed and all_absent(st) and not all_absent(before):
         # the last present member went (disconnected, or left the absent ones behind)
         st.idle_number += 1
-        due = ctx.now + timedelta(seconds=ctx.config.idle_room_secs)
+        due = ctx.now + timedelta(seconds=ctx.config.idle_room_seconds)
         ctx.timers.append(TimerRequest(internal.TimerKind.ROOM_EXPIRY, idle_token(st), due))
     if before.status is not RoomStatus.FINISHED and st.status is RoomStatus.FINISHED:
         ctx.timers.append(
             TimerRequest(
                 internal.TimerKind.ROOM_EXPIRY,
                 FINISHED_TOKEN,
-                (st.finished_at or ctx.now) + timedelta(seconds=ctx.config.finished_room_secs),
+                (st.finished_at or ctx.now) + timedelta(seconds=ctx.config.finished_room_seconds),
             )
         )
     if ctx.removed:

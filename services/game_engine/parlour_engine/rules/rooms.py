@@ -94,7 +94,7 @@ def _check_password(ctx: Ctx, password: str | None) -> None:
     st = ctx.state
     if st.password_hash is None:
         return
-    window_start = ctx.now - timedelta(seconds=ctx.config.password_window_secs)
+    window_start = ctx.now - timedelta(seconds=ctx.config.password_window_seconds)
     # only failures inside the window count, so older ones are dropped here
     failures: dict[str, tuple[datetime, ...]] = {}
     for user_id, times in st.password_failures.items():

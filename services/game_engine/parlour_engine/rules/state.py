@@ -78,7 +78,7 @@ class RoomState(BaseModel):
     - `banned`: at most MAX_BANNED_PER_ROOM (`limit_reached` beyond).
     - `auto_players`, `disconnects`: players only, one record each.
     - `absent`: lobby members of a waiting room, one entry each.
-    - `password_failures`: users with a wrong password inside `password_window_secs`, at most
+    - `password_failures`: users with a wrong password inside `password_window_seconds`, at most
       `RulesConfig.password_failure_users` of them, each at most `password_attempts` times.
     - `mutes`: keyed by current members only (a leaver's mutes go with them), each at most
       MAX_MUTED_PER_USER targets (`limit_reached` beyond).
@@ -115,7 +115,7 @@ class RoomState(BaseModel):
     absent: tuple[str, ...] = ()
     """Lobby members of a waiting room whose last socket closed and who have not come back
     (rejoined or acted) since. When it holds the whole lobby the room expires after
-    `RulesConfig.idle_room_secs`."""
+    `RulesConfig.idle_room_seconds`."""
     idle_number: int = 0
     """Counts the times the whole lobby went absent: the expiry timer's token, so a timer
     armed before someone came back never removes the room."""

@@ -28,9 +28,9 @@ class Rng(Protocol):
 class RulesConfig:
     """Tunables of the rules; the worker builds one from its Settings at start-up."""
 
-    turn_timeout_secs: int = 30
+    turn_timeout_seconds: int = 30
     """A player who does not act within this is rolled for by the server (`rolled.auto`)."""
-    disconnect_grace_secs: int = 30
+    disconnect_grace_seconds: int = 30
     """How long a disconnected player has before the others may vote them out."""
     winning_score: int = 10
     max_tiebreakers: int = 100
@@ -40,23 +40,23 @@ class RulesConfig:
     """Most users one waiting room's lobby holds (`room_full` beyond); bounds the state a
     single room can grow to."""
     password_attempts: int = 5
-    """Wrong passwords one user may try per room within `password_window_secs`."""
-    password_window_secs: int = 300
+    """Wrong passwords one user may try per room within `password_window_seconds`."""
+    password_window_seconds: int = 300
     password_failure_users: int = 100
     """Most users with a recent wrong password one room remembers. While it is full, users
     without a record get `too_many_attempts` before their password is checked: refusing
-    them (for at most `password_window_secs`) keeps the number of guesses per window bounded
+    them (for at most `password_window_seconds`) keeps the number of guesses per window bounded
     by `password_failure_users * password_attempts`, which forgetting records would not."""
     chat_keep: int = 200
     """Messages kept per room channel (the worker trims the store to this)."""
     auto_roll_guard: int = 100
     """Most server rolls one command may chain (auto players in a row); after that the turn
     timer takes over, so the game never stalls and never loops."""
-    idle_room_secs: int = 600
+    idle_room_seconds: int = 600
     """A waiting room whose lobby members are all gone (their last socket closed, and none
     came back or acted since) is removed this long after the last one went
     (`room_removed` reason `abandoned`)."""
-    finished_room_secs: int = 300
+    finished_room_seconds: int = 300
     """A finished room is removed this long after its game ended (`room_removed` reason
     `game_finished`), whether or not its players leave."""
     scrypt_n: int = 2**14

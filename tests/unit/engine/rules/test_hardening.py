@@ -133,7 +133,7 @@ def test_password_failures_are_capped_by_users_and_forgotten_after_the_window() 
     assert set(table.state.password_failures) == {"u3", "u4"}
     table.err("u5", r.JoinRoom(room_name="Table One", password="nope"), ErrorCode.WRONG_PASSWORD)
     # past the window, old failures are dropped and new users may try again
-    table.advance(config.password_window_secs + 1)
+    table.advance(config.password_window_seconds + 1)
     table.join("u6", password="secret")
     assert table.state.password_failures == {}
 
@@ -448,7 +448,7 @@ def test_waiting_room_expires_once_every_lobby_member_is_gone() -> None:
 
 
 def test_a_member_coming_back_makes_the_expiry_stale() -> None:
-    table = Table(config=RulesConfig(scrypt_n=16, idle_room_secs=60))
+    table = Table(config=RulesConfig(scrypt_n=16, idle_room_seconds=60))
     table.lobby_of(2)
     table.disconnect("u2")
     table.disconnect("u1")
@@ -502,7 +502,7 @@ def test_absence_ends_when_the_game_starts() -> None:
 
 
 def test_finished_room_expires_after_its_keep_time() -> None:
-    table = Table(config=RulesConfig(scrypt_n=16, winning_score=1, finished_room_secs=120))
+    table = Table(config=RulesConfig(scrypt_n=16, winning_score=1, finished_room_seconds=120))
     table.start(2)
     table.rng = ScriptedRng([6, 1])  # type: ignore[assignment]
     table.roll()
@@ -535,7 +535,7 @@ def test_expiry_of_a_running_game_does_nothing() -> None:
 
 
 def test_lifetimes_default_to_the_documented_values() -> None:
-    assert (FAST.idle_room_secs, FAST.finished_room_secs) == (600, 300)
+    assert (FAST.idle_room_seconds, FAST.finished_room_seconds) == (600, 300)
 
 
 # --- presence of a user in many full rooms ---------------------------------------------------

@@ -124,7 +124,7 @@ def test_join_with_no_room_is_room_not_found() -> None:
 
 
 def test_password_attempts_are_limited_per_user_and_window() -> None:
-    table = Table(config=RulesConfig(scrypt_n=16, password_attempts=3, password_window_secs=60))
+    table = Table(config=RulesConfig(scrypt_n=16, password_attempts=3, password_window_seconds=60))
     table.create(password="secret")
     for _ in range(3):
         out = table.send("u2", r.JoinRoom(room_name="Table One", password="bad"))
