@@ -93,13 +93,20 @@ def _data(obj: Manifest) -> dict[str, str]:
     return values
 
 
+Secrets = Mapping[str, Mapping[str, str]]
+"""Secrets the operator creates in the cluster (never part of the manifests), for a run
+without one: Secret name -> key -> value."""
+
+
 def _source(
-    objects: list[Manifest], kind: str, ref: Mapping[str, Any], container: str
+    objects: list[Manifest], kind: str, ref: Mapping[str, Any], container: str, secrets: Secrets
 ) -> dict[str, str] | None:
     """The data of the ConfigMap/Secret `ref` names; None when it is optional and absent."""
     found = find(objects, kind, ref["name"])
     if found:
         return _data(found[0])
+    if kind == "Secret" and ref["name"] in secrets:
+        return dict(secrets[ref["name"]])
     if ref.get("optional"):
         return None
     raise ManifestError(
@@ -107,12 +114,15 @@ def _source(
     )
 
 
-def container_env(objects: list[Manifest], container: Manifest) -> dict[str, str]:
+def container_env(
+    objects: list[Manifest], container: Manifest, secrets: Secrets | None = None
+) -> dict[str, str]:
     """The environment the kubelet gives `container`: each ``envFrom`` source in order (a
-    later one wins), then ``env`` (wins over all). An optional Secret or key that is not part
-    of the manifests (Redis's password) is left out, as the kubelet leaves it out when the
-    cluster has none; a required one, or a value from the downward API, cannot be resolved
-    without a cluster and raises `ManifestError`."""
+    later one wins), then ``env`` (wins over all). Secrets come from the manifests or from
+    `secrets` (the ones an operator creates); an optional one found in neither (Redis's
+    password) is left out, as the kubelet leaves it out when the cluster has none; a required
+    one, or a value from the downward API, cannot be resolved and raises `ManifestError`."""
+    secrets = {} if secrets is None else secrets
     name = str(container["name"])
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
@@ -121,7 +131,7 @@ def container_env(objects: list[Manifest], container: Manifest) -> dict[str, str
             if "configMapRef" in source
             else ("Secret", source["secretRef"])
         )
-        data = _source(objects, kind, ref, name)
+        data = _source(objects, kind, ref, name, secrets)
         if data is not None:
             prefix = str(source.get("prefix", ""))
             env.update({prefix + key: value for key, value in data.items()})
@@ -136,7 +146,7 @@ def container_env(objects: list[Manifest], container: Manifest) -> dict[str, str
                 if "configMapKeyRef" in value_from
                 else ("Secret", value_from["secretKeyRef"])
             )
-            data = _source(objects, kind, ref, name)
+            data = _source(objects, kind, ref, name, secrets)
             if data is not None and ref["key"] in data:
                 env[var["name"]] = data[ref["key"]]
             elif data is not None and not ref.get("optional"):
@@ -146,12 +156,14 @@ def container_env(objects: list[Manifest], container: Manifest) -> dict[str, str
     return env
 
 
-def deployment_specs(overlay: Path = EXAMPLE_OVERLAY) -> dict[str, ServiceSpec]:
+def deployment_specs(
+    overlay: Path = EXAMPLE_OVERLAY, secrets: Secrets | None = None
+) -> dict[str, ServiceSpec]:
     """Each Deployment's one container as a `ServiceSpec`, keyed by its component
     ("gateway", "engine"): `command` is the container's command + args (the console script
-    first), `env` its resolved environment. Kafka and Redis addresses are as the overlay names
-    them, and file settings (JWT_PUBLIC_KEY_PATH) name paths inside the pod's mounts
-    (`secret_mounts`): a native run rewrites both."""
+    first), `env` its resolved environment (`secrets`: see `container_env`). Kafka and Redis
+    addresses are as the overlay names them, and file settings (JWT_PUBLIC_KEY_PATH) name
+    paths inside the pod's mounts (`secret_mounts`): a native run rewrites both."""
     objects = rendered(overlay)
     specs: dict[str, ServiceSpec] = {}
     for deployment in find(objects, "Deployment"):
@@ -162,7 +174,7 @@ def deployment_specs(overlay: Path = EXAMPLE_OVERLAY) -> dict[str, ServiceSpec]:
             raise ManifestError(f"{deployment['metadata']['name']}: no command")
         name = component(deployment)
         specs[name] = ServiceSpec(
-            name=name, command=tuple(command), env=container_env(objects, container)
+            name=name, command=tuple(command), env=container_env(objects, container, secrets)
         )
     return specs
 

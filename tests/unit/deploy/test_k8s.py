@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime
 import os
 import re
 from collections.abc import Iterator
@@ -22,8 +23,10 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from kubernetes_validate.utils import (  # type: ignore[import-untyped]
     SchemaNotFoundError,
@@ -388,46 +391,116 @@ def test_a_variable_the_settings_do_not_read_is_caught(tmp_path: Path) -> None:
     assert len(problems) == 3
 
 
-def _public_key(directory: Path) -> Path:
+def _public_key_pem() -> bytes:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
-    path = directory / "public.pem"
-    path.write_bytes(
-        key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return path
 
 
-def test_each_deployment_environment_loads_its_settings(
-    objects: list[Manifest], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The values, not only the names: each service builds its settings from exactly what its
-    Deployment gives it (the Secret-mounted key file provided here), as at start-up."""
-    specs = k8s.deployment_specs()
-    mounts = k8s.secret_mounts()
-    key = _public_key(tmp_path)
-    deployments = {k8s.component(d): d for d in find(objects, "Deployment")}
-    assert set(specs) == {"gateway", "engine"}
+def _ca_pem() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "parlour test CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+# the files of the Secrets an operator creates (deploy/k8s/README.md), by Secret and key
+SECRET_FILES = {
+    "parlour-jwt": {"public.pem": _public_key_pem},
+    "parlour-kafka-ca": {"ca.crt": _ca_pem},
+}
+
+
+def _load_each_service(
+    overlay: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    secrets: k8s.Secrets | None = None,
+) -> dict[str, BaseSettings]:
+    """Each service's settings, built as at start-up from exactly the environment its
+    Deployment gives it; a file in a Secret's mount is read from a local copy."""
+    specs = k8s.deployment_specs(overlay, secrets)
+    mounts = k8s.secret_mounts(overlay)
+    deployments = {k8s.component(d): d for d in find(k8s.rendered(overlay), "Deployment")}
+    for secret, files in SECRET_FILES.items():
+        (tmp_path / secret).mkdir(parents=True)
+        for key, make in files.items():
+            (tmp_path / secret / key).write_bytes(make())
+    loaded: dict[str, BaseSettings] = {}
     for name, spec in specs.items():
         settings_cls = _settings_class(deployments[name])
         with monkeypatch.context() as env:
             for variable in _all_variables(settings_cls):
                 env.delenv(variable, raising=False)
             for variable, value in spec.env.items():
-                in_secret = [m for m in mounts[name] if value.startswith(m + "/")]
-                env.setenv(variable, str(key) if in_secret else value)
-            settings = load(settings_cls)
-        container = only_container(deployments[name])
-        assert settings.model_dump()["log_format"] == "json"
-        if isinstance(settings, GatewaySettings):
-            assert settings.jwt_public_key_path == key  # JWT_PUBLIC_KEY_PATH is in the mount
-            assert settings.ws_port == _port(container, "ws")
-            assert settings.ws_health_port == _port(container, "health")
-            assert settings.origins  # a production gateway names its browser origins
-        else:
-            assert isinstance(settings, EngineSettings)
-            assert settings.engine_health_port == _port(container, "health")
+                for mount, secret in mounts[name].items():
+                    if value.startswith(mount + "/"):
+                        value = str(tmp_path / secret / value.removeprefix(mount + "/"))
+                env.setenv(variable, value)
+            loaded[name] = load(settings_cls)
+    return loaded
+
+
+def test_each_deployment_environment_loads_its_settings(
+    objects: list[Manifest], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The values, not only the names: each service builds its settings from what its
+    Deployment gives it."""
+    loaded = _load_each_service(EXAMPLE_OVERLAY, tmp_path, monkeypatch)
+    assert set(loaded) == {"gateway", "engine"}
+    deployments = _deployments(objects)
+    gateway, engine = loaded["gateway"], loaded["engine"]
+    assert isinstance(gateway, GatewaySettings)
+    assert isinstance(engine, EngineSettings)
+    container = only_container(deployments["parlour-gateway"])
+    # the key file the Secret parlour-jwt provides
+    assert gateway.jwt_public_key_path == tmp_path / "parlour-jwt" / "public.pem"
+    assert gateway.ws_port == _port(container, "ws")
+    assert gateway.ws_health_port == _port(container, "health")
+    assert gateway.origins  # a production gateway names its browser origins
+    assert engine.engine_health_port == _port(
+        only_container(deployments["parlour-engine"]), "health"
+    )
+    for settings in (gateway, engine):
+        assert settings.log_format == "json"
+        assert settings.bootstrap_servers == ["parlour-kafka-bootstrap.kafka.svc:9092"]
+
+
+def test_the_kafka_sasl_ssl_component(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strimzi's TLS listener with SCRAM logins: the component's objects are valid, its
+    variables are the settings', and both services accept them with the operator's Secrets."""
+    component = os.path.relpath(K8S_DIR / "components" / "kafka-sasl-ssl", tmp_path / "overlay")
+    (tmp_path / "overlay").mkdir()
+    overlay = _overlay(tmp_path / "overlay", f"components:\n  - {component}\n")
+    objects = k8s.rendered(overlay)
+    for obj in objects:
+        if obj["kind"] not in CUSTOM_KINDS:
+            validate(obj, KUBERNETES_VERSIONS[0], strict=True)
+    assert env_problems(objects) == []
+    assert security_problems(objects) == []
+    with pytest.raises(k8s.ManifestError, match="parlour-kafka-user"):
+        k8s.deployment_specs(overlay)  # the password's Secret is required
+    secrets = {"parlour-kafka-user": {"password": "scram-secret"}}
+    loaded = _load_each_service(overlay, tmp_path / "files", monkeypatch, secrets)
+    for settings in loaded.values():
+        assert isinstance(settings, GatewaySettings | EngineSettings)
+        assert settings.kafka_security_protocol == "SASL_SSL"
+        assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
+        assert settings.kafka_sasl_password is not None
+        assert settings.kafka_sasl_password.get_secret_value() == "scram-secret"
+        assert settings.kafka_ssl_cafile == str(tmp_path / "files" / "parlour-kafka-ca" / "ca.crt")
 
 
 def test_deployment_specs_give_each_service_its_console_script() -> None:
