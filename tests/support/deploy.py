@@ -217,7 +217,13 @@ class Dockerfile:
 _HEREDOC = re.compile(r"<<-?([\"']?)([A-Za-z_][A-Za-z0-9_]*)\1")
 
 
+_CONTINUATION = re.compile(r"\\[ \t]*$")
+
+
 def _instructions(text: str) -> list[Instruction]:
+    # Docker's rules: a line ending in a backslash continues on the next one, which is
+    # appended as it is (its leading whitespace kept, no separator added); comment and
+    # blank lines inside a continuation are dropped
     lines = text.splitlines()
     found: list[Instruction] = []
     i = 0
@@ -226,17 +232,15 @@ def _instructions(text: str) -> list[Instruction]:
         i += 1
         if not line or line.startswith("#"):
             continue
-        parts = [line]
-        while parts[-1].endswith("\\") and i < len(lines):
-            parts[-1] = parts[-1][:-1]
-            following = lines[i].strip()
+        logical, continued = _CONTINUATION.subn("", line)
+        while continued and i < len(lines):
+            following = lines[i]
             i += 1
-            if following.startswith("#"):
-                parts.append("\\")  # a comment inside a continuation is dropped
+            if not following.strip() or following.lstrip().startswith("#"):
                 continue
-            parts.append(following)
-        logical = " ".join(p for p in parts if p != "\\").strip()
-        keyword, _, args = logical.partition(" ")
+            following, continued = _CONTINUATION.subn("", following)
+            logical += following
+        keyword, _, args = logical.strip().partition(" ")
         heredocs: dict[str, str] = {}
         for match in _HEREDOC.finditer(args):
             delimiter = match.group(2)

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import runpy
+import shlex
 import shutil
 import socket
 import subprocess
@@ -284,37 +285,52 @@ def _context_copy(destination: Path) -> None:
                     shutil.copy2(Path(directory) / filename, destination / relative / filename)
 
 
+def _builder_env(context: Path) -> dict[str, str]:
+    """The builder's ENV, its WORKDIR (the source directory) moved to `context`."""
+    env: dict[str, str] = {}
+    workdir = _builder().all("WORKDIR")[-1].args
+    for instruction in _builder().all("ENV"):
+        for pair in shlex.split(instruction.args):
+            key, _, value = pair.partition("=")
+            env[key] = value.replace(workdir, str(context))
+    return env
+
+
 @pytest.mark.slow
-def test_the_wheel_built_from_the_context_carries_the_browser_client(tmp_path: Path) -> None:
-    context = tmp_path / "context"
+def test_the_builder_stage_run_here_makes_a_venv_with_the_browser_client(tmp_path: Path) -> None:
+    """The builder's RUN lines as they stand, run natively in a copy of the build context
+    (paths moved under tmp_path; `python` and `pip` are this test run's): the pinned wheel
+    build, the venv without pip, the install of the wheel's runtime dependencies under
+    constraints.txt (from the package index, as in the image build), and the build's own
+    check for the browser client and the console scripts."""
+    context = tmp_path / "src"
     context.mkdir()
     _context_copy(context)
-    out = tmp_path / "wheels"
-    # offline when hatchling is installed; otherwise pip fetches the pinned one, as the
-    # Dockerfile's builder does
-    isolation = ["--no-build-isolation"] if importlib.util.find_spec("hatchling") else []
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "-q",
-            *isolation,
-            "-w",
-            str(out),
-            str(context),
-        ],
-        env={**os.environ, "PIP_CONSTRAINT": str(context / "constraints.txt")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    env = {
+        **os.environ,
+        **_builder_env(context),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    for run in _builder().all("RUN"):
+        command = run.args.replace("/opt/parlour", f"{tmp_path}/opt/parlour")
+        command = command.replace("/wheels", f"{tmp_path}/wheels")
+        result = subprocess.run(
+            ["/bin/sh", "-c", command],
+            cwd=context,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert result.returncode == 0, f"RUN {run.args}\n{result.stdout}{result.stderr}"
+    venv = tmp_path / "opt/parlour"
+    assert not (venv / "bin/pip").exists(), "pip would ship in the runtime image"
+    probe = subprocess.run(
+        [str(venv / "bin/python"), "-c", "import pytest"], capture_output=True, check=False
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    (wheel,) = out.glob("parlour-*.whl")
+    assert probe.returncode != 0, "a dev dependency (pytest) is in the image's venv"
+    (wheel,) = (tmp_path / "wheels").glob("parlour-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
