@@ -1,6 +1,7 @@
 """A real Prometheus (Debian's `prometheus` package) started with the shipped compose scrape
 configuration scrapes a real gateway and a real engine, reports both targets up, loads the
-Parlour alert rules and evaluates every one of them without error.
+Parlour alert rules, evaluates every one of them without error, and reports the engine down
+once it is stopped.
 
 Only the addresses change: the copy points the jobs at the loopback ports of the processes
 this test starts (compose's `gateway:9997` and the `engine` A records exist only on the
@@ -140,9 +141,26 @@ def _targets_up(data: dict[str, Any]) -> bool:
     return set(_SCRAPED_JOBS) <= healthy
 
 
-def _rules_evaluated(data: dict[str, Any]) -> bool:
-    rules = [rule for group in data["groups"] for rule in group["rules"]]
-    return bool(rules) and all(rule["health"] == "ok" for rule in rules)
+def _rules(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {rule["name"]: rule for group in data["groups"] for rule in group["rules"]}
+
+
+def _rules_evaluated_and_quiet(data: dict[str, Any]) -> bool:
+    """Every rule evaluated without error, and the availability alerts see both services
+    (an evaluation before the first scrape may have set ParlourNoEngine pending: wait for
+    the next one)."""
+    rules = _rules(data)
+    return (
+        bool(rules)
+        and all(rule["health"] == "ok" for rule in rules.values())
+        and rules["ParlourServiceDown"]["state"] == "inactive"
+        and rules["ParlourNoEngine"]["state"] == "inactive"
+    )
+
+
+def _engine_reported_down(data: dict[str, Any]) -> bool:
+    alerts = _rules(data)["ParlourServiceDown"]["alerts"]
+    return any(a["labels"]["job"] == "parlour-engine" for a in alerts)
 
 
 async def test_prometheus_scrapes_gateway_and_engine_with_the_shipped_config(
@@ -202,13 +220,14 @@ async def test_prometheus_scrapes_gateway_and_engine_with_the_shipped_config(
             "parlour-engine": f"http://127.0.0.1:{engine.health_port}/metrics",
         }
 
-        # the rules file is the shipped one, every group and rule of it, and each rule's
-        # expression evaluates against the scraped series without error
+        # the rules file is the shipped one, every group and rule of it; each rule's
+        # expression evaluates against the scraped series without error, and the `up` alerts
+        # find both services under the job names the scrape configuration gives them
         rules = await _poll(
             f"{api}/rules",
-            _rules_evaluated,
+            _rules_evaluated_and_quiet,
             within=_RULES_DEADLINE,
-            what="every Parlour rule evaluated",
+            what="every Parlour rule evaluated, no service reported down",
             alive=alive,
         )
         groups = {group["name"]: group for group in rules["groups"]}
@@ -226,6 +245,17 @@ async def test_prometheus_scrapes_gateway_and_engine_with_the_shipped_config(
             lambda data: any(float(r["value"][1]) >= 1 for r in data["result"]),
             within=_TARGETS_DEADLINE,
             what="the open socket in parlour_gateway_connections_current",
+            alive=alive,
+        )
+
+        # and a service that goes away is reported: the engine's scrape fails, and
+        # ParlourServiceDown turns pending (it fires after its `for: 1m`) for that engine
+        assert engine.stop() == 0, engine.log_tail()
+        await _poll(
+            f"{api}/rules",
+            _engine_reported_down,
+            within=_RULES_DEADLINE,
+            what="ParlourServiceDown for the stopped engine",
             alive=alive,
         )
     finally:
