@@ -35,6 +35,7 @@ from tests.support.deploy import (
     bind_mount_sources,
     command,
     compose_services,
+    dockerfile,
     environment,
     interpolate,
     services,
@@ -172,6 +173,10 @@ def test_the_jwt_override_gives_a_gateway_that_verifies_tokens(
     assert "jwt-keys:/var/lib/parlour:ro" in override["gateway"]["volumes"]
     assert "jwt-keys:/var/lib/parlour" in override["jwt-keys"]["volumes"]
     assert "jwt_public.pem" in "\n".join(command(override["jwt-keys"]))
+    # a fresh volume takes the owner of the image's directory it is mounted on: the image
+    # must make /var/lib/parlour its user's, or the key job cannot write there
+    image_setup = " ".join(run.args for run in dockerfile().final.all("RUN"))
+    assert "install -d -o parlour -g parlour -m 0750 /var/lib/parlour" in image_setup
     for key, value in {**env, "JWT_PUBLIC_KEY_PATH": str(public)}.items():
         monkeypatch.setenv(key, value)
     settings = load(GatewaySettings)
@@ -198,6 +203,14 @@ def test_the_healthchecks_probe_the_ports_the_services_listen_on() -> None:
     # Prometheus scrapes them on the compose network, so they listen beyond loopback
     assert gateway.health_bind_host == "0.0.0.0"
     assert engine.engine_health_host == "0.0.0.0"
+
+
+def test_docker_waits_for_the_gateways_graceful_shutdown() -> None:
+    gateway = services()["gateway"]
+    shutdown = float(compose_services()["gateway"].env["SHUTDOWN_TIMEOUT_SECONDS"])
+    grace = gateway["stop_grace_period"]
+    assert grace.endswith("s")
+    assert float(grace.removesuffix("s")) > shutdown, "SIGKILL would cut the drain short"
 
 
 def _lower(env: dict[str, str]) -> dict[str, Any]:
