@@ -23,8 +23,10 @@ PACKAGES := libs/protocol/parlour_protocol libs/runtime/parlour_runtime \
             services/gateway/parlour_gateway services/game_engine/parlour_engine
 MYPY_PACKAGES = $(foreach p,$(PACKAGES),$(if $(shell find $(p) -name '*.py' -print -quit 2>/dev/null),$(p)))
 # the infra scripts and test support, type-checked with them
-MYPY_EXTRA := scripts/infra scripts/protocol_docs \
-              tests/conftest.py tests/integration/conftest.py tests/integration/infra/test_infra.py
+MYPY_EXTRA := scripts/infra scripts/protocol_docs scripts/gen_settings_docs.py \
+              tests/conftest.py tests/integration/conftest.py tests/integration/infra/test_infra.py \
+              tests/support/service_spec.py tests/support/deploy.py tests/support/k8s.py \
+              tests/unit/deploy
 
 .PHONY: help install lock lint test test-tools run infra-up infra-down infra-status clean
 

@@ -34,19 +34,23 @@ class ManifestError(Exception):
     from them alone (a Secret that is required but not part of the manifests)."""
 
 
-def kubectl() -> str | None:
-    """The `kubectl` on PATH, if any."""
-    return shutil.which("kubectl")
+def kubectl() -> list[str] | None:
+    """The command that renders an overlay: `kubectl kustomize` when kubectl is on PATH, else
+    the `kustomize build` that `scripts/infra tools` (run by `make test`) puts in .infra/bin."""
+    if (binary := shutil.which("kubectl")) is not None:
+        return [binary, "kustomize"]
+    fallback = REPO_ROOT / ".infra" / "bin" / "kustomize"
+    return [str(fallback), "build"] if fallback.exists() else None
 
 
 @functools.cache
 def _kustomize(overlay: Path) -> str:
     # cached as text: each caller parses its own copy and may change it freely
-    binary = kubectl()
-    if binary is None:
-        raise ManifestError("kubectl is not installed (it carries kustomize)")
+    render = kubectl()
+    if render is None:
+        raise ManifestError("no kustomize: install kubectl, or run `make test-tools`")
     result = subprocess.run(
-        [binary, "kustomize", str(overlay)],
+        [*render, str(overlay)],
         capture_output=True,
         text=True,
         timeout=60,
