@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pydantic_settings import BaseSettings
+
+from parlour_engine.settings import EngineSettings
+from parlour_gateway.settings import GatewaySettings
+from parlour_runtime.settings import env_names, is_deprecated_field
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -17,3 +23,24 @@ class ServiceSpec:
     name: str
     command: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
+
+
+def current_variables(settings_cls: type[BaseSettings]) -> set[str]:
+    """The variables a settings class reads under their current names (not the deprecated
+    aliases, nor the fields that only read an old variable)."""
+    return {
+        env_names(name, field)[0]
+        for name, field in settings_cls.model_fields.items()
+        if not is_deprecated_field(field)
+    }
+
+
+def settings_of(spec: ServiceSpec) -> type[GatewaySettings] | type[EngineSettings]:
+    """The settings class of the service a spec runs, by its console script."""
+    by_script: dict[str, type[GatewaySettings] | type[EngineSettings]] = {
+        "parlour-gateway": GatewaySettings,
+        "parlour-engine": EngineSettings,
+    }
+    if spec.command[0] not in by_script:
+        raise AssertionError(f"{spec.name}: {spec.command[0]!r} is not a Parlour console script")
+    return by_script[spec.command[0]]

@@ -26,7 +26,7 @@ from parlour_gateway.dev_tokens import generate_keypair
 from parlour_gateway.settings import GatewaySettings
 from parlour_protocol.v1.topics import Topics
 from parlour_runtime import load
-from parlour_runtime.settings import ServiceSettings, env_names, is_deprecated_field
+from parlour_runtime.settings import env_names
 from tests.support.deploy import (
     COMPOSE_DIR,
     COMPOSE_FILE,
@@ -42,6 +42,7 @@ from tests.support.deploy import (
     variables_used,
 )
 from tests.support.paths import REPO_ROOT
+from tests.support.service_spec import current_variables
 
 _SCHEMA = (
     REPO_ROOT
@@ -57,16 +58,6 @@ _SETTINGS: dict[str, type[GatewaySettings | EngineSettings]] = {
 
 def _settings_of(argv: tuple[str, ...]) -> type[GatewaySettings | EngineSettings]:
     return _SETTINGS[argv[0]]
-
-
-def _variables(settings_cls: type[ServiceSettings]) -> set[str]:
-    """The current variable of every setting (not the deprecated aliases, not the fields
-    that only read an old variable)."""
-    return {
-        env_names(name, field)[0]
-        for name, field in settings_cls.model_fields.items()
-        if not is_deprecated_field(field)
-    }
 
 
 @pytest.fixture
@@ -136,9 +127,9 @@ def test_every_variable_set_on_a_service_is_one_its_settings_read(path: Path) ->
     found = _parlour_services(path)
     assert found, f"{path.name} configures neither the gateway nor the engine"
     unknown = {
-        name: sorted(set(env) - _variables(_settings_of(argv)))
+        name: sorted(set(env) - current_variables(_settings_of(argv)))
         for name, (argv, env) in found.items()
-        if set(env) - _variables(_settings_of(argv))
+        if set(env) - current_variables(_settings_of(argv))
     }
     # an unknown name is ignored by the settings (extra="ignore"), so it would fail silently
     assert unknown == {}, f"variables no setting reads (or deprecated names): {unknown}"

@@ -45,9 +45,10 @@ from parlour_gateway.metrics import Metrics as GatewayMetrics
 from parlour_gateway.settings import GatewaySettings
 from parlour_protocol.v1 import Topics
 from parlour_runtime import load
-from parlour_runtime.settings import env_names, is_deprecated_field
+from parlour_runtime.settings import env_names
 from tests.support import k8s
 from tests.support.k8s import EXAMPLE_OVERLAY, K8S_DIR, Manifest, find, only_container
+from tests.support.service_spec import current_variables
 
 pytestmark = pytest.mark.skipif(
     k8s.kubectl() is None and os.environ.get("CI") != "true", reason="kubectl is not installed"
@@ -107,15 +108,6 @@ def _port(container: Manifest, port: int | str) -> int:
     return int(named[port])
 
 
-def _variables(settings: type[BaseSettings]) -> set[str]:
-    """The variables a settings class reads under their current names."""
-    return {
-        env_names(name, field)[0]
-        for name, field in settings.model_fields.items()
-        if not is_deprecated_field(field)
-    }
-
-
 def _all_variables(settings: type[BaseSettings]) -> set[str]:
     """Every variable it reads, deprecated names included."""
     return {v for name, field in settings.model_fields.items() for v in env_names(name, field)}
@@ -149,7 +141,7 @@ def env_problems(objects: list[Manifest]) -> list[str]:
     for deployment in find(objects, "Deployment"):
         container = only_container(deployment)
         settings = _settings_class(deployment)
-        current, every = _variables(settings), _all_variables(settings)
+        current, every = current_variables(settings), _all_variables(settings)
         seen: dict[str, str] = {}
         sources: list[tuple[str, list[str]]] = []
         for source in container.get("envFrom", []):
