@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
@@ -23,7 +23,7 @@ from parlour_engine.isolation import FailingBatches, process_one_by_one
 from parlour_engine.kafka_consumer import OffsetCommitter, RawCommand, batch_offsets
 from parlour_engine.kafka_producer import KafkaSink
 from parlour_engine.logging import get_logger
-from parlour_engine.metrics import EngineMetrics
+from parlour_engine.metrics import EngineMetrics, consumer_lag
 from parlour_engine.redis_pool import connection_pool
 from parlour_engine.rules import RulesConfig
 from parlour_engine.settings import EngineSettings
@@ -32,6 +32,10 @@ from parlour_engine.supervisor import Supervisor
 from parlour_engine.timers import TimerLoop
 from parlour_engine.worker import CommandProcessor
 from parlour_protocol.v1 import GAMES, CommandEnvelope, encode
+
+if TYPE_CHECKING:
+    # what `broker.subscriber(..., batch=True)` returns; FastStream does not re-export it
+    from faststream.kafka.subscriber.usecase import BatchSubscriber
 
 _log = get_logger(__name__)
 _GAUGE_SECONDS = 10.0
@@ -57,6 +61,9 @@ class Engine:
     timers: TimerLoop
     health: HealthServer | None
     supervisor: Supervisor
+    commands: BatchSubscriber
+    """The commands topic's subscriber: its `consumer` (the aiokafka consumer, None until the
+    broker starts it) gives the partitions this engine owns and their lag."""
 
 
 def create_engine(settings: EngineSettings) -> Engine:
@@ -127,7 +134,7 @@ def create_engine(settings: EngineSettings) -> Engine:
     committer = OffsetCommitter()
     failing = FailingBatches()
 
-    @broker.subscriber(
+    commands_subscriber = broker.subscriber(
         Topic(topics.commands, declare=False),
         group_id=settings.engine_group_id,
         batch=True,
@@ -140,6 +147,8 @@ def create_engine(settings: EngineSettings) -> Engine:
         heartbeat_interval_ms=max(100, round(settings.engine_session_timeout_seconds * 1000) // 4),
         decoder=_undecoded,
     )
+
+    @commands_subscriber
     async def on_commands(message: KafkaMessage) -> None:
         raw = message.raw_message
         records = raw if isinstance(raw, tuple) else (raw,)
@@ -263,6 +272,7 @@ def create_engine(settings: EngineSettings) -> Engine:
         timers=timers,
         health=health,
         supervisor=supervisor,
+        commands=commands_subscriber,
     )
     engine_ref["engine"] = engine
     return engine
@@ -276,7 +286,14 @@ async def _undecoded(_message: Any) -> None:
 
 
 async def _sample_gauges(engine: Engine) -> None:
-    """One round of the gauge sampler (run by the engine's Supervisor)."""
+    """One round of the gauge sampler (run by the engine's Supervisor). The consumer lag comes
+    first and on its own: it needs no Redis, and a Redis outage is when it matters most."""
+    try:
+        lags = await consumer_lag(engine.commands.consumer, engine.settings.topics.commands)
+    except Exception as exc:  # noqa: BLE001 - the room gauges and the next round go on
+        _log.warning("consumer_lag_sample_failed", error_type=type(exc).__name__, error=str(exc))
+    else:
+        engine.metrics.set_consumer_lag(lags)
     keys = engine.settings.keys
     total = 0
     for game in GAMES:

@@ -1,10 +1,19 @@
-"""Prometheus metrics of one engine process (own registry, so tests can build several)."""
+"""Prometheus metrics of one engine process (own registry, so tests can build several), and
+the sampling of the engine's own consumer lag."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
+from aiokafka.errors import IllegalStateError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_POSITION_WAIT_SECONDS = 1.0
+"""How long a lag sample waits for a partition's position (only a partition whose offset is
+still being fetched or reset makes `position()` wait; that one is left out of this round)."""
 
 
 class CommandOutcome(StrEnum):
@@ -97,3 +106,48 @@ class EngineMetrics:
             "vanish under memory pressure",
             registry=self.registry,
         )
+        self.consumer_lag = Gauge(
+            "parlour_engine_consumer_lag",
+            "Commands on a partition this engine owns that it has not taken yet: the partition's "
+            "high watermark (as of the last fetch) minus the consumer's position; partitions "
+            "it lost are removed",
+            ["partition"],
+            registry=self.registry,
+        )
+        self._lag_partitions: set[str] = set()
+
+    def set_consumer_lag(self, lags: Mapping[int, int]) -> None:
+        """Show exactly these partitions' lag: a partition missing from `lags` (this engine
+        lost it, or it has no consumer any more) is removed from the gauge."""
+        current = {str(partition) for partition in lags}
+        for gone in self._lag_partitions - current:
+            self.consumer_lag.remove(gone)
+        for partition, lag in lags.items():
+            self.consumer_lag.labels(partition=str(partition)).set(lag)
+        self._lag_partitions = current
+
+
+async def consumer_lag(consumer: Any, topic: str) -> dict[int, int]:
+    """Partition -> records between the consumer's position and the partition's high watermark,
+    for each partition of `topic` assigned to `consumer` (an aiokafka consumer, None before it
+    starts). No request to Kafka: both numbers are the consumer's own, kept by its fetches.
+
+    The position is the next record the engine takes (it moves when a batch is handed to the
+    handler, and back when a failed batch is rewound), so records being processed count as
+    taken. A partition without a high watermark yet (no fetch answered since it was assigned),
+    without a position within `_POSITION_WAIT_SECONDS`, or taken away meanwhile is left out."""
+    if consumer is None:
+        return {}
+    lags: dict[int, int] = {}
+    for tp in sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition)):
+        if tp.topic != topic:
+            continue
+        try:
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            position = await asyncio.wait_for(consumer.position(tp), _POSITION_WAIT_SECONDS)
+        except (IllegalStateError, AssertionError, TimeoutError):
+            continue  # revoked since `assignment()`, or its offset is still being reset
+        lags[tp.partition] = max(0, int(high) - int(position))
+    return lags

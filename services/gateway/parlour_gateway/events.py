@@ -19,6 +19,7 @@ from parlour_gateway.hub import Hub
 from parlour_gateway.logs import get_logger
 from parlour_gateway.metrics import Metrics
 from parlour_protocol.v1 import ProtocolError, decode_event_envelope
+from parlour_protocol.v1.system import Error
 
 log = get_logger("parlour_gateway.events")
 
@@ -91,4 +92,7 @@ class EventConsumer:
             return 0
         if delivered:
             self._metrics.messages_out.labels(envelope.type).inc(delivered)
+            payload = envelope.payload
+            if isinstance(payload, Error):  # the engine's answer to a command that failed
+                self._metrics.errors_sent.labels(code=payload.code.value).inc(delivered)
         return delivered

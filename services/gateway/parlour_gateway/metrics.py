@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from parlour_protocol.v1 import ErrorCode
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -70,3 +72,13 @@ class Metrics:
         self.replayed = Counter(
             "parlour_gateway_replayed_events_total", "events replayed on resume", registry=r
         )
+        self.errors_sent = Counter(
+            "parlour_gateway_errors_sent_total",
+            "system.error frames queued to clients, by code (the gateway's own and the "
+            "engine's, delivered as events)",
+            ["code"],
+            registry=r,
+        )
+        for code in ErrorCode:
+            # every code is a series from the start (a bounded set): rate() sees the first one
+            self.errors_sent.labels(code=code.value)

@@ -111,7 +111,10 @@ class Session:
 
     # --- output ---
     def send(self, message: BaseModel) -> bool:
-        return self.conn.offer(Outgoing(encode(message).decode()))
+        queued = self.conn.offer(Outgoing(encode(message).decode()))
+        if queued and isinstance(message, Error):
+            self.deps.metrics.errors_sent.labels(code=message.code.value).inc()
+        return queued
 
     def error(
         self,

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 
 from parlour_engine.rules import RoomState, RulesConfig
 from parlour_protocol.v1 import RedisKeys
 from parlour_protocol.v1.games.bigger_dice import Roll
 from parlour_protocol.v1.rooms import CreateRoom, ListRooms
+from parlour_protocol.v1.topics import COMMANDS, PARTITIONS
 from tests.support.engine_harness import (
     Bus,
     EngineProcess,
@@ -34,6 +38,24 @@ async def engine_env(
         kafka_bootstrap, redis_url, topic_prefix, create_topics, tmp_path
     ) as env:
         yield env
+
+
+async def _consumer_lag(engine: EngineProcess, within: float = 30.0) -> dict[str, float]:
+    """The engine's own lag gauge once it shows every commands partition caught up, or as it
+    is when `within` runs out (the gauges are sampled every 10 s)."""
+    deadline = time.monotonic() + within
+    while True:
+        lag = {
+            sample.labels["partition"]: sample.value
+            for family in text_string_to_metric_families(await engine.metrics())
+            if family.name == "parlour_engine_consumer_lag"
+            for sample in family.samples
+        }
+        if (len(lag) == PARTITIONS[COMMANDS] and not any(lag.values())) or (
+            time.monotonic() > deadline
+        ):
+            return lag
+        await asyncio.sleep(0.5)
 
 
 @pytest.mark.parametrize("players", [2, 4])
@@ -70,6 +92,8 @@ async def test_engine_full_game(
         'parlour_engine_commands_total{outcome="applied",type="games.command.bigger_dice.roll"}'
         in metrics
     )
+    # the only engine owns every partition, and has taken every command on them
+    assert await _consumer_lag(engine) == {str(p): 0 for p in range(PARTITIONS[COMMANDS])}
 
 
 async def test_engine_same_command_twice_has_one_effect(
