@@ -23,7 +23,7 @@ PACKAGES := libs/protocol/parlour_protocol libs/runtime/parlour_runtime \
             services/gateway/parlour_gateway services/game_engine/parlour_engine
 MYPY_PACKAGES = $(foreach p,$(PACKAGES),$(if $(shell find $(p) -name '*.py' -print -quit 2>/dev/null),$(p)))
 # the infra scripts and test support, type-checked with them
-MYPY_EXTRA := scripts/infra scripts/protocol_docs scripts/gen_settings_docs.py \
+MYPY_EXTRA := scripts/infra scripts/protocol_docs scripts/gen_settings_docs.py scripts/gen_prometheusrule.py \
               tests/conftest.py tests/integration/conftest.py tests/integration/infra/test_infra.py \
               tests/support/service_spec.py tests/support/deploy.py tests/support/k8s.py \
               tests/unit/deploy

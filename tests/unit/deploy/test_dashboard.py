@@ -32,7 +32,7 @@ _OPERATIONS = REPO_ROOT / "docs" / "operations.md"
 
 _NOT_FROM_THE_SERVICES = {
     "up": "Prometheus writes it for every target it scrapes (1 when the scrape worked)",
-    "kafka_consumergroup_lag": "kafka-exporter's; the engine exports no consumer lag of its own",
+    "kafka_consumergroup_lag": "kafka-exporter's, optional: the broker's view of the engine lag",
 }
 """Metric names the dashboard or the alerts may use that no Parlour service exposes, and
 where they come from. Every entry must be used somewhere (checked below)."""
@@ -259,12 +259,14 @@ def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
         "parlour_engine_command_seconds_bucket",
         "parlour_gateway_delivery_seconds_bucket",
         "parlour_gateway_consumer_lag",
+        "parlour_engine_consumer_lag",
         "parlour_engine_stalled_records",
         "parlour_engine_dead_letters_total",
         "parlour_engine_dropped_commands_total",
         "parlour_engine_commands_total",
         "parlour_gateway_auth_failures_total",
         "parlour_gateway_publish_failures_total",
+        "parlour_gateway_errors_sent_total",
         "parlour_engine_background_task_last_ok_timestamp_seconds",
         "parlour_engine_background_task_failures_total",
         "parlour_gateway_task_failures_total",

@@ -58,7 +58,7 @@ pytestmark = pytest.mark.skipif(
 # default from 1.30) and the newest kubernetes-validate carries (an API removed since fails).
 KUBERNETES_VERSIONS = ("1.30.0", latest_version())
 # kinds whose schema kubernetes-validate lacks (CRDs): checked by hand below
-CUSTOM_KINDS = {"ServiceMonitor"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}  # the component's Operator CRDs
 SETTINGS: dict[str, type[BaseSettings]] = {
     "parlour-gateway": GatewaySettings,
     "parlour-engine": EngineSettings,
@@ -293,7 +293,7 @@ def test_the_example_overlay_renders_every_part(objects: list[Manifest]) -> None
             *("Namespace", "NetworkPolicy", "NetworkPolicy", "NetworkPolicy"),
             *("ConfigMap", "ConfigMap", "ConfigMap", "Deployment", "Deployment"),
             *("Service", "Service", "Service", "Ingress", "HorizontalPodAutoscaler"),
-            *("PodDisruptionBudget", "PodDisruptionBudget", "ServiceMonitor"),
+            *("PodDisruptionBudget", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"),
         ]
     )
     namespaced = [o for o in objects if o["kind"] != "Namespace"]
@@ -307,6 +307,7 @@ def test_the_base_renders_without_the_servicemonitor() -> None:
     objects = k8s.rendered(K8S_DIR / "base")
     assert find(objects, "Deployment")
     assert not find(objects, "ServiceMonitor")
+    assert not find(objects, "PrometheusRule")
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
