@@ -33,6 +33,7 @@ ENV PIP_CONSTRAINT=/src/constraints.txt
 COPY pyproject.toml README.md ./
 COPY libs/ libs/
 COPY services/ services/
+COPY clients/ clients/
 
 # The runtime dependencies only: the wheel is installed without extras, so the `dev` extra
 # (pytest, mypy, playwright, testcontainers...) never reaches the image. The venv is made
@@ -42,10 +43,11 @@ RUN pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/parlour \
  && pip --python /opt/parlour/bin/python install /wheels/parlour-*.whl
 
-# Fail the build, not the first page load, when the wheel lacks the browser client (it is
-# package data of parlour_gateway) or a console script.
+# Fail the build, not the first page load, when the wheel lacks the browser client (clients/web/,
+# package data of parlour_gateway in the wheel) or a console script.
 RUN /opt/parlour/bin/python -c "\
 from parlour_gateway.webclient import WEBCLIENT_DIR as d; \
+assert d.parent.name == 'parlour_gateway', f'browser client not from the wheel: {d}'; \
 missing = [n for n in ('index.html', 'app.js', 'style.css') if not (d / n).is_file()]; \
 assert not missing, f'browser client missing from the wheel: {missing}'" \
  && test -x /opt/parlour/bin/parlour-gateway \

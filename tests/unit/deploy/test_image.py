@@ -245,7 +245,7 @@ def test_the_build_context_holds_what_the_dockerfile_copies() -> None:
     for source in sources:
         assert (REPO_ROOT / source).exists(), source
         assert not dockerignored(source.rstrip("/")), f".dockerignore leaves out {source}"
-    webclient = "services/gateway/parlour_gateway/webclient"
+    webclient = "clients/web"
     for name in _WEBCLIENT:
         assert not dockerignored(f"{webclient}/{name}")
 

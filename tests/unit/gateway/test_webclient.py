@@ -4,6 +4,7 @@ and nothing outside the listed files."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from parlour_gateway.app import create_ws_app
-from parlour_gateway.webclient import CONTENT_SECURITY_POLICY, WEBCLIENT_DIR, mount_web_client
+from parlour_gateway.webclient import (
+    CONTENT_SECURITY_POLICY,
+    WEBCLIENT_DIR,
+    mount_web_client,
+    static_files,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -80,9 +88,21 @@ def test_webclient_is_mounted_on_the_gateway_app() -> None:
     assert b'src="/static/app.js"' in response.content
 
 
+def test_webclient_is_served_from_clients_web_in_a_checkout() -> None:
+    """The client's source is clients/web/, outside the gateway package (the wheel's copy is
+    checked by tests/unit/deploy/test_image.py)."""
+    assert WEBCLIENT_DIR == REPO_ROOT / "clients" / "web"
+    assert {"app.js", "style.css"} <= set(static_files())
+
+
+def test_webclient_refuses_to_start_without_its_files(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match=r"no index\.html"):
+        mount_web_client(FastAPI(), tmp_path)
+
+
 def test_webclient_loads_nothing_from_elsewhere() -> None:
     """Offline users: no CDN, no external fonts or scripts in any file."""
-    for name in ("index.html", "app.js", "style.css"):
+    for name in ("index.html", *static_files()):
         text = (WEBCLIENT_DIR / name).read_text()
         assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), name
         assert "@import" not in text, name
