@@ -19,7 +19,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from parlour_engine.rules import RulesConfig
 from parlour_protocol.v1 import RedisKeys, Topics
 from parlour_protocol.v1.chat import ChatChannel, GetChatHistory, SendChat
 from parlour_protocol.v1.limits import EVENT_MAX_BYTES
@@ -33,9 +32,10 @@ from tests.support.engine_harness import (
     replayed_state,
     running_engine,
 )
+from tests.support.rules_table import rules_config
 
 SEED = 1234
-CONFIG = RulesConfig(turn_timeout_seconds=600)
+CONFIG = rules_config(turn_timeout_seconds=600)
 EVENTS_TOPIC_MAX_BYTES = 64 * 1024
 """The poisoned-record test's events topic takes at most this much per record: an event
 between it and EVENT_MAX_BYTES passes the engine's budget and is refused by Kafka."""
@@ -182,8 +182,20 @@ async def test_hardening_poisoned_record_wedges_no_engine(
         )
         engine.start()
         await engine.wait_ready()
-        again = await _dead_letters(kafka_bootstrap, topics, 2)
-        assert [dict(r.headers)["x-origin"].decode() for r in again] == [headers["x-origin"]] * 2
+        # the successor re-reads the records after the poisoned one too: those already took
+        # effect, so at most they are re-sent (reason after_commit, when the refused record
+        # made their batch fail); the poisoned one must be refused again, not wedge the engine
+        seen: list[tuple[str, str]] = []
+        while [o for o, _ in seen].count(headers["x-origin"]) < 2:
+            again = await _dead_letters(kafka_bootstrap, topics, len(seen) + 1)
+            seen = [
+                (dict(r.headers)["x-origin"].decode(), dict(r.headers)["x-reason"].decode())
+                for r in again
+            ]
+        poisoned = [reason for origin, reason in seen if origin == headers["x-origin"]]
+        assert poisoned == ["publish_refused"] * 2, seen
+        others = {reason for origin, reason in seen if origin != headers["x-origin"]}
+        assert others <= {"after_commit"}, seen
         await _game_still_finishes(bus, redis_client, topic_prefix, f"b{tag}")
 
 
