@@ -404,7 +404,7 @@ async def replayed_state(
 
     keys = RedisKeys(prefix=prefix)
     raw = await redis.get(keys.room_state(game.room_id))
-    stored = None if raw is None else RoomState.model_validate_json(raw)
+    stored = None if raw is None else RoomState.load(raw, config.games)
     state = None
     seen: set[uuid.UUID] = set()
     for command in game.commands:

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from parlour_engine.games import discover
+from parlour_engine.games.bigger_dice import BiggerDiceRules, DiceConfig
 from parlour_engine.rules import Outcome, RoomState, RulesConfig, apply
 from parlour_protocol.v1 import Actor, AudienceKind, CommandEnvelope, ErrorCode, ServerEvent, rooms
 from parlour_protocol.v1.base import ClientCommand
@@ -18,7 +20,18 @@ from parlour_protocol.v1.internal import PlayerDisconnectedCommand, TimerFired, 
 
 ROOM = "room-1"
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-FAST = RulesConfig(scrypt_n=16)
+GAMES = discover()
+"""The engine's games, as its wiring discovers them."""
+
+
+def rules_config(*, dice: DiceConfig | None = None, **settings: Any) -> RulesConfig:
+    """A `RulesConfig` with the discovered games (as the engine builds it), Bigger Dice
+    playing by `dice` when given."""
+    games = GAMES if dice is None else GAMES.replacing(BiggerDiceRules(dice))
+    return RulesConfig(games=games, **settings)
+
+
+FAST = rules_config(scrypt_n=16)
 
 
 def uid(n: int) -> str:
@@ -93,7 +106,7 @@ class Table:
                 assert outcome.state.version == (before.version if before else 0) + 1
             else:
                 assert outcome.state is before
-            again = RoomState.model_validate_json(outcome.state.model_dump_json())
+            again = RoomState.load(outcome.state.model_dump_json(), self.config.games)
             assert again == outcome.state
         self.state = outcome.state
         return outcome

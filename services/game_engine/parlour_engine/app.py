@@ -17,6 +17,7 @@ from faststream.kafka.annotations import KafkaMessage
 from redis.exceptions import RedisError
 
 from parlour_engine.failures import InfraError
+from parlour_engine.games import discover
 from parlour_engine.handler import production_rng, seeded_rng
 from parlour_engine.health import HealthServer, Readiness, eviction_warnings
 from parlour_engine.isolation import FailingBatches, process_one_by_one
@@ -25,7 +26,7 @@ from parlour_engine.kafka_producer import KafkaSink
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics, consumer_lag
 from parlour_engine.redis_pool import connection_pool
-from parlour_engine.rules import RulesConfig
+from parlour_engine.rules import GameRegistry, RulesConfig
 from parlour_engine.settings import EngineSettings
 from parlour_engine.store import RoomStore
 from parlour_engine.supervisor import Supervisor
@@ -41,8 +42,10 @@ _log = get_logger(__name__)
 _GAUGE_SECONDS = 10.0
 
 
-def rules_config(settings: EngineSettings) -> RulesConfig:
+def rules_config(settings: EngineSettings, games: GameRegistry) -> RulesConfig:
+    """The rules' settings, with the registry of the games this engine plays."""
     return RulesConfig(
+        games=games,
         turn_timeout_seconds=max(1, round(settings.engine_turn_timeout_seconds)),
         disconnect_grace_seconds=max(1, round(settings.engine_disconnect_grace_seconds)),
         idle_room_seconds=settings.engine_idle_room_seconds,
@@ -83,7 +86,8 @@ def create_engine(settings: EngineSettings) -> Engine:
     )
     pool = connection_pool(settings.redis_dsn, settings.redis_max_connections)
     redis = aioredis.Redis(connection_pool=pool)
-    config = rules_config(settings)
+    # the one place the engine's games are discovered: the rules get the registry from here
+    config = rules_config(settings, discover())
     store = RoomStore(
         redis,
         settings.keys,

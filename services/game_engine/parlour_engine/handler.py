@@ -217,7 +217,7 @@ class CommandHandler:
         self._clock = clock
         self._cache: OrderedDict[str, RoomState] = OrderedDict()
         self._batch_timers: dict[str, int] = {}
-        self._lobby = Lobby(redis, store.keys)
+        self._lobby = Lobby(redis, store.keys, games=config.games)
         self._user_turns = UserTurns()
         self._max_rooms_per_host = max_rooms_per_host
         self._max_rooms_per_user = max_rooms_per_user
@@ -307,7 +307,7 @@ class CommandHandler:
         # between the commit and `_project`) must get its recorded answer, not a refusal.
         raw = await self._store.load(room_id)
         if raw is not None:
-            state = RoomState.model_validate_json(raw)
+            state = RoomState.load(raw, self._config.games)
             if isinstance(command.payload, CreateRoom) or state.is_member(user_id):
                 return None
         return Emit(
@@ -380,7 +380,7 @@ class CommandHandler:
             self._cache.move_to_end(room_id)
             return cached
         raw = await self._store.load(room_id)
-        state = None if raw is None else RoomState.model_validate_json(raw)
+        state = None if raw is None else RoomState.load(raw, self._config.games)
         self._remember(room_id, state)
         return state
 
@@ -440,7 +440,7 @@ class CommandHandler:
                 state = (
                     None
                     if result.current_state is None
-                    else RoomState.model_validate_json(result.current_state)
+                    else RoomState.load(result.current_state, self._config.games)
                 )
                 self._remember(room_id, state)
                 continue

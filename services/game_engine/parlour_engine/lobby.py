@@ -37,6 +37,7 @@ from typing import cast
 from redis.asyncio import Redis
 
 from parlour_engine.rules import RoomState
+from parlour_engine.rules.plugins import GameRegistry
 from parlour_engine.store import text
 from parlour_protocol.v1 import ErrorCode, RedisKeys
 from parlour_protocol.v1.limits import ROOM_LIST_PAGE_MAX
@@ -81,9 +82,17 @@ class Refusal:
 class Lobby:
     """Reads of the room index and the user-rooms index; see the module docstring."""
 
-    def __init__(self, redis: Redis, keys: RedisKeys, *, scan_max: int = LIST_SCAN_MAX) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: RedisKeys,
+        *,
+        games: GameRegistry,
+        scan_max: int = LIST_SCAN_MAX,
+    ) -> None:
         self._redis = redis
         self._keys = keys
+        self._games = games
         self._scan_max = scan_max
         self._indexed: set[str] = set()  # games whose index is known complete (registered games)
 
@@ -100,7 +109,7 @@ class Lobby:
                 pipe.get(self._keys.room_state(room_id))
             raw: list[bytes | None] = await pipe.execute()
         return {
-            room_id: RoomState.model_validate_json(r)
+            room_id: RoomState.load(r, self._games)
             for room_id, r in zip(ids, raw, strict=True)
             if r is not None
         }

@@ -20,7 +20,7 @@ from parlour_engine.handler import seeded_rng
 from parlour_engine.kafka_consumer import RawCommand
 from parlour_engine.kafka_producer import KafkaSink
 from parlour_engine.metrics import EngineMetrics
-from parlour_engine.rules import RulesConfig, dispatch
+from parlour_engine.rules import dispatch
 from parlour_engine.store import PublishedEvent, Record, RoomStore
 from parlour_engine.worker import CommandProcessor
 from parlour_protocol.v1 import (
@@ -36,6 +36,7 @@ from parlour_protocol.v1 import (
 from parlour_protocol.v1.chat import DirectMessageReceived, SendDirectMessage
 from parlour_protocol.v1.rooms import CreateRoom, JoinRoom, LeaveRoom
 from tests.support.engine_harness import Bus, EngineProcess, actor, running_engine
+from tests.support.rules_table import rules_config
 
 
 @pytest.fixture
@@ -184,7 +185,7 @@ async def test_engine_rules_fault_is_logged_and_counted(
         store=RoomStore(redis, keys, applied_ttl_seconds=600, ended_room_ttl_seconds=600),
         sink=sink,
         metrics=metrics,
-        config=RulesConfig(),
+        config=rules_config(),
         events_topic=topics.events,
         dlq_topic=topics.commands_dlq,
         max_tries=3,

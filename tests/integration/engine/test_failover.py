@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from parlour_engine.rules import RulesConfig
 from parlour_protocol.v1 import RedisKeys, Topics
 from tests.support.engine_harness import Bus, EngineProcess, actor, play_game, replayed_state
+from tests.support.rules_table import rules_config
 
 SEED = 1234
-CONFIG = RulesConfig(turn_timeout_seconds=600)
+CONFIG = rules_config(turn_timeout_seconds=600)
 GAMES = 50
 
 pytestmark = pytest.mark.slow

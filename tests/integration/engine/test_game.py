@@ -12,7 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from parlour_engine.rules import RoomState, RulesConfig
+from parlour_engine.games.bigger_dice import DiceConfig
+from parlour_engine.rules import RoomState
 from parlour_protocol.v1 import RedisKeys
 from parlour_protocol.v1.games.bigger_dice import Roll
 from parlour_protocol.v1.rooms import CreateRoom, ListRooms
@@ -25,9 +26,10 @@ from tests.support.engine_harness import (
     replayed_state,
     running_engine,
 )
+from tests.support.rules_table import rules_config
 
 SEED = 1234
-CONFIG = RulesConfig(turn_timeout_seconds=600)
+CONFIG = rules_config(turn_timeout_seconds=600)
 
 
 @pytest.fixture
@@ -71,7 +73,7 @@ async def test_engine_full_game(
 
     over = game.game_over.payload
     assert len(over.final_scores) == players  # type: ignore[attr-defined]
-    assert max(s.score for s in over.final_scores) == CONFIG.winning_score  # type: ignore[attr-defined]
+    assert max(s.score for s in over.final_scores) == DiceConfig().winning_score  # type: ignore[attr-defined]
     # every room event of the room, in order, without a gap
     seqs = [e.seq for e in bus.by_room[game.room_id] if e.seq is not None]
     assert seqs == list(range(1, len(seqs) + 1))
@@ -134,7 +136,7 @@ async def test_engine_same_command_twice_has_one_effect(
         assert again.event_id in originals
         assert again.seq == originals[again.event_id].seq
     assert await redis_client.get(keys.room_state(room_id)) == state_after_first
-    assert RoomState.model_validate_json(state_after_first).version == 1
+    assert RoomState.load(state_after_first, CONFIG.games).version == 1
 
     # a roll re-sent after the game is over: rejected once, and the re-send repeats that
     stale = await bus.send(Roll(room_id=game.room_id), host)

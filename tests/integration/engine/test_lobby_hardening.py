@@ -22,6 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from parlour_engine import rules
+from parlour_engine.games import discover
 from parlour_engine.lobby import Lobby, listing_member
 from parlour_engine.rules import RoomState
 from parlour_engine.rules.state import Banned, Member
@@ -128,7 +129,7 @@ async def test_lobby_pages_walk_every_room_once_and_skip_what_the_user_may_not_s
     )
     # a member's own room comes on the first page, from `user_rooms`
     await redis_client.hset(keys.user_rooms("me"), mine.room_id, "lobby")
-    lobby = Lobby(redis_client, keys)
+    lobby = Lobby(redis_client, keys, games=discover())
 
     pages = await _walk(lobby, "me", limit=50)
     seen = [room_id for page in pages for room_id in page]
@@ -142,7 +143,7 @@ async def test_lobby_pages_walk_every_room_once_and_skip_what_the_user_may_not_s
     # pages come oldest first, and a page boundary inside one millisecond loses nothing
     assert [r for page in pages[1:] for r in page] == sorted(r for page in pages[1:] for r in page)
     # a small limit and a tiny scan budget: short pages, same rooms
-    tight = Lobby(redis_client, keys, scan_max=3)
+    tight = Lobby(redis_client, keys, games=discover(), scan_max=3)
     small = await _walk(tight, "me", limit=2)
     assert sorted(r for page in small for r in page) == sorted(seen)
     # a stranger sees the same waiting rooms, bans aside
@@ -160,13 +161,13 @@ async def test_lobby_rebuilds_the_index_for_rooms_older_than_it(
     await redis_client.delete(keys.rooms_waiting(GAME))  # as before the index existed
     # an unknown game gets no keys: nothing to rebuild, no marker
     assert (
-        await Lobby(redis_client, keys).page(
+        await Lobby(redis_client, keys, games=discover()).page(
             "no_such", "u", cursor=None, limit=5, listable=lambda s: True
         )
     ).states == []
     assert not await redis_client.exists(keys.rooms_waiting_indexed("no_such"))
 
-    pages = await _walk(Lobby(redis_client, keys), "u", limit=50)
+    pages = await _walk(Lobby(redis_client, keys, games=discover()), "u", limit=50)
     assert sorted(r for page in pages for r in page) == sorted(
         r.room_id for r in rooms if r.status is RoomStatus.WAITING
     )
@@ -295,7 +296,10 @@ async def test_thousands_of_waiting_rooms_are_listed_page_by_page(
     first_ms, *rest_ms = _handled_ms(engine, msg_ids)
     rest_ms.sort()
     everything = rules.list_rooms(
-        (await Lobby(redis_client, keys).states(bulk)).values(), "stranger", GAME, T0
+        (await Lobby(redis_client, keys, games=discover()).states(bulk)).values(),
+        "stranger",
+        GAME,
+        T0,
     )
     print(
         f"\nlobby: {total} waiting rooms seeded through the engine in {seeded_s:.1f}s; "

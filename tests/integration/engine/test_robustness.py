@@ -26,13 +26,13 @@ from parlour_engine.failures import InfraError
 from parlour_engine.handler import seeded_rng
 from parlour_engine.kafka_consumer import RawCommand
 from parlour_engine.metrics import EngineMetrics
-from parlour_engine.rules import RulesConfig
 from parlour_engine.store import RoomStore
 from parlour_engine.worker import CommandProcessor
 from parlour_protocol.v1 import Actor, CommandEnvelope, RedisKeys, Topics, encode
 from parlour_protocol.v1.limits import EVENT_MAX_BYTES
 from parlour_protocol.v1.rooms import CreateRoom, JoinAsSpectator, JoinRoom
 from tests.support.engine_harness import Bus, EngineProcess, actor, running_engine, start_game
+from tests.support.rules_table import rules_config
 
 
 @pytest.fixture
@@ -224,7 +224,7 @@ async def rig(redis_url: str, topic_prefix: str) -> AsyncIterator[Rig]:
         store=RoomStore(redis, keys, applied_ttl_seconds=600, ended_room_ttl_seconds=600),
         sink=sink,
         metrics=metrics,
-        config=RulesConfig(scrypt_n=16),
+        config=rules_config(scrypt_n=16),
         events_topic="events",
         dlq_topic="dlq",
         max_tries=3,

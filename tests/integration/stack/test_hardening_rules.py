@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from parlour_engine.rules import RulesConfig
 from parlour_engine.timers import timer_member
 from parlour_protocol.v1 import Actor, CommandEnvelope, EventEnvelope, RedisKeys, encode
 from parlour_protocol.v1.chat import MuteUser
@@ -43,11 +42,12 @@ from tests.support.engine_harness import (
     start_game,
 )
 from tests.support.gateway_harness import GatewayProc, Keys, authed
+from tests.support.rules_table import rules_config
 
 SEED = 1234
 GRACE_SECS = 1
 IDLE_SECS = 1
-CONFIG = RulesConfig(
+CONFIG = rules_config(
     turn_timeout_seconds=600,
     disconnect_grace_seconds=GRACE_SECS,
     idle_room_seconds=IDLE_SECS,

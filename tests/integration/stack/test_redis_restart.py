@@ -30,10 +30,10 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from parlour_engine.rules import RulesConfig
 from parlour_protocol.v1 import CommandEnvelope, RedisKeys, Topics, decode_command_envelope
 from tests.support.engine_harness import EngineProcess, PlayedGame, free_port, replayed_state
 from tests.support.gateway_harness import ROOT, GatewayProc, Keys
+from tests.support.rules_table import rules_config
 from tests.support.stack import GW_ENV, Player, is_room_event, play_turns, send_chat, start_game
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -42,7 +42,7 @@ from infra.redis_server import redis_command  # the same command line `make infr
 pytestmark = [pytest.mark.timeout(280), pytest.mark.slow]
 
 SEED = 1234  # EngineProcess's ENGINE_RNG_SEED
-CONFIG = RulesConfig(turn_timeout_seconds=600)  # EngineProcess's ENGINE_TURN_TIMEOUT_SECONDS
+CONFIG = rules_config(turn_timeout_seconds=600)  # EngineProcess's ENGINE_TURN_TIMEOUT_SECONDS
 EVERYSEC_BOUND = 2.5
 """`appendfsync everysec` fsyncs once a second, and Redis lets a slow fsync delay the next
 write by up to 2 s: after this long, an acknowledged write is on disk."""

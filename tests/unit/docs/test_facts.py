@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from pydantic import AliasChoices
 
-from parlour_engine.games.bigger_dice import HISTORY_KEEP
+from parlour_engine.games.bigger_dice import HISTORY_KEEP, DiceConfig
+from parlour_engine.games.bigger_dice import RULES as DICE_RULES
 from parlour_engine.rules import RulesConfig
 from parlour_engine.settings import EngineSettings
 from parlour_gateway.settings import GatewaySettings
@@ -133,16 +134,18 @@ def test_redis_key_lifetimes_are_the_codes() -> None:
 # --- numbers a player or an operator relies on --------------------------------------------
 
 RULES = RulesConfig()
+DICE = DiceConfig()
 
 
 def test_bigger_dice_numbers_are_the_codes() -> None:
     page = DOCS / "bigger-dice.md"
-    assert RULES.winning_score == dice_protocol.WINNING_SCORE
-    assert _shows(_row(page, "winning score"), RULES.winning_score)
-    assert _shows(_row(page, "tiebreak limit"), RULES.max_tiebreakers)
+    assert getattr(DICE_RULES, "config", None) == DICE  # the shipped plug-in plays by these
+    assert DICE.winning_score == dice_protocol.WINNING_SCORE
+    assert _shows(_row(page, "winning score"), DICE.winning_score)
+    assert _shows(_row(page, "tiebreak limit"), DICE.max_tiebreakers)
     assert _shows(_row(page, "turn timer"), _default("engine_turn_timeout_seconds"))
     assert _shows(_row(page, "reconnect grace"), _default("engine_disconnect_grace_seconds"))
-    assert _shows(_row(page, "server rolls chained by one command"), RULES.auto_roll_guard)
+    assert _shows(_row(page, "server rolls chained by one command"), DICE.auto_roll_guard)
     players = _row(page, "players")
     assert f"{limits.MIN_PLAYERS} to {limits.MAX_PLAYERS}" in players
     assert _shows(_row(page, "lobby members of a waiting room"), RULES.max_lobby)
@@ -155,8 +158,8 @@ def test_bigger_dice_numbers_are_the_codes() -> None:
     assert RULES.finished_room_seconds == _default("engine_finished_room_seconds")
     assert _shows(_row(page, "finished room kept"), _default("engine_finished_room_seconds"))
     text = _read(page)
-    assert f"first to {RULES.winning_score}" in text.lower()
-    assert f"at most {RULES.max_tiebreakers} tiebreaks" in text
+    assert f"first to {DICE.winning_score}" in text.lower()
+    assert f"at most {DICE.max_tiebreakers} tiebreaks" in text
 
 
 def test_operations_caps_table_shows_the_codes_values() -> None:

@@ -15,11 +15,12 @@ from redis.asyncio.connection import Connection
 from parlour_engine.handler import envelopes
 from parlour_engine.kafka_producer import CachedPartitioner
 from parlour_engine.redis_pool import HiredisPackConnection
-from parlour_engine.rules import RulesConfig, apply
+from parlour_engine.rules import apply
 from parlour_engine.store import PublishedEvent, Record
 from parlour_protocol.v1 import Actor, CommandEnvelope, EventEnvelope
 from parlour_protocol.v1.base import ClientCommand
 from parlour_protocol.v1.rooms import CreateRoom, JoinRoom
+from tests.support.rules_table import rules_config
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -40,7 +41,7 @@ def _command(n: int, user: str, payload: ClientCommand, room_id: str = "room-1")
 
 
 def test_engine_constructed_envelopes_equal_validated_ones() -> None:
-    config = RulesConfig(scrypt_n=16)
+    config = rules_config(scrypt_n=16)
     rng = random.Random(1)
     create = _command(1, "u1", CreateRoom(game_type="bigger_dice", room_name="Den", max_players=4))
     first = apply(None, create, rng, NOW, config)

@@ -11,6 +11,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from parlour_engine.app import create_engine, rules_config
+from parlour_engine.games import discover
 from parlour_engine.settings import EngineSettings
 from parlour_protocol.v1.limits import DEFAULT_MAX_ROOMS_PER_HOST, DEFAULT_MAX_ROOMS_PER_USER
 from parlour_runtime import SettingsError, deprecated_in_use, load
@@ -40,7 +41,7 @@ def test_engine_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.redis_dsn == "redis://r:6380/2"
     assert settings.topics.events == "t1.games.event.v1"
     assert settings.keys.timers() == "t1.timers"
-    assert rules_config(settings).turn_timeout_seconds == 7
+    assert rules_config(settings, discover()).turn_timeout_seconds == 7
 
 
 @pytest.mark.parametrize(
@@ -253,7 +254,7 @@ def test_engine_settings_room_lifetimes_and_caps(monkeypatch: pytest.MonkeyPatch
     assert settings.engine_max_rooms_per_user == DEFAULT_MAX_ROOMS_PER_USER == 20
     monkeypatch.setenv("ENGINE_IDLE_ROOM_SECONDS", "42")
     monkeypatch.setenv("ENGINE_FINISHED_ROOM_SECONDS", "17")
-    config = rules_config(load(EngineSettings))
+    config = rules_config(load(EngineSettings), discover())
     assert (config.idle_room_seconds, config.finished_room_seconds) == (42, 17)
     monkeypatch.setenv("ENGINE_MAX_ROOMS_PER_HOST", "2")
     monkeypatch.setenv("ENGINE_MAX_ROOMS_PER_USER", "3")

@@ -34,7 +34,7 @@ from parlour_engine.failures import EventTooLarge, InfraError, is_outage, redact
 from parlour_engine.handler import CommandHandler, envelopes, seeded_rng
 from parlour_engine.kafka_consumer import RawCommand
 from parlour_engine.metrics import EngineMetrics
-from parlour_engine.rules import ChatRead, Emit, RulesConfig
+from parlour_engine.rules import ChatRead, Emit
 from parlour_engine.rules.context import reply_audience
 from parlour_engine.store import PublishedEvent, Record, RoomStore
 from parlour_engine.worker import CommandProcessor
@@ -48,6 +48,7 @@ from parlour_protocol.v1 import (
 )
 from parlour_protocol.v1.chat import ChatChannel, ChatHistory, ChatMessageItem, GetChatHistory
 from parlour_protocol.v1.limits import EVENT_MAX_BYTES
+from tests.support.rules_table import rules_config
 
 
 class RecordingSink:
@@ -73,7 +74,7 @@ def _processor(sink: RecordingSink) -> tuple[CommandProcessor, EngineMetrics]:
         store=store,
         sink=sink,
         metrics=metrics,
-        config=RulesConfig(),
+        config=rules_config(),
         events_topic="events",
         dlq_topic="dlq",
         max_tries=3,
@@ -197,7 +198,7 @@ async def _history(store: RoomStore, limit: int, before: str | None, hidden: set
         store=store,
         sink=RecordingSink(),
         metrics=EngineMetrics(),
-        config=RulesConfig(),
+        config=rules_config(),
         events_topic="events",
         rng_for=seeded_rng(1),
     )
@@ -270,7 +271,7 @@ async def test_engine_redis_outage_dead_letters_nothing() -> None:
         store=RoomStore(redis, RedisKeys("x."), applied_ttl_seconds=60, ended_room_ttl_seconds=60),
         sink=sink,
         metrics=EngineMetrics(),
-        config=RulesConfig(),
+        config=rules_config(),
         events_topic="events",
         dlq_topic="dlq",
         max_tries=3,

@@ -2,9 +2,10 @@
 
 A round: every active roller rolls once in seat order; the highest roll scores a point
 (added before `round_result`). Ties are re-rolled by the tied players only, in roll order,
-without advancing the round number; after `max_tiebreakers` tiebreakers the first tied player
-gets the point in a reported `round_result` (`by_tiebreaker_limit`) and the win is still
-checked. First to `winning_score` wins. The server rolls with the injected rng.
+without advancing the round number; after `DiceConfig.max_tiebreakers` tiebreakers the first
+tied player gets the point in a reported `round_result` (`by_tiebreaker_limit`) and the win is
+still checked. First to `DiceConfig.winning_score` wins. The server rolls with the injected
+rng.
 
 A player banned mid-game loses their seat: their rolls of the current round are dropped and
 the round goes on without them; with one player left, that player wins.
@@ -15,6 +16,8 @@ long a game runs.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from parlour_engine.rules.absence import enable_auto_play
 from parlour_engine.rules.context import Ctx, Rejected, seated_unbanned
@@ -28,6 +31,20 @@ from parlour_protocol.v1.rooms import RoomStatus
 
 HISTORY_KEEP = 20
 """Rounds (tiebreakers included) the game state keeps for `round_history`."""
+
+
+@dataclass(frozen=True)
+class DiceConfig:
+    """Bigger Dice's own settings, held by its plug-in (`BiggerDiceRules(config)`); the room
+    machinery's settings are `RulesConfig`. None is an environment setting."""
+
+    winning_score: int = proto.WINNING_SCORE
+    """The first player with this many round wins wins the game."""
+    max_tiebreakers: int = 100
+    """After this many tiebreakers in one round the first tied player gets the point."""
+    auto_roll_guard: int = 100
+    """Most server rolls one command may chain (auto players in a row); after that the turn
+    timer takes over, so the game never stalls and never loops."""
 
 
 class HistoryRound(GameState):
@@ -60,23 +77,28 @@ def _dice(state: RoomState) -> DiceState:
 
 
 class BiggerDiceRules:
+    """The Bigger Dice plug-in; `config` holds the game's settings."""
+
     name = proto.GAME_NAME
     state_model = DiceState
     command_types = frozenset(
         type_tag(c) for c in (proto.Roll, proto.AutoRoll, proto.EnableAutoPlay)
     )
 
+    def __init__(self, config: DiceConfig | None = None) -> None:
+        self.config = config or DiceConfig()
+
     def start(self, ctx: Ctx) -> None:
         st = ctx.state
         st.game = DiceState(active=tuple(m.user_id for m in st.players))
         ctx.set_turn(st.players[0].user_id)
-        _auto_chain(ctx)
+        _auto_chain(ctx, self.config)
 
     def handle(self, ctx: Ctx, command: ClientCommand) -> None:
         st = ctx.state
         if isinstance(command, proto.EnableAutoPlay):
             enable_auto_play(ctx)
-            _auto_chain(ctx)
+            _auto_chain(ctx, self.config)
             return
         if st.status is not RoomStatus.IN_PROGRESS:
             raise Rejected(ErrorCode.GAME_NOT_IN_PROGRESS)
@@ -85,8 +107,8 @@ class BiggerDiceRules:
                 raise Rejected(ErrorCode.NOT_A_PLAYER)
             if st.current_turn != ctx.actor_id:
                 raise Rejected(ErrorCode.NOT_YOUR_TURN)
-            _roll(ctx, ctx.actor_id, auto=False)
-            _auto_chain(ctx)
+            _roll(ctx, self.config, ctx.actor_id, auto=False)
+            _auto_chain(ctx, self.config)
         elif isinstance(command, proto.AutoRoll):
             target = command.target_user_id
             if not st.is_member(ctx.actor_id):
@@ -99,18 +121,18 @@ class BiggerDiceRules:
                 raise Rejected(ErrorCode.NOT_YOUR_TURN, "It is not the target's turn.")
             if st.auto_player(target) is None:
                 raise Rejected(ErrorCode.GAME_ERROR, "The target is not played by the server.")
-            _roll(ctx, target, auto=True)
-            _auto_chain(ctx)
+            _roll(ctx, self.config, target, auto=True)
+            _auto_chain(ctx, self.config)
         else:
             raise Rejected(ErrorCode.INVALID_MESSAGE, "not a bigger_dice command")
 
     def on_turn_timeout(self, ctx: Ctx) -> None:
         assert ctx.state.current_turn is not None
-        _roll(ctx, ctx.state.current_turn, auto=True)
-        _auto_chain(ctx)
+        _roll(ctx, self.config, ctx.state.current_turn, auto=True)
+        _auto_chain(ctx, self.config)
 
     def on_auto_play(self, ctx: Ctx) -> None:
-        _auto_chain(ctx)
+        _auto_chain(ctx, self.config)
 
     def on_player_removed(self, ctx: Ctx, user_id: str) -> None:
         st = ctx.state
@@ -125,10 +147,10 @@ class BiggerDiceRules:
             return
         if len(rolls) >= len(active):
             # they were the last to roll in this round: it ends with the rolls made
-            _end_of_round(ctx, dice, rolls)
+            _end_of_round(ctx, self.config, dice, rolls)
         elif st.current_turn == user_id:
             ctx.set_turn(active[len(rolls)])
-        _auto_chain(ctx)
+        _auto_chain(ctx, self.config)
 
     def snapshot_for(self, state: RoomState, user_id: str) -> ServerEvent | None:
         if state.game is None:
@@ -160,17 +182,17 @@ class BiggerDiceRules:
         )
 
 
-def _auto_chain(ctx: Ctx) -> None:
+def _auto_chain(ctx: Ctx, config: DiceConfig) -> None:
     """Roll for auto-played players as long as it is their turn (bounded; the turn timer
     takes over after the guard)."""
     st = ctx.state
-    for _ in range(ctx.config.auto_roll_guard):
+    for _ in range(config.auto_roll_guard):
         turn = st.current_turn
         if st.status is not RoomStatus.IN_PROGRESS or turn is None:
             return
         if st.auto_player(turn) is None:
             return
-        _roll(ctx, turn, auto=True)
+        _roll(ctx, config, turn, auto=True)
 
 
 def _game_over(ctx: Ctx, dice: DiceState, champion: Member) -> None:
@@ -193,7 +215,7 @@ def _game_over(ctx: Ctx, dice: DiceState, champion: Member) -> None:
     )
 
 
-def _roll(ctx: Ctx, uid: str, *, auto: bool) -> None:
+def _roll(ctx: Ctx, config: DiceConfig, uid: str, *, auto: bool) -> None:
     st = ctx.state
     dice = _dice(st)
     player = st.player(uid)
@@ -215,7 +237,7 @@ def _roll(ctx: Ctx, uid: str, *, auto: bool) -> None:
         st.game = dice.model_copy(update={"rolls": rolls})
         ctx.set_turn(dice.active[len(rolls)])
         return
-    _end_of_round(ctx, dice, rolls)
+    _end_of_round(ctx, config, dice, rolls)
 
 
 def _kept(history: tuple[HistoryRound, ...], latest: HistoryRound) -> tuple[HistoryRound, ...]:
@@ -226,11 +248,13 @@ def _scores(st: RoomState) -> list[tuple[str, int]]:
     return [(m.user_id, m.score) for m in st.players]
 
 
-def _end_of_round(ctx: Ctx, dice: DiceState, rolls: tuple[tuple[str, int], ...]) -> None:
+def _end_of_round(
+    ctx: Ctx, config: DiceConfig, dice: DiceState, rolls: tuple[tuple[str, int], ...]
+) -> None:
     st = ctx.state
     best = max(r for _, r in rolls)
     top = [u for u, r in rolls if r == best]
-    by_limit = len(top) > 1 and dice.tiebreaker_iteration >= ctx.config.max_tiebreakers
+    by_limit = len(top) > 1 and dice.tiebreaker_iteration >= config.max_tiebreakers
     if len(top) > 1 and not by_limit:
         st.game = dice.model_copy(
             update={
@@ -294,7 +318,7 @@ def _end_of_round(ctx: Ctx, dice: DiceState, rolls: tuple[tuple[str, int], ...])
     )
     champion = st.player(winner)
     assert champion is not None
-    if champion.score >= ctx.config.winning_score:
+    if champion.score >= config.winning_score:
         _game_over(ctx, dice.model_copy(update={"rolls": rolls, "history": history}), champion)
         return
     st.game = DiceState(

@@ -10,7 +10,8 @@ Modules: `dispatch` (`apply` and the handler table), `rooms` (create, join, rejo
 `lobby` (selection, moderation, ready, start), `absence` (disconnects, votes, auto-play,
 idle and finished rooms), `chat` (room chat, history, mutes, direct messages), `queries`
 (room list, presence), `oracle` (`replay`, `comparable`); `context` is the handlers'
-working context, `state` / `types` / `views` the data.
+working context, `state` / `types` / `views` the data, `plugins` the game plug-in contract
+(`GameRules`) and the `GameRegistry` the wiring passes in as `RulesConfig.games`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from parlour_engine.rules.chat import direct_message
 from parlour_engine.rules.dispatch import apply
 from parlour_engine.rules.oracle import comparable, replay
+from parlour_engine.rules.plugins import GameRegistry, GameRules
 from parlour_engine.rules.queries import list_rooms, presence_changed
 from parlour_engine.rules.state import RoomState
 from parlour_engine.rules.types import (
@@ -34,6 +36,8 @@ __all__ = [
     "ChatAppend",
     "ChatRead",
     "Emit",
+    "GameRegistry",
+    "GameRules",
     "Outcome",
     "Rng",
     "RoomState",

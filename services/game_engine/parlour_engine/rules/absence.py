@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from parlour_engine.rules.context import Ctx, Handlers, Rejected, seated_unbanned, turn_token
-from parlour_engine.rules.plugins import game_rules
 from parlour_engine.rules.state import AutoPlayer, Banned, Disconnect, RoomState
 from parlour_engine.rules.types import TimerRequest
 from parlour_protocol.v1 import ErrorCode, internal
@@ -145,7 +144,7 @@ def _timer_fired(ctx: Ctx, payload: internal.TimerFired) -> None:
         and st.current_turn is not None
         and payload.token == turn_token(st)
     ):
-        game = game_rules(st.game_type)
+        game = ctx.config.games.get(st.game_type)
         if game is not None:
             game.on_turn_timeout(ctx)
             return
@@ -224,6 +223,6 @@ def _vote_kick(ctx: Ctx, payload: room_msgs.VoteKickDisconnected) -> None:
             room_id=st.room_id, user_id=target, username=record.username, reason="vote_kick"
         )
     )
-    game = game_rules(st.game_type)
+    game = ctx.config.games.get(st.game_type)
     if game is not None:
         game.on_auto_play(ctx)

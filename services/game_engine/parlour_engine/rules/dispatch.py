@@ -12,7 +12,7 @@ from typing import Any
 from parlour_engine.rules import absence, chat, lobby, rooms
 from parlour_engine.rules.absence import FINISHED_TOKEN, all_absent, came_back, idle_token
 from parlour_engine.rules.context import Ctx, Handler, Handlers, Rejected, refusal, turn_token
-from parlour_engine.rules.plugins import GameRules, game_rules
+from parlour_engine.rules.plugins import GameRules
 from parlour_engine.rules.rooms import WrongPassword, create_room
 from parlour_engine.rules.state import RoomState
 from parlour_engine.rules.types import Outcome, Rng, RulesConfig, TimerRequest
@@ -61,7 +61,7 @@ def apply(
         handler = HANDLERS.get(type(payload))
         game: GameRules | None = None
         if handler is None and state is not None:
-            game = game_rules(state.game_type)
+            game = config.games.get(state.game_type)
             if game is None or payload.type not in game.command_types:
                 if payload.type.startswith("games.command.") and payload.type.count(".") >= 3:
                     raise Rejected(ErrorCode.WRONG_GAME_TYPE)

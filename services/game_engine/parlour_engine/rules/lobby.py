@@ -8,7 +8,6 @@ list index and the per-user room caps.)
 from __future__ import annotations
 
 from parlour_engine.rules.context import Ctx, Handlers, Rejected
-from parlour_engine.rules.plugins import game_rules
 from parlour_engine.rules.rooms import remove_spectator
 from parlour_engine.rules.state import Banned, Member, RoomState
 from parlour_engine.rules.views import known_username, player_info, snapshot
@@ -94,7 +93,7 @@ def _start_if_ready(ctx: Ctx) -> None:
 
 def _start_game_now(ctx: Ctx) -> None:
     st = ctx.state
-    game = game_rules(st.game_type)
+    game = ctx.config.games.get(st.game_type)
     if game is None:
         raise Rejected(ErrorCode.UNKNOWN_GAME)
     seated = [m.model_copy(update={"score": 0, "is_ready": True}) for m in _selected_members(st)]
@@ -228,7 +227,7 @@ def _ban_player(ctx: Ctx, payload: room_msgs.BanPlayer) -> None:
         also=(uid,),
     )
     if seated and st.status is RoomStatus.IN_PROGRESS:
-        game = game_rules(st.game_type)
+        game = ctx.config.games.get(st.game_type)
         if game is not None:
             game.on_player_removed(ctx, uid)
     if was_selected:

@@ -30,7 +30,7 @@ _WALL_CLOCK_FIELDS = frozenset(
 def replay(
     commands: Iterable[tuple[CommandEnvelope, datetime]] | Iterable[CommandEnvelope],
     rng: Rng | Callable[[CommandEnvelope], Rng],
-    config: RulesConfig | None = None,
+    config: RulesConfig,
     state: RoomState | None = None,
 ) -> RoomState | None:
     """Fold `apply` over commands of ONE room, in the order the engine applied them: the
@@ -41,15 +41,15 @@ def replay(
     command its own (e.g. `lambda c: random.Random(f"{seed}:{c.msg_id}")`, matching an engine
     that seeds per command). Rejected commands change nothing, as in the engine. Timestamps
     in the state (joined_at, deadlines) follow the `now` given here, so compare them only when
-    the engine's clock is known; `comparable()` drops them."""
-    rules_config = config or RulesConfig()
+    the engine's clock is known; `comparable()` drops them. `config` must hold the
+    engine's games (`config.games`) and game settings, or the fold diverges from it."""
     for item in commands:
         if isinstance(item, tuple):
             command, now = item
         else:
             command, now = item, item.timestamp
         step_rng: Rng = rng(command) if callable(rng) else rng
-        state = apply(state, command, step_rng, now, rules_config).state
+        state = apply(state, command, step_rng, now, config).state
     return state
 
 

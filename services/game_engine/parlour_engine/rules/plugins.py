@@ -1,14 +1,18 @@
-"""The game plug-in contract: what a game adds to the engine (`GameRules`).
+"""The game plug-in contract: what a game adds to the engine (`GameRules`), and the
+`GameRegistry` the rules find a room's game in.
 
 The generic room/lobby logic in this package calls a plug-in at these points only: the game
 starts, a game command arrives, a turn timer fires, a player's turns were handed to the
-server, and a (re)joining user needs the game's state. Plug-ins live in
-`parlour_engine.games` (one module per game, each defining `RULES`) and depend on this
-contract, never the other way round.
+server, and a (re)joining user needs the game's state. The rules never import a game: the
+engine's wiring discovers the plug-ins (`parlour_engine.games.discover`), builds one
+`GameRegistry` at start-up and passes it in as `RulesConfig.games`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -55,13 +59,44 @@ class GameRules(Protocol):
         """The game's state for a (re)joining player or spectator, or None."""
 
 
-def game_rules(name: str) -> GameRules | None:
-    """The plug-in for game `name`, or None when the engine has no rules for it.
+@dataclass(frozen=True)
+class GameRegistry:
+    """The games the engine plays, by protocol game name: immutable once built.
 
-    The one place the rules reach the plug-ins: today it asks the `parlour_engine.games`
-    package scan; the second-game issue (13) has the engine's wiring build the registry once
-    and pass it in, and this import goes.
+    `GameRegistry()` is empty (every `create_room` is refused with `unknown_game`);
+    the engine builds its registry with `parlour_engine.games.discover()`.
     """
-    from parlour_engine.games import game_rules as lookup
 
-    return lookup(name)
+    _games: Mapping[str, GameRules] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def of(cls, games: Iterable[GameRules]) -> GameRegistry:
+        """A registry of `games`; two plug-ins with one name are a configuration error."""
+        found: dict[str, GameRules] = {}
+        for game in games:
+            if game.name in found:
+                raise ValueError(f"game {game.name!r} is registered twice")
+            found[game.name] = game
+        return cls(MappingProxyType(found))
+
+    def get(self, name: str) -> GameRules | None:
+        """The plug-in for game `name`, or None when the engine has no rules for it."""
+        return self._games.get(name)
+
+    def replacing(self, game: GameRules) -> GameRegistry:
+        """A copy with `game` in place of the plug-in of the same name (e.g. one built with
+        another game config)."""
+        return GameRegistry(MappingProxyType({**self._games, game.name: game}))
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self._games)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._games
+
+    def __iter__(self) -> Iterator[GameRules]:
+        return iter(self._games.values())
+
+    def __len__(self) -> int:
+        return len(self._games)

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from parlour_engine.rules.absence import mark_disconnected
 from parlour_engine.rules.context import Ctx, Handlers, Rejected, derive_id, refusal
 from parlour_engine.rules.password import hash_password, verify_password
-from parlour_engine.rules.plugins import game_rules
 from parlour_engine.rules.state import Member, RoomState, Spectator
 from parlour_engine.rules.types import Outcome, Rng, RulesConfig
 from parlour_engine.rules.views import player_info, snapshot
@@ -33,7 +32,7 @@ def create_room(
     """`create_room` is the one command without a room to apply to: the whole `Outcome` is
     built here. `state` is what the worker found under the new room's id (normally None)."""
     spec = GAMES.get(payload.game_type)
-    if spec is None or game_rules(payload.game_type) is None:
+    if spec is None or config.games.get(payload.game_type) is None:
         return refusal(None, command, now, Rejected(ErrorCode.UNKNOWN_GAME))
     if not spec.min_players <= payload.max_players <= spec.max_players:
         return refusal(
@@ -164,7 +163,7 @@ def _join_as_spectator(ctx: Ctx, payload: room_msgs.JoinAsSpectator) -> None:
     spectator = Spectator(user_id=uid, username=ctx.actor_name, joined_at=ctx.now)
     st.spectators = (*st.spectators, spectator)
     ctx.user(uid, room_msgs.RoomStateEvent(room=snapshot(st)))
-    game = game_rules(st.game_type)
+    game = ctx.config.games.get(st.game_type)
     if game is not None and st.game is not None:
         game_state = game.snapshot_for(st, uid)
         if game_state is not None:
@@ -219,7 +218,7 @@ def _rejoin_room(ctx: Ctx, payload: room_msgs.RejoinRoom) -> None:
     else:
         ctx.read_only = True
     ctx.user(uid, room_msgs.RoomStateEvent(room=snapshot(st)))
-    game = game_rules(st.game_type)
+    game = ctx.config.games.get(st.game_type)
     if game is not None and st.game is not None:
         game_state = game.snapshot_for(st, uid)
         if game_state is not None:

@@ -8,11 +8,24 @@ input and a rejected command can hand back the untouched input object.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationInfo,
+    model_validator,
+)
 
 from parlour_protocol.v1.rooms import RoomStatus
+
+if TYPE_CHECKING:
+    from parlour_engine.rules.plugins import GameRegistry
+
+GAMES_CONTEXT = "games"
+"""The validation-context key of the `GameRegistry` that types a stored game state."""
 
 
 class _Frozen(BaseModel):
@@ -61,7 +74,7 @@ class Disconnect(_Frozen):
 
 
 class GameState(_Frozen):
-    """Base of every game's own state model (see `parlour_engine.games`)."""
+    """Base of every game's own state model (a plug-in's `GameRules.state_model`)."""
 
 
 class RoomState(BaseModel):
@@ -130,14 +143,21 @@ class RoomState(BaseModel):
     version: int = 0
     seq: int = 0
 
+    @classmethod
+    def load(cls, raw: str | bytes, games: GameRegistry) -> RoomState:
+        """A stored room (its JSON string), with its game's state typed by `games`."""
+        return cls.model_validate_json(raw, context={GAMES_CONTEXT: games})
+
     @model_validator(mode="before")
     @classmethod
-    def _typed_game_state(cls, data: Any) -> Any:
-        # the stored JSON holds the game's state as a plain object: give it its game's model
+    def _typed_game_state(cls, data: Any, info: ValidationInfo) -> Any:
+        # the stored JSON holds the game's state as a plain object: give it its game's model,
+        # found in the registry the caller passes (`load`), so the rules import no game
         if isinstance(data, dict) and isinstance(data.get("game"), dict):
-            from parlour_engine.rules.plugins import game_rules
-
-            rules = game_rules(str(data.get("game_type")))
+            games = (info.context or {}).get(GAMES_CONTEXT)
+            if games is None:
+                raise ValueError("a room with a game state is loaded with RoomState.load")
+            rules = games.get(str(data.get("game_type")))
             if rules is not None:
                 data = {**data, "game": rules.state_model.model_validate(data["game"])}
         return data

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from parlour_engine.rules.plugins import GameRegistry
 from parlour_protocol.v1 import Audience, ErrorCode, ServerEvent
 from parlour_protocol.v1.chat import ChatChannel, ChatMessageItem
 from parlour_protocol.v1.internal import TimerKind
@@ -26,15 +27,18 @@ class Rng(Protocol):
 
 @dataclass(frozen=True)
 class RulesConfig:
-    """Tunables of the rules; the worker builds one from its Settings at start-up."""
+    """Tunables of the rules; the engine's wiring builds one from its Settings at start-up.
 
+    Holds the room machinery's settings only: a game's own settings live in its plug-in
+    (e.g. `parlour_engine.games.bigger_dice.DiceConfig`), reached through `games`."""
+
+    games: GameRegistry = field(default_factory=GameRegistry)
+    """The games this engine plays. Empty by default: the wiring passes
+    `parlour_engine.games.discover()` (the rules never import a game)."""
     turn_timeout_seconds: int = 30
     """A player who does not act within this is rolled for by the server (`rolled.auto`)."""
     disconnect_grace_seconds: int = 30
     """How long a disconnected player has before the others may vote them out."""
-    winning_score: int = 10
-    max_tiebreakers: int = 100
-    """After this many tiebreakers in one round the first tied player gets the point."""
     max_spectators: int = 10
     max_lobby: int = 100
     """Most users one waiting room's lobby holds (`room_full` beyond); bounds the state a
@@ -49,9 +53,6 @@ class RulesConfig:
     by `password_failure_users * password_attempts`, which forgetting records would not."""
     chat_keep: int = 200
     """Messages kept per room channel (the worker trims the store to this)."""
-    auto_roll_guard: int = 100
-    """Most server rolls one command may chain (auto players in a row); after that the turn
-    timer takes over, so the game never stalls and never loops."""
     idle_room_seconds: int = 600
     """A waiting room whose lobby members are all gone (their last socket closed, and none
     came back or acted since) is removed this long after the last one went

@@ -240,11 +240,10 @@ def test_rejoin_clears_disconnect_and_votes() -> None:
 
 
 def test_all_auto_players_chain_is_bounded() -> None:
-    from dataclasses import replace
+    from parlour_engine.games.bigger_dice import DiceConfig
+    from tests.support.rules_table import rules_config
 
-    from tests.support.rules_table import FAST
-
-    table = Table(config=replace(FAST, auto_roll_guard=5))
+    table = Table(config=rules_config(scrypt_n=16, dice=DiceConfig(auto_roll_guard=5)))
     table.start(2)
     table.ok("u2", dice.EnableAutoPlay(room_id=ROOM))
     out = table.ok("u1", dice.EnableAutoPlay(room_id=ROOM))
@@ -269,11 +268,10 @@ def test_auto_roll_errors(actor: str, target: str, code: ErrorCode) -> None:
 
 
 def test_auto_roll_for_stuck_auto_player() -> None:
-    from dataclasses import replace
+    from parlour_engine.games.bigger_dice import DiceConfig
+    from tests.support.rules_table import rules_config
 
-    from tests.support.rules_table import FAST
-
-    table = Table(config=replace(FAST, auto_roll_guard=1))
+    table = Table(config=rules_config(scrypt_n=16, dice=DiceConfig(auto_roll_guard=1)))
     table.start(2)
     table.ok("u2", dice.EnableAutoPlay(room_id=ROOM))
     table.ok("u1", dice.EnableAutoPlay(room_id=ROOM))  # one server roll, then it stops

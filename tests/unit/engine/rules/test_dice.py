@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import pytest
 
-from parlour_engine.rules import RulesConfig
+from parlour_engine.games.bigger_dice import DiceConfig
 from parlour_protocol.v1 import AudienceKind, ErrorCode
 from parlour_protocol.v1.games import bigger_dice as dice
 from parlour_protocol.v1.internal import TimerKind
 from parlour_protocol.v1.rooms import RoomStatus
-from tests.support.rules_table import FAST, ROOM, ScriptedRng, Table, of_type, types
+from tests.support.rules_table import FAST, ROOM, ScriptedRng, Table, of_type, rules_config, types
 
 ROLLED = "games.event.bigger_dice.rolled"
 RESULT = "games.event.bigger_dice.round_result"
@@ -115,7 +115,7 @@ def test_tie_rerolled_by_tied_players_only_round_not_advancing() -> None:
 
 @pytest.mark.parametrize("limit", [0, 1, 3])
 def test_tiebreaker_limit_awards_first_tied_player_in_a_reported_result(limit: int) -> None:
-    table = Table(config=RulesConfig(scrypt_n=16, max_tiebreakers=limit))
+    table = Table(config=rules_config(scrypt_n=16, dice=DiceConfig(max_tiebreakers=limit)))
     table.start(2)
     table.rng = ScriptedRng([4, 4] * (limit + 1))  # type: ignore[assignment]
     outs = [table.roll() for _ in range(2 * (limit + 1))]
@@ -131,7 +131,9 @@ def test_tiebreaker_limit_awards_first_tied_player_in_a_reported_result(limit: i
 
 
 def test_tiebreaker_limit_point_can_win_the_game() -> None:
-    table = Table(config=RulesConfig(scrypt_n=16, max_tiebreakers=0, winning_score=1))
+    table = Table(
+        config=rules_config(scrypt_n=16, dice=DiceConfig(max_tiebreakers=0, winning_score=1))
+    )
     table.start(2)
     table.rng = ScriptedRng([2, 2])  # type: ignore[assignment]
     table.roll()
@@ -141,7 +143,7 @@ def test_tiebreaker_limit_point_can_win_the_game() -> None:
 
 
 def test_game_over_lists_every_player() -> None:
-    table = Table(config=RulesConfig(scrypt_n=16, winning_score=1))
+    table = Table(config=rules_config(scrypt_n=16, dice=DiceConfig(winning_score=1)))
     table.start(4)
     table.rng = ScriptedRng([1, 2, 6, 3])  # type: ignore[assignment]
     for _ in range(3):
@@ -200,10 +202,10 @@ def test_turn_numbers_increase_and_timers_follow_the_turn() -> None:
     assert numbers == list(range(2, 2 + len(numbers)))
 
 
-def test_game_command_for_a_room_of_another_game_is_wrong_game_type(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import parlour_engine.games as games
+def test_game_command_for_a_room_of_another_game_is_wrong_game_type() -> None:
+    from dataclasses import replace
+
+    from parlour_engine.rules.plugins import GameRules
     from parlour_engine.rules.state import GameState
 
     class OtherGame:
@@ -211,9 +213,8 @@ def test_game_command_for_a_room_of_another_game_is_wrong_game_type(
         state_model = GameState
         command_types: frozenset[str] = frozenset()
 
-    registry = {"bigger_dice": games.game_rules("bigger_dice"), "other_game": OtherGame()}
-    monkeypatch.setattr(games, "_REGISTRY", registry)
-    table = Table()
+    other: GameRules = OtherGame()  # type: ignore[assignment]  # only the members used here
+    table = Table(config=replace(FAST, games=FAST.games.replacing(other)))
     table.lobby_of(2)
     assert table.state is not None
     table.state = table.state.model_copy(update={"game_type": "other_game"})

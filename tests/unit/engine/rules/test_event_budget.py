@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from parlour_engine.games.bigger_dice import HISTORY_KEEP, DiceState
-from parlour_engine.rules import Emit, Outcome, RulesConfig, list_rooms
+from parlour_engine.games.bigger_dice import HISTORY_KEEP, DiceConfig, DiceState
+from parlour_engine.rules import Emit, Outcome, list_rooms
 from parlour_protocol.v1 import Actor, CommandEnvelope, EventEnvelope, encode
 from parlour_protocol.v1 import chat as c
 from parlour_protocol.v1 import rooms as r
@@ -23,12 +23,12 @@ from parlour_protocol.v1.limits import (
     USERNAME_MAX_LENGTH,
 )
 from parlour_protocol.v1.rooms import RoomStatus
-from tests.support.rules_table import ScriptedRng, Table
+from tests.support.rules_table import ScriptedRng, Table, rules_config
 
 WIDE = "\U0001d504"  # MATHEMATICAL FRAKTUR CAPITAL A: a letter of 4 bytes in UTF-8
 ROOM_ID = "r" * ID_MAX_LENGTH
 ROOM_NAME = WIDE * ROOM_NAME_MAX_LENGTH
-CONFIG = RulesConfig(scrypt_n=16, winning_score=1000)
+CONFIG = rules_config(scrypt_n=16, dice=DiceConfig(winning_score=1000))
 
 
 def big_id(tag: str, n: int) -> str:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from parlour_engine.games.bigger_dice import HISTORY_KEEP, DiceState
+from parlour_engine.games.bigger_dice import HISTORY_KEEP, DiceConfig, DiceState
 from parlour_engine.rules import Outcome, RoomState, RulesConfig, presence_changed
 from parlour_engine.rules.queries import PRESENCE_AUDIENCE_CHUNK
 from parlour_protocol.v1 import AudienceKind, ErrorCode, RedisKeys
@@ -19,7 +19,16 @@ from parlour_protocol.v1.internal import PresenceChanged, TimerFired, TimerKind
 from parlour_protocol.v1.keys import fold_room_name
 from parlour_protocol.v1.limits import MAX_BANNED_PER_ROOM, MAX_MUTED_PER_USER
 from parlour_protocol.v1.rooms import RemovalReason, RoomStatus
-from tests.support.rules_table import FAST, ROOM, ScriptedRng, Table, of_type, types, uid
+from tests.support.rules_table import (
+    FAST,
+    ROOM,
+    ScriptedRng,
+    Table,
+    of_type,
+    rules_config,
+    types,
+    uid,
+)
 
 ROLLED = "games.event.bigger_dice.rolled"
 REJOINED = "games.event.player_rejoined"
@@ -115,7 +124,7 @@ def test_spectator_mutes_go_when_they_stop_watching() -> None:
 
 
 def test_password_failures_are_capped_by_users_and_forgotten_after_the_window() -> None:
-    config = RulesConfig(scrypt_n=16, password_failure_users=3)
+    config = rules_config(scrypt_n=16, password_failure_users=3)
     table = Table(config=config)
     table.create(password="secret")
     for n in range(2, 5):
@@ -139,7 +148,7 @@ def test_password_failures_are_capped_by_users_and_forgotten_after_the_window() 
 
 
 def test_dice_history_keeps_the_newest_rounds() -> None:
-    table = Table(config=RulesConfig(scrypt_n=16, winning_score=1000))
+    table = Table(config=rules_config(scrypt_n=16, dice=DiceConfig(winning_score=1000)))
     table.start(2)
     table.rng = ScriptedRng([6, 6] * 30 + [6, 1] * 5)  # type: ignore[assignment]
     for _ in range(70):
@@ -197,8 +206,12 @@ def _bounded(state: RoomState, config: RulesConfig) -> None:
 def test_hostile_command_mix_keeps_every_collection_bounded(seed: int) -> None:
     """Many users, a small cast of real ones and endless made-up ids: whatever they send,
     the room stays within its caps (and the table's own invariants hold for every step)."""
-    config = RulesConfig(
-        scrypt_n=16, max_lobby=8, max_spectators=3, password_failure_users=4, winning_score=3
+    config = rules_config(
+        scrypt_n=16,
+        max_lobby=8,
+        max_spectators=3,
+        password_failure_users=4,
+        dice=DiceConfig(winning_score=3),
     )
     table = Table(seed=seed, config=config)
     table.create(max_players=3, password="pw")
@@ -316,7 +329,7 @@ def test_ban_of_a_disconnected_or_auto_player_drops_their_records() -> None:
 
 
 def test_a_vote_kicked_player_cannot_roll_or_be_auto_rolled_by_others() -> None:
-    table = Table(config=RulesConfig(scrypt_n=16, auto_roll_guard=0))
+    table = Table(config=rules_config(scrypt_n=16, dice=DiceConfig(auto_roll_guard=0)))
     table.start(2)
     table.disconnect("u2")
     table.advance(31)
@@ -448,7 +461,7 @@ def test_waiting_room_expires_once_every_lobby_member_is_gone() -> None:
 
 
 def test_a_member_coming_back_makes_the_expiry_stale() -> None:
-    table = Table(config=RulesConfig(scrypt_n=16, idle_room_seconds=60))
+    table = Table(config=rules_config(scrypt_n=16, idle_room_seconds=60))
     table.lobby_of(2)
     table.disconnect("u2")
     table.disconnect("u1")
@@ -502,7 +515,11 @@ def test_absence_ends_when_the_game_starts() -> None:
 
 
 def test_finished_room_expires_after_its_keep_time() -> None:
-    table = Table(config=RulesConfig(scrypt_n=16, winning_score=1, finished_room_seconds=120))
+    table = Table(
+        config=rules_config(
+            scrypt_n=16, finished_room_seconds=120, dice=DiceConfig(winning_score=1)
+        )
+    )
     table.start(2)
     table.rng = ScriptedRng([6, 1])  # type: ignore[assignment]
     table.roll()

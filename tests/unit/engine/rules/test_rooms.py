@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from parlour_engine.rules import RulesConfig, list_rooms
+from parlour_engine.rules import list_rooms
 from parlour_protocol.v1 import AudienceKind, ErrorCode
 from parlour_protocol.v1 import rooms as r
 from parlour_protocol.v1.rooms import RemovalReason, RoomRole, RoomStatus
-from tests.support.rules_table import ROOM, Table, emits_of, of_type, types, uid
+from tests.support.rules_table import ROOM, Table, emits_of, of_type, rules_config, types, uid
 
 
 def test_create_broadcasts_then_sends_state_to_the_creator(table: Table) -> None:
@@ -63,7 +63,7 @@ def test_create_over_an_existing_room_id_is_refused(table: Table) -> None:
 
 
 def test_lobby_is_bounded() -> None:
-    table = Table(config=RulesConfig(scrypt_n=16, max_lobby=3))
+    table = Table(config=rules_config(scrypt_n=16, max_lobby=3))
     table.lobby_of(3)
     table.err("u4", r.JoinRoom(room_name="Table One"), ErrorCode.ROOM_FULL)
 
@@ -124,7 +124,7 @@ def test_join_with_no_room_is_room_not_found() -> None:
 
 
 def test_password_attempts_are_limited_per_user_and_window() -> None:
-    table = Table(config=RulesConfig(scrypt_n=16, password_attempts=3, password_window_seconds=60))
+    table = Table(config=rules_config(scrypt_n=16, password_attempts=3, password_window_seconds=60))
     table.create(password="secret")
     for _ in range(3):
         out = table.send("u2", r.JoinRoom(room_name="Table One", password="bad"))
@@ -142,7 +142,7 @@ def test_password_attempts_are_limited_per_user_and_window() -> None:
 
 
 def test_spectator_join_and_errors() -> None:
-    table = Table(config=RulesConfig(scrypt_n=16, max_spectators=1))
+    table = Table(config=rules_config(scrypt_n=16, max_spectators=1))
     table.lobby_of(2, password="pw")
     table.err(
         "u5", r.JoinAsSpectator(room_name="Table One", password="x"), ErrorCode.WRONG_PASSWORD
@@ -305,7 +305,7 @@ def test_a_fault_in_the_rules_refuses_the_command_and_tells_the_sender(
 
     monkeypatch.setitem(dispatch.HANDLERS, r.Ready, broken)
     envelope = table.envelope("u2", r.Ready(room_id=ROOM))
-    out = apply(before, envelope, random.Random(1), table.now, RulesConfig())
+    out = apply(before, envelope, random.Random(1), table.now, rules_config())
     assert out.rejected is ErrorCode.INTERNAL_ERROR
     assert out.state is before
     assert not out.changed
