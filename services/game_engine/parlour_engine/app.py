@@ -87,7 +87,10 @@ def create_engine(settings: EngineSettings) -> Engine:
     pool = connection_pool(settings.redis_dsn, settings.redis_max_connections)
     redis = aioredis.Redis(connection_pool=pool)
     # the one place the engine's games are discovered: the rules get the registry from here
-    config = rules_config(settings, discover())
+    games = discover()
+    if unknown := sorted(games.names - GAMES.keys()):
+        raise ValueError(f"engine games without a protocol GameSpec (parlour.games): {unknown}")
+    config = rules_config(settings, games)
     store = RoomStore(
         redis,
         settings.keys,

@@ -1,7 +1,13 @@
 """Engine-side game plug-ins and their discovery.
 
-A game's engine side is an object satisfying `parlour_engine.rules.plugins.GameRules`: a
-module of this package defining `RULES`.
+A game's engine side is an object satisfying `parlour_engine.rules.plugins.GameRules`,
+found in one of two ways (the same two as the protocol's `parlour_protocol.v1.registry`):
+
+- a module of this package defining `RULES` (a game shipped with Parlour);
+- an installed distribution exposing the object under the entry-point group
+  `parlour.engine_games` (a third-party game). Its protocol side is a `GameSpec` under
+  `parlour.games`: two groups, because the gateway loads the protocol side only and must not
+  import engine code.
 
 `discover()` is called once by the engine's wiring (`app.create_engine`), which passes the
 registry to the rules as `RulesConfig.games`; the rules never import this package.
@@ -11,12 +17,16 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, cast
 
 from parlour_engine.rules.plugins import GameRegistry
 
 if TYPE_CHECKING:
     from parlour_engine.rules.plugins import GameRules
+
+ENTRY_POINT_GROUP = "parlour.engine_games"
+"""The entry-point group an installed game's engine plug-in (a `GameRules` object) is under."""
 
 _CONTRACT = ("name", "state_model", "command_types", "start", "handle", "snapshot_for")
 
@@ -29,12 +39,15 @@ def _checked(rules: object, source: str) -> GameRules:
 
 
 def discover() -> GameRegistry:
-    """Every engine game: this package's modules (by name). A name registered twice, or an
-    object that is not a plug-in, raises at start-up with the module that brought it."""
+    """Every engine game: this package's modules (by name), then the `parlour.engine_games`
+    entry points. A name registered twice, or an object that is not a plug-in, raises at
+    start-up with the module or entry point that brought it."""
     found: list[GameRules] = []
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{__name__}.{info.name}")
         rules = getattr(module, "RULES", None)
         if rules is not None:
             found.append(_checked(rules, f"{module.__name__}.RULES"))
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        found.append(_checked(entry_point.load(), f"entry point {entry_point.name!r}"))
     return GameRegistry.of(found)
