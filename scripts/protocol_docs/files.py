@@ -17,10 +17,18 @@ from parlour_protocol.v1 import (
     type_tag,
 )
 from protocol_docs.asyncapi import asyncapi
+from protocol_docs.javascript import render_protocol_js
 from protocol_docs.json_schema import envelope_schema, message_schema
 from protocol_docs.markdown import render_markdown
 from protocol_docs.snapshot import merged_fields_snapshot
-from protocol_docs.sources import DOCS_DIR, DOCS_MD, FIELDS_SNAPSHOT, ROOT, dump
+from protocol_docs.sources import (
+    DOCS_DIR,
+    DOCS_MD,
+    FIELDS_SNAPSHOT,
+    ROOT,
+    WEB_PROTOCOL_JS,
+    dump,
+)
 
 
 def render() -> dict[Path, str]:
@@ -38,6 +46,7 @@ def render() -> dict[Path, str]:
         path = DOCS_DIR / "schemas" / "kafka" / f"{envelope.__name__}.json"
         files[path] = dump(envelope_schema(envelope))
     files[DOCS_DIR / "asyncapi.json"] = dump(asyncapi())
+    files[WEB_PROTOCOL_JS] = render_protocol_js()
     return files
 
 

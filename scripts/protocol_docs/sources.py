@@ -13,6 +13,7 @@ GOLDEN = ROOT / "tests" / "unit" / "protocol" / "golden"
 FIELDS_SNAPSHOT = GOLDEN / "_fields.json"
 DOCS_MD = Path("docs/protocol.md")
 DOCS_DIR = Path("docs/protocol")
+WEB_PROTOCOL_JS = Path("clients/web/protocol.js")
 ENVELOPE_FIXTURES = {
     CommandEnvelope: "_envelope.command.json",
     EventEnvelope: "_envelope.event.json",

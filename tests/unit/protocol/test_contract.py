@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from protocol_docs.files import render, stale
-from protocol_docs.sources import DOCS_DIR, DOCS_MD
+from protocol_docs.javascript import js_pattern
+from protocol_docs.sources import DOCS_DIR, DOCS_MD, WEB_PROTOCOL_JS
 
 from parlour_protocol.v1 import CLIENT_COMMANDS, INTERNAL_COMMANDS, SERVER_EVENTS, type_tag
 from tests.support.golden import REPO_ROOT
@@ -91,3 +93,29 @@ def test_every_message_says_who_receives_it_or_what_it_causes() -> None:
         text = vars(event).get("doc_audience")
         assert isinstance(text, str), f"{type_tag(event)} sets no doc_audience"
         assert text.strip(), type_tag(event)
+
+
+def test_the_browser_clients_protocol_module_is_generated_and_checked() -> None:
+    """clients/web/protocol.js is one of the generated files, so `--check` (and the test
+    above) fails when it no longer matches the models."""
+    files = render()
+    assert WEB_PROTOCOL_JS in files
+    edited = {**files, WEB_PROTOCOL_JS: files[WEB_PROTOCOL_JS] + "// edited\n"}
+    assert stale(edited) == [str(WEB_PROTOCOL_JS)]
+
+
+@pytest.mark.parametrize(
+    ("python", "javascript"),
+    [
+        (r"^[A-Za-z0-9_.:@-]+$", r"^[A-Za-z0-9_.:@-]+$"),
+        (r"^[\w][\w .]*$", r"^[\p{L}\p{N}\p{M}_][\p{L}\p{N}\p{M}_ .]*$"),
+        (r"^[^\x00-\x08]*[^\s\x00]$", r"^[^\x00-\x08]*[^\s\x00]$"),
+    ],
+)
+def test_patterns_become_unicode_javascript_regexps(python: str, javascript: str) -> None:
+    assert js_pattern(python) == javascript
+
+
+def test_a_pattern_without_a_translation_is_refused() -> None:
+    with pytest.raises(ValueError, match="no JavaScript translation"):
+        js_pattern(r"^(?i)abc\b$")
