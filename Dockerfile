@@ -48,7 +48,7 @@ RUN pip wheel --no-deps --wheel-dir /wheels . \
 RUN /opt/parlour/bin/python -c "\
 from parlour_gateway.webclient import WEBCLIENT_DIR as d; \
 assert d.parent.name == 'parlour_gateway', f'browser client not from the wheel: {d}'; \
-missing = [n for n in ('index.html', 'app.js', 'style.css') if not (d / n).is_file()]; \
+missing = [n for n in ('index.html', 'app.js', 'protocol.js', 'games/bigger_dice.js', 'style.css') if not (d / n).is_file()]; \
 assert not missing, f'browser client missing from the wheel: {missing}'" \
  && test -x /opt/parlour/bin/parlour-gateway \
  && test -x /opt/parlour/bin/parlour-engine

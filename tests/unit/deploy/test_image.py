@@ -35,7 +35,7 @@ from tests.support.paths import REPO_ROOT
 _PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 _SCRIPTS: dict[str, str] = _PYPROJECT["project"]["scripts"]
 _HEALTHCHECK = "/usr/local/bin/parlour-healthcheck"
-_WEBCLIENT = ("index.html", "app.js", "style.css")
+_WEBCLIENT = ("index.html", "app.js", "protocol.js", "games/bigger_dice.js", "style.css")
 
 
 def _builder() -> Stage:

@@ -110,9 +110,58 @@ def test_webclient_loads_nothing_from_elsewhere() -> None:
 
 def test_webclient_never_writes_html_from_strings() -> None:
     """XSS: server and user text reaches the page through textContent only."""
-    source = (WEBCLIENT_DIR / "app.js").read_text()
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
-        assert sink not in source, sink
+    for name in static_files():
+        source = (WEBCLIENT_DIR / name).read_text()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in source, f"{sink} in {name}"
+
+
+def test_webclient_serves_its_modules_as_javascript(client: TestClient) -> None:
+    """Browsers refuse a module script without a JavaScript MIME type."""
+    for name in ("app.js", "protocol.js", "room.js", "games/bigger_dice.js"):
+        response = client.get(f"/static/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["content-type"].startswith("text/javascript"), name
+        assert response.content == (WEBCLIENT_DIR / name).read_bytes()
+
+
+def _protocol_names(kind: str) -> set[str]:
+    """The keys of one frozen object of the generated clients/web/protocol.js."""
+    text = (WEBCLIENT_DIR / "protocol.js").read_text()
+    body = re.search(rf"export const {kind} = Object.freeze\(\{{(.*?)\}}\);", text, re.S)
+    assert body, kind
+    return set(re.findall(r"^  ([A-Z0-9_]+):", body.group(1), re.M))
+
+
+def test_webclient_uses_only_wire_constants_that_exist() -> None:
+    """A tag, error or close code the protocol dropped or renamed fails here, not in a
+    browser as an `undefined` that matches nothing."""
+    for name in static_files():
+        if name == "protocol.js":
+            continue
+        source = (WEBCLIENT_DIR / name).read_text()
+        for kind in ("Type", "ErrorCode", "CloseCode"):
+            used = set(re.findall(rf"\b{kind}\.([A-Z0-9_]+)", source))
+            unknown = used - _protocol_names(kind)
+            assert not unknown, f"{name} uses {kind}.{sorted(unknown)}, not in protocol.js"
+
+
+def test_webclient_has_a_text_for_every_error_code() -> None:
+    source = (WEBCLIENT_DIR / "ui.js").read_text()
+    texts = set(re.findall(r"\[ErrorCode\.([A-Z0-9_]+)\]:", source))
+    assert texts == _protocol_names("ErrorCode")
+
+
+def test_webclient_has_no_hand_copied_wire_strings() -> None:
+    """Type tags come from protocol.js: no module spells a command or event tag itself."""
+    for name in static_files():
+        if name == "protocol.js":
+            continue
+        source = (WEBCLIENT_DIR / name).read_text()
+        copied = re.findall(
+            r"[\"'`](?:system|games|chat|presence)\.(?:command|event)?\.?[a-z_]+[\"'`]", source
+        )
+        assert not copied, f"{name}: {copied}"
 
 
 def test_webclient_answers_head(client: TestClient) -> None:
