@@ -318,3 +318,39 @@ async def assert_shows_game_over(user: User, over: Any) -> None:
 
 def unique_room() -> str:
     return f"Dice {uuid.uuid4().hex[:6]}"
+
+
+AXE_JS = (
+    Path(__file__).resolve().parents[2] / "scripts/asyncapi_check/node_modules/axe-core/axe.min.js"
+)
+
+
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+async def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """axe-core's WCAG 2.0/2.1 A and AA violations on the page as it is now: each with its
+    id, impact, help and nodes (each node's target selectors and failure summary)."""
+    if not AXE_JS.is_file():
+        pytest.fail(
+            f"{AXE_JS} is missing, so the accessibility checks cannot run: "
+            "run `npm ci --prefix scripts/asyncapi_check` (`make test` does).",
+            pytrace=False,
+        )
+    if not await page.evaluate("() => typeof window.axe === 'object'"):
+        # not page.add_script_tag: the gateway's CSP (script-src 'self') refuses an inline
+        # <script>, and it stays in force here; DevTools evaluation is outside its reach
+        await page.evaluate(AXE_JS.read_text(encoding="utf-8") + "\n;0")
+    violations: list[dict[str, Any]] = await page.evaluate(
+        """async (tags) => {
+            const r = await window.axe.run(document, {
+                runOnly: {type: "tag", values: tags}, resultTypes: ["violations"],
+            });
+            return r.violations.map((v) => ({
+                id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.map((n) => ({target: n.target, summary: n.failureSummary})),
+            }));
+        }""",
+        AXE_TAGS,
+    )
+    return violations
