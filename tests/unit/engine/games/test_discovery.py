@@ -69,9 +69,9 @@ def _installed(monkeypatch: pytest.MonkeyPatch, **targets: str) -> None:
     monkeypatch.setattr(games, "entry_points", fake)
 
 
-def test_the_package_scan_finds_bigger_dice() -> None:
+def test_the_package_scan_finds_the_shipped_games() -> None:
     registry = discover()
-    assert registry.names == {"bigger_dice"}
+    assert registry.names == {"bigger_dice", "tic_tac_toe"}
     plugin = registry.get("bigger_dice")
     assert isinstance(plugin, BiggerDiceRules)
     assert plugin.config == DiceConfig()
@@ -83,7 +83,7 @@ def test_an_installed_game_is_found_through_its_entry_point(
 ) -> None:
     _installed(monkeypatch, cards=f"{__name__}:CARDS")
     registry = discover()
-    assert registry.names == {"bigger_dice", "cards"}
+    assert registry.names == {"bigger_dice", "tic_tac_toe", "cards"}
     assert registry.get("cards") is CARDS
 
 
