@@ -9,13 +9,45 @@ import { CloseCode, ErrorCode, Type } from "./protocol.js";
 import { CLIENT_DROPPED, Connection } from "./connection.js";
 import { toast } from "./dom.js";
 import * as biggerDice from "./games/bigger_dice.js";
+import * as ticTacToe from "./games/tic_tac_toe.js";
 import { chatHistoryRequests, defaultChannel, initialRoomState, readableChannels, reduceRoom } from "./room.js";
 import { loadRoomId, loadSession, saveRoomId, saveSession, slugUserId } from "./session.js";
-import { ERROR_TEXT, clampInt, createUi, setConnBadge } from "./ui.js";
+import { ERROR_TEXT, clampInt, createUi, gameRegistry, setConnBadge } from "./ui.js";
 
-// the games this page can show, by game type; it offers one of them
-const GAMES = { [biggerDice.GAME_TYPE]: biggerDice };
-const game = GAMES.bigger_dice;
+// the games this page can show: game type -> its module (games/<game>.js: reducer + renderer).
+// A new game adds its module and one line here; the page offers only the games the protocol
+// (protocol.js) knows.
+const GAMES = gameRegistry([
+  biggerDice,
+  ticTacToe,
+]);
+const DEFAULT_GAME = biggerDice.GAME_TYPE;
+
+// the game whose rooms the lobby lists and creates, and the game of the room we are in (per
+// tab, like the room: a reload keeps them)
+const STORE_LOBBY_GAME = "parlour.lobby_game";
+const STORE_ROOM_GAME = "parlour.room_game";
+
+function loadStored(key) {
+  try {
+    return sessionStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+function store(key, value) {
+  try {
+    if (value) sessionStorage.setItem(key, value);
+    else sessionStorage.removeItem(key);
+  } catch {
+    // storage refused (private mode, quota): the page works without it
+  }
+}
+
+function knownGame(type) {
+  return type && Object.hasOwn(GAMES, type) ? type : null;
+}
 
 const RESYNC_MIN_GAP_MS = 2000;
 const AHEAD_MAX = 500; // room events kept while a gap before them is being filled
@@ -33,9 +65,10 @@ const S = {
   roomsNext: null, // next_cursor of the newest room_list page (null: no more pages)
   pwDrafts: new Map(), // room_id -> password typed in the room list
   roomId: loadRoomId(), // the room we are in, or want to rejoin
+  lobbyGame: knownGame(loadStored(STORE_LOBBY_GAME)) || DEFAULT_GAME, // the game the lobby lists and creates
+  roomGame: knownGame(loadStored(STORE_ROOM_GAME)), // the game type of roomId's room, once known
   // the room (room.js): room (RoomSnapshot, kept current by events), game, votes, chat, rollPending
-  ...initialRoomState(game),
-  game: null,
+  ...initialRoomState(null),
   // the room's event stream, ordered here before the reducer sees it
   recvSeq: null, // newest room seq received (queued) for roomId
   ahead: new Map(), // seq -> room event that arrived after a gap
@@ -72,6 +105,33 @@ const conn = new Connection({
   changed: () => render(),
 });
 
+// the module of the room's game (before the room's snapshot: the lobby's game)
+function roomGame() {
+  return GAMES[S.roomGame] || GAMES[S.lobbyGame] || GAMES[DEFAULT_GAME];
+}
+
+function setRoomGame(type) {
+  S.roomGame = type;
+  store(STORE_ROOM_GAME, type);
+}
+
+// the lobby's game changed: list its rooms instead
+function setLobbyGame(type) {
+  if (!knownGame(type) || type === S.lobbyGame) return;
+  S.lobbyGame = type;
+  store(STORE_LOBBY_GAME, type);
+  S.rooms = new Map();
+  S.roomsNext = null;
+  if (S.authed) listRooms();
+  render();
+}
+
+// the moves of every game: a refused one is no longer in flight
+const MOVE_COMMANDS = new Set([
+  Type.GAMES_COMMAND_BIGGER_DICE_ROLL,
+  ...Object.values(GAMES).map((g) => g.MOVE_COMMAND).filter(Boolean),
+]);
+
 function send(message, label) {
   if (!conn.isOpen) {
     toast(`${label || message.type}: not connected`, "error", "Wait for the connection and retry.");
@@ -83,7 +143,7 @@ function send(message, label) {
 }
 
 function listRooms(cursor) {
-  const msg = { type: Type.GAMES_COMMAND_LIST_ROOMS, game_type: game.GAME_TYPE };
+  const msg = { type: Type.GAMES_COMMAND_LIST_ROOMS, game_type: S.lobbyGame };
   if (cursor) msg.cursor = cursor;
   send(msg, cursor ? "More rooms" : "List rooms");
 }
@@ -124,14 +184,14 @@ function onFrame(f) {
     case Type.SYSTEM_STATE_SNAPSHOT:
       return;
     case Type.GAMES_EVENT_ROOM_LIST:
-      if (f.game_type !== game.GAME_TYPE) return;
+      if (f.game_type !== S.lobbyGame) return;
       // the first page (no cursor) starts the list afresh; a later page adds to it
       if (!f.cursor) S.rooms = new Map();
       for (const r of f.rooms) S.rooms.set(r.room_id, r);
       S.roomsNext = f.next_cursor || null;
       return render();
     case Type.GAMES_EVENT_ROOM_CREATED:
-      if (f.game_type !== game.GAME_TYPE) return;
+      if (f.game_type !== S.lobbyGame) return;
       S.rooms.set(f.room_id, {
         ...f,
         status: "waiting",
@@ -177,7 +237,7 @@ function onAuthenticated(f) {
   S.rejoinsPending = 0; // a new socket: nothing asked on it yet
   listRooms();
   if (S.roomId) {
-    const msg = { type: Type.GAMES_COMMAND_REJOIN_ROOM, room_id: S.roomId, game_type: game.GAME_TYPE };
+    const msg = { type: Type.GAMES_COMMAND_REJOIN_ROOM, room_id: S.roomId, game_type: S.roomGame || S.lobbyGame };
     if (S.room && S.room.room_id === S.roomId && S.recvSeq !== null) msg.last_seq = S.recvSeq;
     send(msg, "Rejoin room");
   }
@@ -191,7 +251,7 @@ function onError(f) {
   let detail = f.message && f.message !== explain ? f.message : "";
   if (f.fields && f.fields.length) detail += ` (${f.fields.map((x) => `${x.path}: ${x.message}`).join("; ")})`;
   toast(`${label} - ${explain} [${f.code}]`, "error", detail.trim());
-  if (pending && pending.type === Type.GAMES_COMMAND_BIGGER_DICE_ROLL) S.rollPending = false;
+  if (pending && MOVE_COMMANDS.has(pending.type)) S.rollPending = false;
   if (pending && pending.type === Type.SYSTEM_AUTHENTICATE && f.code === ErrorCode.AUTH_FAILED) {
     saveSession(null);
     conn.stop(CloseCode.NORMAL, "login failed");
@@ -210,8 +270,13 @@ function onError(f) {
 function onRoomFrame(f) {
   if (f.type === Type.GAMES_EVENT_ROOM_STATE) {
     const room = f.room;
-    if (room.game_type !== game.GAME_TYPE) return;
+    if (!knownGame(room.game_type)) return; // a game this page cannot show
     if (S.roomId !== room.room_id) resetRoom(room.room_id);
+    if (S.roomGame !== room.game_type) {
+      // the room's game is known from now on: its own state starts afresh
+      setRoomGame(room.game_type);
+      S.game = null;
+    }
     else if (S.room && S.recvSeq !== null && room.last_seq < S.recvSeq) {
       if (S.rejoinsPending > 0) {
         // older than events already in hand (a resync answered late): they are newer; the
@@ -236,7 +301,7 @@ function onRoomFrame(f) {
     return drain();
   }
   if (!f.room_id || f.room_id !== S.roomId) return; // another room's news
-  if (f.type === game.STATE_EVENT && S.skipGameState) {
+  if (f.type === roomGame().STATE_EVENT && S.skipGameState) {
     S.skipGameState = false;
     return;
   }
@@ -286,16 +351,17 @@ function resync() {
   }
   S.lastResync = Date.now();
   S.stats.resyncs += 1;
-  const msg = { type: Type.GAMES_COMMAND_REJOIN_ROOM, room_id: S.roomId, game_type: game.GAME_TYPE };
+  const msg = { type: Type.GAMES_COMMAND_REJOIN_ROOM, room_id: S.roomId, game_type: S.roomGame || S.lobbyGame };
   if (S.recvSeq !== null) msg.last_seq = S.recvSeq;
   send(msg, "Resync room");
   clearTimeout(S.resyncTimer);
   S.resyncTimer = setTimeout(() => { S.resyncTimer = null; if (S.ahead.size) resync(); }, 3 * RESYNC_MIN_GAP_MS);
 }
 
-function resetRoom(roomId) {
+function resetRoom(roomId, gameType = null) {
   S.roomId = roomId;
   saveRoomId(roomId);
+  setRoomGame(roomId ? knownGame(gameType) : null);
   S.rejoinsPending = 0;
   S.recvSeq = null;
   S.appliedSeq = 0;
@@ -303,7 +369,7 @@ function resetRoom(roomId) {
   S.ahead = new Map();
   clearTimeout(S.resyncTimer);
   S.resyncTimer = null;
-  Object.assign(S, initialRoomState(game));
+  Object.assign(S, initialRoomState(null));
 }
 
 function leaveRoomLocally() {
@@ -328,7 +394,7 @@ function applyFrame(f) {
   const { state, effects } = reduceRoom(
     { room: S.room, game: S.game, votes: S.votes, chat: S.chat, rollPending: S.rollPending },
     f,
-    { me: S.me?.user_id, game },
+    { me: S.me?.user_id, game: roomGame() },
   );
   Object.assign(S, state);
   if (f.type === Type.GAMES_EVENT_ROOM_STATE) S.appliedSeq = f.room.last_seq;
@@ -368,7 +434,8 @@ async function drain() {
         applyFrame(f);
       } else {
         if (typeof f.seq === "number" && f.seq <= S.appliedSeq) continue;
-        if (game.handles(f.type)) await game.animate(f, animationView(), TIMING);
+        const game = roomGame();
+        if (game.animate && game.handles(f.type)) await game.animate(f, animationView(), TIMING);
         applyFrame(f);
         if (typeof f.seq === "number") S.appliedSeq = f.seq;
       }
@@ -386,7 +453,9 @@ async function drain() {
 // ---- the page
 const ui = createUi({
   S,
-  game,
+  games: GAMES,
+  roomGame,
+  setLobbyGame,
   send,
   listRooms,
   setChatChannel,
@@ -410,8 +479,8 @@ const ui = createUi({
     render();
   },
   rejoinRoom(room) {
-    resetRoom(room.room_id);
-    send({ type: Type.GAMES_COMMAND_REJOIN_ROOM, room_id: room.room_id, game_type: game.GAME_TYPE }, `Rejoin ${room.room_name}`);
+    resetRoom(room.room_id, room.game_type || S.lobbyGame);
+    send({ type: Type.GAMES_COMMAND_REJOIN_ROOM, room_id: room.room_id, game_type: room.game_type || S.lobbyGame }, `Rejoin ${room.room_name}`);
     render();
   },
   backToRooms() {
@@ -426,14 +495,17 @@ function render() {
 
 function bind() {
   ui.bind();
-  game.bind({
-    roomId: () => S.roomId,
-    send,
-    setMovePending() {
-      S.rollPending = true;
-      render();
-    },
-  });
+  for (const game of Object.values(GAMES)) {
+    if (!game.bind) continue;
+    game.bind({
+      roomId: () => S.roomId,
+      send,
+      setMovePending() {
+        S.rollPending = true;
+        render();
+      },
+    });
+  }
   // back online (or back to the tab) while waiting for a retry: try now instead
   window.addEventListener("online", () => conn.retryNow());
   document.addEventListener("visibilitychange", () => {
@@ -457,6 +529,7 @@ window.parlour = {
   summary() {
     const r = S.room;
     const g = S.game;
+    const game = r ? GAMES[r.game_type] : null;
     return {
       conn: S.conn,
       authed: S.authed,
@@ -476,6 +549,10 @@ window.parlour = {
       rounds: g ? g.history.length : 0,
       winner: g ? g.winner : null,
       final_scores: g && g.finalScores ? g.finalScores.map((s) => ({ ...s })) : null,
+      game_type: r ? r.game_type : null,
+      lobby_game: S.lobbyGame,
+      // the game's own picture (tic-tac-toe: its board), when its module has one
+      ...(g && game && game.summary ? game.summary(g) : {}),
     };
   },
   dropConnection() {

@@ -14,9 +14,11 @@ export function newChat() {
   return { channel: "lobby", messages: { lobby: [], players: [], spectators: [] }, seen: new Set() };
 }
 
-// the room part of the page's state: empty, for a room not joined yet (or none)
+// the room part of the page's state: empty, for a room not joined yet (or none). `game` is the
+// room's game module (games/<game>.js), or null while the room's game is not known yet (the
+// reducer starts that game's state at the room's first event).
 export function initialRoomState(game) {
-  return { room: null, game: game.newGame(), votes: new Map(), chat: newChat(), rollPending: false };
+  return { room: null, game: game ? game.newGame() : null, votes: new Map(), chat: newChat(), rollPending: false };
 }
 
 export function findMember(list, uid) {

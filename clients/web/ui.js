@@ -2,6 +2,7 @@
 // It reads the page's state and acts only through the `ctx` main.js gives it; the game card
 // is drawn by the game's own module (games/<game>.js).
 
+import * as protocol from "./protocol.js";
 import {
   CHAT_CONTENT_MAX_LENGTH,
   CHAT_CONTENT_RE,
@@ -74,6 +75,33 @@ export const ERROR_TEXT = {
   [ErrorCode.CANNOT_MESSAGE_SELF]: "You cannot message yourself.",
 };
 
+// The game types the protocol knows: protocol.js's game list when it has one, else the games
+// its type tags name (`games.command.<game>.<move>`, `games.event.<game>.<event>`).
+export function protocolGameTypes() {
+  const listed = protocol.GAME_TYPES || protocol.GameType || protocol.GAMES;
+  if (listed) return new Set(Array.isArray(listed) ? listed : Object.values(listed));
+  const types = new Set();
+  for (const tag of Object.values(Type)) {
+    const m = /^games\.(?:command|event)\.([a-z0-9_]+)\.[a-z0-9_]+$/.exec(tag);
+    if (m) types.add(m[1]);
+  }
+  return types;
+}
+
+// game type -> module, for the game modules (games/<game>.js) whose game the protocol knows
+export function gameRegistry(modules) {
+  const known = protocolGameTypes();
+  const games = {};
+  for (const mod of modules) if (known.has(mod.GAME_TYPE)) games[mod.GAME_TYPE] = mod;
+  return Object.freeze(games);
+}
+
+// what the page calls a game: its module's TITLE, else its game type in words
+export function gameTitle(mod) {
+  if (mod.TITLE) return mod.TITLE;
+  return mod.GAME_TYPE.split("_").map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join(" ");
+}
+
 export function clampInt(raw, dflt, lo, hi) {
   const n = Number.parseInt(raw ?? "", 10);
   return Number.isFinite(n) ? Math.min(hi, Math.max(lo, n)) : dflt;
@@ -86,11 +114,12 @@ export function setConnBadge(state, text) {
   badge.dataset.state = state;
 }
 
-// ctx: S (the page's state, read only here), game (the game module), send(message, label),
-// and the actions main.js carries out: login(session), logout(), rejoinRoom(room),
-// leaveRoom(), backToRooms(), listRooms(cursor), setChatChannel(channel)
+// ctx: S (the page's state, read only here), games (game type -> game module), roomGame()
+// (the module of the room's game), send(message, label), and the actions main.js carries
+// out: login(session), logout(), rejoinRoom(room), leaveRoom(), backToRooms(),
+// listRooms(cursor), setChatChannel(channel), setLobbyGame(gameType)
 export function createUi(ctx) {
-  const { S, game, send } = ctx;
+  const { S, send } = ctx;
   const me = () => S.me?.user_id;
   const listRooms = () => ctx.listRooms();
 
@@ -103,11 +132,22 @@ export function createUi(ctx) {
     const inRoom = loggedIn && !!S.roomId;
     show("view-lobby", loggedIn && !inRoom);
     show("view-room", inRoom);
+    const shown = inRoom ? ctx.roomGame() : ctx.games[S.lobbyGame];
+    $("game-title").textContent = shown ? gameTitle(shown) : "";
     if (loggedIn && !inRoom) renderRooms();
     if (inRoom) renderRoom();
   }
 
   function renderRooms() {
+    const lobbyGame = ctx.games[S.lobbyGame];
+    const select = $("create-game");
+    if (select.value !== S.lobbyGame) select.value = S.lobbyGame;
+    $("rooms-game").textContent = lobbyGame ? `${gameTitle(lobbyGame)} rooms` : "";
+    // a game for a fixed number of players: the seats are not a choice
+    const fixed = lobbyGame && lobbyGame.PLAYERS;
+    const max = $("create-max");
+    max.disabled = !!fixed;
+    if (fixed && max.value !== String(fixed)) max.value = String(fixed);
     const ul = $("rooms");
     ul.replaceChildren();
     const rooms = [...S.rooms.values()].sort((a, b) => String(a.room_name).localeCompare(String(b.room_name)));
@@ -160,7 +200,7 @@ export function createUi(ctx) {
     const msg = {
       type: asSpectator ? Type.GAMES_COMMAND_JOIN_AS_SPECTATOR : Type.GAMES_COMMAND_JOIN_ROOM,
       room_name: room.room_name,
-      game_type: game.GAME_TYPE,
+      game_type: room.game_type || S.lobbyGame,
     };
     if (password) msg.password = password;
     send(msg, `${asSpectator ? "Watch" : "Join"} ${room.room_name}`);
@@ -177,6 +217,7 @@ export function createUi(ctx) {
 
   function renderRoom() {
     const r = S.room;
+    const game = ctx.roomGame();
     const g = S.game || game.newGame();
     const uid = me();
     if (!r) {
@@ -261,13 +302,15 @@ export function createUi(ctx) {
       [...selected].every((id) => (findMember(r.lobby, id) || findMember(r.players, id) || {}).is_ready);
     show("btn-start", isHost && everyoneReady);
     const auto = (r.auto_players || []).includes(uid);
-    show("btn-autoplay", r.status === "in_progress" && role === "player" && !auto);
+    show("btn-autoplay", r.status === "in_progress" && role === "player" && !auto && game.AUTO_PLAY !== false);
     $("btn-leave").textContent = role === "spectator" ? "Stop watching" : "Leave room";
     show("btn-leave", r.status !== "finished");
 
     // game
     const inGame = r.status === "in_progress" || r.status === "finished";
     show("game-card", inGame);
+    // the game card's parts that belong to one game show for that game only
+    for (const part of document.querySelectorAll("#game-card [data-game]")) part.hidden = part.dataset.game !== game.GAME_TYPE;
     show("gameover-card", r.status === "finished" && !!g.finalScores);
     if (inGame) {
       game.render({
@@ -278,6 +321,8 @@ export function createUi(ctx) {
         nameOf: (id) => nameOf(S, id),
         animating: S.animating,
         canMove: S.queue.length === 0 && !S.rollPending && S.authed,
+        resuming: S.rejoinsPending > 0, // a rejoin_room asked, its room_state not here yet
+
         send,
       });
     }
@@ -339,6 +384,10 @@ export function createUi(ctx) {
     });
     $("logout").addEventListener("click", () => ctx.logout());
     $("rooms-refresh").addEventListener("click", () => listRooms());
+    const select = $("create-game");
+    select.replaceChildren(...Object.values(ctx.games).map((g) => el("option", { value: g.GAME_TYPE, text: gameTitle(g) })));
+    select.value = S.lobbyGame;
+    select.addEventListener("change", () => ctx.setLobbyGame(select.value));
     $("rooms-more").addEventListener("click", () => {
       if (S.roomsNext) ctx.listRooms(S.roomsNext);
     });
@@ -353,7 +402,7 @@ export function createUi(ctx) {
       const max = clampInt($("create-max").value, MIN_PLAYERS, MIN_PLAYERS, MAX_PLAYERS);
       const msg = {
         type: Type.GAMES_COMMAND_CREATE_ROOM,
-        game_type: game.GAME_TYPE,
+        game_type: S.lobbyGame,
         room_name: name,
         max_players: max,
         allow_spectators: $("create-spectators").checked,
