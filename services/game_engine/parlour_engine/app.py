@@ -43,10 +43,17 @@ _GAUGE_SECONDS = 10.0
 
 
 def rules_config(settings: EngineSettings, games: GameRegistry) -> RulesConfig:
-    """The rules' settings, with the registry of the games this engine plays."""
+    """The rules' settings, with the registry of the games this engine plays.
+
+    `ENGINE_TURN_TIMEOUT_SECONDS` is the turn timer of a game without its own (30 s when
+    unset); set explicitly, it also caps every game's own timer (tic-tac-toe's 60 s), so one
+    setting shortens every game's turns."""
+    turn_seconds = max(1, round(settings.engine_turn_timeout_seconds))
+    explicit = "engine_turn_timeout_seconds" in settings.model_fields_set
     return RulesConfig(
         games=games,
-        turn_timeout_seconds=max(1, round(settings.engine_turn_timeout_seconds)),
+        turn_timeout_seconds=turn_seconds,
+        turn_timeout_cap_seconds=turn_seconds if explicit else None,
         disconnect_grace_seconds=max(1, round(settings.engine_disconnect_grace_seconds)),
         idle_room_seconds=settings.engine_idle_room_seconds,
         finished_room_seconds=settings.engine_finished_room_seconds,

@@ -103,8 +103,9 @@ class EngineSettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSetti
     engine_turn_timeout_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="a turn's deadline; then the server plays it (rounded to whole seconds, "
-        "at least 1)",
+        description="a turn's deadline for a game without its own timer (Bigger Dice); "
+        "then the game plays or forfeits the turn (rounded to whole seconds, at least 1). Set "
+        "explicitly, it also caps every game's own timer (tic-tac-toe's 60 s)",
     )
     engine_disconnect_grace_seconds: float = Field(
         default=30.0,

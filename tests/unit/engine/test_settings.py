@@ -41,7 +41,21 @@ def test_engine_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.redis_dsn == "redis://r:6380/2"
     assert settings.topics.events == "t1.games.event.v1"
     assert settings.keys.timers() == "t1.timers"
-    assert rules_config(settings, discover()).turn_timeout_seconds == 7
+    config = rules_config(settings, discover())
+    assert config.turn_timeout_seconds == 7
+    # set explicitly, it caps every game's own timer (tic-tac-toe's 60 s)
+    assert config.turn_timeout_cap_seconds == 7
+    assert config.turn_timeout_for("tic_tac_toe") == 7
+
+
+def test_unset_turn_timeout_leaves_each_games_own_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENGINE_TURN_TIMEOUT_SECONDS", raising=False)
+    config = rules_config(load(EngineSettings), discover())
+    assert config.turn_timeout_cap_seconds is None
+    assert config.turn_timeout_for("bigger_dice") == 30
+    assert config.turn_timeout_for("tic_tac_toe") == 60
+    assert config.absence_forfeit_for("tic_tac_toe") == 600
+    assert config.absence_forfeit_for("bigger_dice") is None
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import pkgutil
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, cast
 
-from parlour_engine.rules.plugins import GameRegistry
+from parlour_engine.rules.plugins import GameRegistry, check_optional_members
 
 if TYPE_CHECKING:
     from parlour_engine.rules.plugins import GameRules
@@ -35,6 +35,7 @@ def _checked(rules: object, source: str) -> GameRules:
     missing = [member for member in _CONTRACT if not hasattr(rules, member)]
     if missing:
         raise TypeError(f"{source} is not a GameRules plug-in: it lacks {', '.join(missing)}")
+    check_optional_members(rules, source)
     return cast("GameRules", rules)
 
 

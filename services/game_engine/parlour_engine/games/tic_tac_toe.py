@@ -9,17 +9,23 @@ with more round wins wins, and equal round wins make the game a draw (`winner_id
 Seat 0 starts round 1; the player who did not start a round starts the next one. The starter
 plays X.
 
-The move timer is the room machinery's turn timer (`ctx.set_turn`): a player who does not
-move before the deadline forfeits the round to the other player (`round_result.by_timeout`).
+The move timer is the room machinery's turn timer (`ctx.set_turn`), set to this game's own
+`TicTacToeConfig.move_timeout_seconds` (60 s; the engine may cap it, see
+`RulesConfig.turn_timeout_for`): a player who does not move before the deadline forfeits the
+round to the other player (`round_result.by_timeout`).
 Forfeiting, not a random move, so a player who walks away loses rounds instead of having the
 server play for them. The server does play, a random free cell drawn with the injected rng,
 for a player whose turns were handed to it (vote-kicked after a disconnect).
 
-A player banned mid-game loses their seat and the other player wins the game.
+A player banned mid-game loses their seat and the other player wins the game. A player who
+stays disconnected `TicTacToeConfig.absence_forfeit_seconds` (10 minutes) forfeits the game:
+the other player wins (`game_over`, no reason field: the room saw `player_disconnected` for
+the loser and no `player_rejoined` since).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from parlour_engine.rules.context import Ctx, Rejected, seated_unbanned
@@ -86,12 +92,39 @@ def _winning_line(board: tuple[Cell, ...]) -> tuple[int, int, int] | None:
     return None
 
 
+@dataclass(frozen=True)
+class TicTacToeConfig:
+    """Tic-tac-toe's own settings, held by its plug-in (`TicTacToeRules(config)`)."""
+
+    move_timeout_seconds: int = 60
+    """The move timer: a move not made within this forfeits the round."""
+    absence_forfeit_seconds: int | None = 600
+    """A player disconnected this long (one disconnect, not voted out) forfeits the game;
+    None: never."""
+
+
 class TicTacToeRules:
-    """The tic-tac-toe plug-in."""
+    """The tic-tac-toe plug-in; `config` holds the game's settings."""
 
     name = proto.GAME_NAME
     state_model = BoardState
     command_types = frozenset({type_tag(proto.Move)})
+
+    def __init__(self, config: TicTacToeConfig | None = None) -> None:
+        self.config = config or TicTacToeConfig()
+
+    # optional members of the `GameRules` contract, read by the room machinery
+    @property
+    def turn_timeout_seconds(self) -> int:
+        return self.config.move_timeout_seconds
+
+    @property
+    def absence_forfeit_seconds(self) -> int | None:
+        return self.config.absence_forfeit_seconds
+
+    def on_forfeit(self, ctx: Ctx, user_id: str) -> None:
+        """`user_id` stayed away too long: the other player wins the game."""
+        _game_over(ctx, _board(ctx.state), _other(ctx.state, user_id))
 
     def start(self, ctx: Ctx) -> None:
         st = ctx.state

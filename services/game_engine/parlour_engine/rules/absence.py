@@ -1,6 +1,7 @@
 """Absence rules: disconnects and their grace time, the vote that hands a gone player's turns
-to the server, voluntary auto-play, coming back, and the timers that end idle and finished
-rooms.
+to the server, voluntary auto-play, the forfeit of a player who stays away too long (for a
+game that sets `absence_forfeit_seconds`), coming back, and the timers that end idle and
+finished rooms.
 
 A game plugin calls `enable_auto_play` from here; this module never imports the dispatcher,
 so a plugin does not either.
@@ -102,11 +103,15 @@ def mark_disconnected(ctx: Ctx, uid: str) -> None:
         ctx.read_only = True
         return
     st.disconnect_counter += 1
+    forfeit_seconds = ctx.config.absence_forfeit_for(st.game_type)
     record = Disconnect(
         user_id=uid,
         username=player.username,
         number=st.disconnect_counter,
         timeout_at=ctx.now + timedelta(seconds=ctx.config.disconnect_grace_seconds),
+        forfeit_at=None
+        if forfeit_seconds is None
+        else ctx.now + timedelta(seconds=forfeit_seconds),
     )
     st.disconnects = (*st.disconnects, record)
     ctx.room(
@@ -117,6 +122,14 @@ def mark_disconnected(ctx: Ctx, uid: str) -> None:
     ctx.timers.append(
         TimerRequest(internal.TimerKind.DISCONNECT_GRACE, grace_token(record), record.timeout_at)
     )
+    if record.forfeit_at is not None:
+        # the same timer kind as the grace (both are deadlines of one disconnect), told apart
+        # by the token; coming back or a vote removes the record, so the timer goes stale
+        ctx.timers.append(
+            TimerRequest(
+                internal.TimerKind.DISCONNECT_GRACE, forfeit_token(record), record.forfeit_at
+            )
+        )
 
 
 def _mark_absent(ctx: Ctx, uid: str) -> None:
@@ -135,6 +148,37 @@ def grace_token(record: Disconnect) -> str:
     return f"{record.user_id}:{record.number}"
 
 
+def forfeit_token(record: Disconnect) -> str:
+    """The token of a disconnect's forfeit timer: unique per disconnect, never a grace token
+    (those have no `forfeit:` prefix)."""
+    return f"forfeit:{record.user_id}:{record.number}"
+
+
+def _forfeit(ctx: Ctx, token: str) -> bool:
+    """A forfeit timer fired: if its disconnect still stands (same record, the player still
+    seated, the game running), the game's `on_forfeit` decides what the forfeit does.
+
+    The token alone decides, not `ctx.now` against `forfeit_at`: the timer loop fires only
+    once the deadline is due, and timers are never re-armed, so an engine whose clock lags
+    another's would otherwise drop the forfeit for good."""
+    st = ctx.state
+    if st.status is not RoomStatus.IN_PROGRESS:
+        return False
+    record = next((d for d in st.disconnects if forfeit_token(d) == token), None)
+    if record is None:
+        return False
+    if not seated_unbanned(st, record.user_id) or st.auto_player(record.user_id) is not None:
+        return False
+    game = ctx.config.games.get(st.game_type)
+    on_forfeit = getattr(game, "on_forfeit", None)
+    if on_forfeit is None:
+        return False
+    # the record goes first: the game sees a room without the pending disconnect
+    st.disconnects = tuple(d for d in st.disconnects if d.user_id != record.user_id)
+    on_forfeit(ctx, record.user_id)
+    return True
+
+
 @HANDLERS.on(internal.TimerFired)
 def _timer_fired(ctx: Ctx, payload: internal.TimerFired) -> None:
     st = ctx.state
@@ -148,6 +192,8 @@ def _timer_fired(ctx: Ctx, payload: internal.TimerFired) -> None:
         if game is not None:
             game.on_turn_timeout(ctx)
             return
+    if payload.kind is internal.TimerKind.DISCONNECT_GRACE and _forfeit(ctx, payload.token):
+        return
     if payload.kind is internal.TimerKind.ROOM_EXPIRY:
         if st.status is RoomStatus.FINISHED and payload.token == FINISHED_TOKEN:
             ctx.remove_room(RemovalReason.GAME_FINISHED)

@@ -144,7 +144,7 @@ class Ctx:
         st = self.state
         st.turn_number += 1
         st.current_turn = user_id
-        st.turn_deadline = self.now + timedelta(seconds=self.config.turn_timeout_seconds)
+        st.turn_deadline = self.now + timedelta(seconds=self.config.turn_timeout_for(st.game_type))
         self.room(
             TurnChanged(
                 room_id=st.room_id,

@@ -3,7 +3,8 @@
 
 The generic room/lobby logic in this package calls a plug-in at these points only: the game
 starts, a game command arrives, a turn timer fires, a player's turns were handed to the
-server, and a (re)joining user needs the game's state. The rules never import a game: the
+server, a disconnected player stayed away too long, and a (re)joining user needs the game's
+state. The rules never import a game: the
 engine's wiring discovers the plug-ins (`parlour_engine.games.discover`), builds one
 `GameRegistry` at start-up and passes it in as `RulesConfig.games`.
 """
@@ -23,7 +24,23 @@ if TYPE_CHECKING:
 
 
 class GameRules(Protocol):
-    """What a game adds to the engine. Methods raise `rules.context.Rejected` to refuse."""
+    """What a game adds to the engine. Methods raise `rules.context.Rejected` to refuse.
+
+    Optional members: a plug-in may define these; the rules read them with `getattr` and a
+    default (`game_turn_timeout`, `game_absence_forfeit`), so a plug-in without them keeps the
+    room machinery's behaviour.
+
+    - `turn_timeout_seconds: int | None`: the game's own turn (move) timer. None or absent:
+      the engine's `RulesConfig.turn_timeout_seconds`. Either is capped by
+      `RulesConfig.turn_timeout_cap_seconds` when the engine sets one (see
+      `RulesConfig.turn_timeout_for`).
+    - `absence_forfeit_seconds: int | None`: a seated player of a running game who stays
+      disconnected this long (the same disconnect, not voted out, no rejoin or command of
+      theirs in between) forfeits: the rules call `on_forfeit`. None or absent: never.
+    - `on_forfeit(ctx, user_id) -> None`: required when `absence_forfeit_seconds` is set.
+      `user_id` still holds their seat and the game is running: end it (the other players
+      win) or go on without them.
+    """
 
     # read-only members, so a plugin's plain class attributes (with narrower types) satisfy them
     @property
@@ -57,6 +74,33 @@ class GameRules(Protocol):
 
     def snapshot_for(self, state: RoomState, user_id: str) -> ServerEvent | None:
         """The game's state for a (re)joining player or spectator, or None."""
+
+
+def game_turn_timeout(game: GameRules) -> int | None:
+    """The game's own turn timer in seconds (optional member `turn_timeout_seconds`), or None
+    when it keeps the engine's."""
+    seconds = getattr(game, "turn_timeout_seconds", None)
+    return None if seconds is None else int(seconds)
+
+
+def game_absence_forfeit(game: GameRules) -> int | None:
+    """After how many seconds of one disconnect a player forfeits (optional member
+    `absence_forfeit_seconds`), or None: never."""
+    seconds = getattr(game, "absence_forfeit_seconds", None)
+    return None if seconds is None else int(seconds)
+
+
+def check_optional_members(game: object, source: str) -> None:
+    """Refuse, at start-up, a plug-in whose optional members do not fit together: a
+    positive timer, and an `on_forfeit` wherever a forfeit time is set."""
+    for member in ("turn_timeout_seconds", "absence_forfeit_seconds"):
+        seconds = getattr(game, member, None)
+        if seconds is not None and (not isinstance(seconds, int) or seconds < 1):
+            raise ValueError(f"{source}.{member} must be a whole number of seconds >= 1 or None")
+    if getattr(game, "absence_forfeit_seconds", None) is not None and not callable(
+        getattr(game, "on_forfeit", None)
+    ):
+        raise TypeError(f"{source} sets absence_forfeit_seconds but has no on_forfeit(ctx, uid)")
 
 
 @dataclass(frozen=True)

@@ -63,14 +63,17 @@ class AutoPlayer(_Frozen):
 
 class Disconnect(_Frozen):
     """A player's connection dropped during the game. `number` makes the grace timer's token
-    unique per disconnect; `votes` are the user ids that voted to hand their turns over (each
-    a player, each once: at most `max_players - 1`)."""
+    (and the forfeit timer's) unique per disconnect; `votes` are the user ids that voted to
+    hand their turns over (each a player, each once: at most `max_players - 1`).
+    `forfeit_at`: when the player forfeits if this disconnect still stands (None: their game
+    has no absence forfeit)."""
 
     user_id: str
     username: str
     number: int
     timeout_at: datetime
     votes: tuple[str, ...] = ()
+    forfeit_at: datetime | None = None
 
 
 class GameState(_Frozen):

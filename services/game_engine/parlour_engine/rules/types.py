@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from parlour_engine.rules.plugins import GameRegistry
+from parlour_engine.rules.plugins import GameRegistry, game_absence_forfeit, game_turn_timeout
 from parlour_protocol.v1 import Audience, ErrorCode, ServerEvent
 from parlour_protocol.v1.chat import ChatChannel, ChatMessageItem
 from parlour_protocol.v1.internal import TimerKind
@@ -36,7 +36,13 @@ class RulesConfig:
     """The games this engine plays. Empty by default: the wiring passes
     `parlour_engine.games.discover()` (the rules never import a game)."""
     turn_timeout_seconds: int = 30
-    """A player who does not act within this is rolled for by the server (`rolled.auto`)."""
+    """The turn timer of a game that sets none of its own (`GameRules` optional member
+    `turn_timeout_seconds`): what happens when it runs out is the game's (`on_turn_timeout`;
+    Bigger Dice rolls for the player). Use `turn_timeout_for`, not this field."""
+    turn_timeout_cap_seconds: int | None = None
+    """When set, no game's turn timer is longer than this, its own included. The wiring sets
+    it from `ENGINE_TURN_TIMEOUT_SECONDS` when that is set explicitly, so one engine setting
+    shortens every game's timer (tests, load runs)."""
     disconnect_grace_seconds: int = 30
     """How long a disconnected player has before the others may vote them out."""
     max_spectators: int = 10
@@ -63,6 +69,22 @@ class RulesConfig:
     scrypt_n: int = 2**14
     """scrypt cost for room passwords. Stored with each hash, so lowering it (tests) never
     breaks verification of existing rooms."""
+
+    def turn_timeout_for(self, game_type: str) -> int:
+        """Seconds a turn of `game_type` lasts: the game's own timer, else
+        `turn_timeout_seconds`; at most `turn_timeout_cap_seconds` when that is set."""
+        game = self.games.get(game_type)
+        own = game_turn_timeout(game) if game is not None else None
+        seconds = own if own is not None else self.turn_timeout_seconds
+        if self.turn_timeout_cap_seconds is not None:
+            seconds = min(seconds, self.turn_timeout_cap_seconds)
+        return seconds
+
+    def absence_forfeit_for(self, game_type: str) -> int | None:
+        """Seconds of one disconnect after which a player of `game_type` forfeits, or None
+        (never; also for a game the engine does not know)."""
+        game = self.games.get(game_type)
+        return game_absence_forfeit(game) if game is not None else None
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,20 @@ CARDS = CardsRules()
 NOT_A_GAME = object()
 
 
+class TimedCards(CardsRules):
+    """A plug-in with a forfeit time but no `on_forfeit`: refused at discovery."""
+
+    absence_forfeit_seconds = 60
+
+
+class ZeroTimer(CardsRules):
+    turn_timeout_seconds = 0
+
+
+TIMED_CARDS = TimedCards()
+ZERO_TIMER = ZeroTimer()
+
+
 def _installed(monkeypatch: pytest.MonkeyPatch, **targets: str) -> None:
     """Pretend distributions expose `name = module:attribute` under the engine's group."""
     points = [EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in targets.items()]
@@ -127,3 +141,24 @@ def test_the_engine_refuses_to_start_with_a_game_the_protocol_lacks(
     _installed(monkeypatch, cards=f"{__name__}:CARDS")
     with pytest.raises(ValueError, match=r"without a protocol GameSpec .*'cards'"):
         create_engine(load(EngineSettings))
+
+
+@pytest.mark.parametrize(
+    ("target", "error", "match"),
+    [
+        ("TIMED_CARDS", TypeError, "sets absence_forfeit_seconds but has no on_forfeit"),
+        ("ZERO_TIMER", ValueError, "turn_timeout_seconds must be a whole number of seconds"),
+    ],
+)
+def test_a_plugins_optional_timing_members_are_checked_at_discovery(
+    monkeypatch: pytest.MonkeyPatch, target: str, error: type[Exception], match: str
+) -> None:
+    _installed(monkeypatch, cards=f"{__name__}:{target}")
+    with pytest.raises(error, match=match):
+        discover()
+
+
+def test_a_plugin_without_timing_members_keeps_the_engines_timer() -> None:
+    config = replace(FAST, games=FAST.games.replacing(CARDS))
+    assert config.turn_timeout_for("cards") == FAST.turn_timeout_seconds
+    assert config.absence_forfeit_for("cards") is None

@@ -1,22 +1,34 @@
 """Tic-tac-toe: rounds won on every line, drawn rounds, the alternating starter, the move
-timer's forfeit, the end of the game (first to 5, best of 9, a drawn game), refused moves,
-auto-play and the replay oracle."""
+timer's forfeit and its length (the game's own 60 s, capped by the engine), the end of the
+game (first to 5, best of 9, a drawn game), refused moves, auto-play, the forfeit of a player
+absent for ten minutes, and the replay oracle."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
 
-from parlour_engine.games.tic_tac_toe import LINES
-from parlour_engine.rules import replay
+from parlour_engine.games.tic_tac_toe import LINES, TicTacToeConfig, TicTacToeRules
+from parlour_engine.rules import Outcome, replay
+from parlour_engine.rules.types import TimerRequest
 from parlour_protocol.v1 import ErrorCode
 from parlour_protocol.v1 import rooms as r
 from parlour_protocol.v1.games import tic_tac_toe as ttt
 from parlour_protocol.v1.internal import TimerFired, TimerKind
 from parlour_protocol.v1.rooms import RoomStatus
-from tests.support.rules_table import FAST, ROOM, ScriptedRng, Table, of_type, types
+from tests.support.rules_table import (
+    FAST,
+    ROOM,
+    ScriptedRng,
+    Table,
+    of_type,
+    rules_config,
+    types,
+)
 
 GAME = "tic_tac_toe"
 STATE = "games.event.tic_tac_toe.state"
@@ -291,7 +303,7 @@ def test_random_whole_games_replay_to_the_same_state(seed: int) -> None:
         if st.status is not RoomStatus.IN_PROGRESS:
             break
         if pick.random() < 0.1:
-            table.advance(FAST.turn_timeout_seconds + 1)
+            table.advance(FAST.turn_timeout_for(GAME) + 1)
             table.fire_turn()
             continue
         board = table.config.games.get(GAME).snapshot_for(st, "u1").board  # type: ignore[union-attr]
@@ -300,3 +312,186 @@ def test_random_whole_games_replay_to_the_same_state(seed: int) -> None:
     assert table.state is not None
     assert table.state.status is RoomStatus.FINISHED
     assert replay(table.log, random.Random(seed), FAST) == table.state
+
+
+# --- the game's own move timer ---------------------------------------------------------------
+
+
+def test_the_move_timer_is_the_games_own_sixty_seconds() -> None:
+    table = started()
+    st = table.state
+    assert st is not None
+    assert st.turn_deadline is not None
+    assert st.turn_deadline == table.now + timedelta(seconds=60)
+    (timer,) = [t for t in table.outcomes[-1].timers if t.kind is TimerKind.TURN]
+    assert timer.due == st.turn_deadline
+    # Bigger Dice keeps the engine's turn timer
+    dice = Table()
+    dice.start(2)
+    assert dice.state is not None
+    assert dice.state.turn_deadline is not None
+    assert dice.state.turn_deadline == dice.now + timedelta(seconds=FAST.turn_timeout_seconds)
+
+
+@pytest.mark.parametrize(
+    ("cap", "ttt_seconds", "dice_seconds"),
+    [(None, 60, 30), (4, 4, 4), (45, 45, 30), (90, 60, 30)],
+)
+def test_the_engine_cap_shortens_every_games_timer(
+    cap: int | None, ttt_seconds: int, dice_seconds: int
+) -> None:
+    config = rules_config(scrypt_n=16, turn_timeout_cap_seconds=cap)
+    assert config.turn_timeout_for(GAME) == ttt_seconds
+    assert config.turn_timeout_for("bigger_dice") == dice_seconds
+    assert config.turn_timeout_for("no_such_game") == min(30, cap or 30)
+    table = Table(config=config)
+    table.create(game_type=GAME, max_players=2)
+    table.ok("u2", r.JoinRoom(room_name="Table One", game_type=GAME))
+    for user in ("u1", "u2"):
+        table.ok("u1", r.SelectPlayer(room_id=ROOM, target_user_id=user))
+    table.ok("u1", r.Ready(room_id=ROOM))
+    table.ok("u2", r.Ready(room_id=ROOM))
+    assert table.state is not None
+    assert table.state.turn_deadline == table.now + timedelta(seconds=ttt_seconds)
+
+
+# --- forfeit after ten minutes of absence ------------------------------------------------------
+
+FORFEIT = TicTacToeConfig().absence_forfeit_seconds
+
+
+def _forfeit_timer(out: Outcome) -> TimerRequest:
+    (timer,) = [t for t in out.timers if t.token.startswith("forfeit:")]
+    assert timer.kind is TimerKind.DISCONNECT_GRACE
+    return timer
+
+
+def _fire(table: Table, timer: TimerRequest) -> Outcome:
+    return table.send(
+        "system", TimerFired(room_id=ROOM, kind=timer.kind, token=timer.token), system=True
+    )
+
+
+def test_the_forfeit_window_is_ten_minutes() -> None:
+    assert FORFEIT == 600
+    table = started()
+    out = table.disconnect("u2")
+    timer = _forfeit_timer(out)
+    assert timer.due == table.now + timedelta(seconds=600)
+    st = table.state
+    assert st is not None
+    record = st.disconnect("u2")
+    assert record is not None
+    assert record.forfeit_at == timer.due
+
+
+@pytest.mark.parametrize(
+    ("came_back", "finished", "winner"),
+    [
+        (None, True, "u1"),  # away for the whole window: forfeits, the other player wins
+        ("rejoin", False, None),  # came back (rejoin) before the timer
+        ("move", False, None),  # came back by acting (any command of theirs)
+        ("voted_out", False, None),  # voted out: the server plays them instead
+    ],
+)
+def test_an_absent_player_forfeits_the_game(
+    came_back: str | None, finished: bool, winner: str | None
+) -> None:
+    table = started()
+    play(table, 4)  # u2 is on turn
+    timer = _forfeit_timer(table.disconnect("u2"))
+    if came_back == "rejoin":
+        table.advance(300)
+        table.ok("u2", r.RejoinRoom(room_id=ROOM, game_type=GAME))
+    elif came_back == "move":
+        table.advance(30)
+        table.ok("u2", ttt.Move(room_id=ROOM, position=0))
+    elif came_back == "voted_out":
+        table.advance(FAST.disconnect_grace_seconds + 1)
+        table.ok("u1", r.VoteKickDisconnected(room_id=ROOM, target_user_id="u2"))
+    table.now = timer.due
+    out = _fire(table, timer)
+    st = table.state
+    assert st is not None
+    if finished:
+        assert types(out)[0] == OVER  # room list updates may follow
+        (over,) = of_type(out, OVER)
+        assert isinstance(over, ttt.GameOver)
+        assert (over.winner, over.winner_name) == ("u1", "name-u1")
+        assert (st.status, st.winner_id, st.current_turn) == (RoomStatus.FINISHED, winner, None)
+        assert st.disconnect("u2") is None
+    else:
+        assert not out.changed
+        assert of_type(out, OVER) == []
+        assert st.status is RoomStatus.IN_PROGRESS
+
+
+def test_the_grace_timer_does_not_forfeit() -> None:
+    table = started()
+    out = table.disconnect("u2")
+    (grace,) = [t for t in out.timers if not t.token.startswith("forfeit:")]
+    assert grace.kind is TimerKind.DISCONNECT_GRACE
+    table.now = grace.due
+    assert not _fire(table, grace).changed
+    assert table.state is not None
+    assert table.state.status is RoomStatus.IN_PROGRESS
+
+
+def test_a_second_disconnect_restarts_the_window() -> None:
+    table = started()
+    first = _forfeit_timer(table.disconnect("u2"))
+    table.advance(500)
+    table.ok("u2", r.RejoinRoom(room_id=ROOM, game_type=GAME))
+    table.advance(60)
+    second = _forfeit_timer(table.disconnect("u2"))
+    assert second.token != first.token
+    assert second.due == table.now + timedelta(seconds=600)
+    table.now = first.due + timedelta(seconds=1)
+    assert not _fire(table, first).changed  # the first disconnect's timer is stale
+    table.now = second.due
+    _fire(table, second)
+    assert table.state is not None
+    assert (table.state.status, table.state.winner_id) == (RoomStatus.FINISHED, "u1")
+
+
+def test_bigger_dice_never_forfeits() -> None:
+    table = Table()
+    table.start(2)
+    out = table.disconnect("u2")
+    assert [t for t in out.timers if t.token.startswith("forfeit:")] == []
+    st = table.state
+    assert st is not None
+    record = st.disconnect("u2")
+    assert record is not None
+    assert record.forfeit_at is None
+    table.advance(3600)
+    forged = TimerRequest(TimerKind.DISCONNECT_GRACE, f"forfeit:u2:{record.number}", table.now)
+    assert not _fire(table, forged).changed
+    assert table.state is not None
+    assert table.state.status is RoomStatus.IN_PROGRESS
+
+
+def test_a_game_without_a_forfeit_time_never_forfeits() -> None:
+    never = TicTacToeRules(TicTacToeConfig(absence_forfeit_seconds=None))
+    table = Table(config=replace(FAST, games=FAST.games.replacing(never)))
+    table.create(game_type=GAME, max_players=2)
+    table.ok("u2", r.JoinRoom(room_name="Table One", game_type=GAME))
+    for user in ("u1", "u2"):
+        table.ok("u1", r.SelectPlayer(room_id=ROOM, target_user_id=user))
+    table.ok("u1", r.Ready(room_id=ROOM))
+    table.ok("u2", r.Ready(room_id=ROOM))
+    out = table.disconnect("u2")
+    assert [t.kind for t in out.timers] == [TimerKind.DISCONNECT_GRACE]
+
+
+def test_a_forfeited_game_replays_to_the_same_state() -> None:
+    table = started(3)
+    play(table, 4)  # u2 is on turn
+    timer = _forfeit_timer(table.disconnect("u1"))
+    table.advance(120)
+    table.ok("u2", ttt.Move(room_id=ROOM, position=8))
+    table.now = timer.due
+    _fire(table, timer)
+    assert table.state is not None
+    assert (table.state.status, table.state.winner_id) == (RoomStatus.FINISHED, "u2")
+    assert replay(table.log, random.Random(3), FAST) == table.state
