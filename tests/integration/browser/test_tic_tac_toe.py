@@ -51,10 +51,13 @@ async def play_board(
     user: User,
     *,
     after_move: Callable[[int], Awaitable[None]] | None = None,
+    let_time_out: Callable[[], Awaitable[None]] | None = None,
     within_ms: int = GAME_MS,
 ) -> int:
     """Press the first free cell whenever the page enables one, until it shows the game-over
-    card; returns how many moves it made. `after_move(n)` runs after the n-th move."""
+    card; returns how many moves it made. `after_move(n)` runs after the n-th move.
+    `let_time_out`: on the first turn, press nothing and wait in it (the server's move timer
+    then forfeits the round)."""
     page = user.page
     moves = 0
     while True:
@@ -62,13 +65,28 @@ async def play_board(
         cell = await handle.json_value()
         if cell == "over":
             return moves
+        if let_time_out is not None:
+            await let_time_out()
+            let_time_out = None
+            continue
         await page.click(f"#{cell}", timeout=STEP_MS)
         moves += 1
         if after_move is not None:
             await after_move(moves)
 
 
+# the move timer, short so the test sees one run out (the game's own default is 60 s; the
+# engine's ENGINE_TURN_TIMEOUT_SECONDS caps it when set). Every other move is a click, well
+# inside it even on a loaded machine.
+MOVE_TIMEOUT = {"ENGINE_TURN_TIMEOUT_SECONDS": "8"}
+ROUND_RESULT = "games.event.tic_tac_toe.round_result"
+
+
+@pytest.mark.parametrize("browser_stack", [MOVE_TIMEOUT], indirect=True)
 async def test_browser_tic_tac_toe_full_game(browser_stack: Stack, chromium: Any) -> None:
+    """A whole game between two browsers: bob lets his first move time out (the round is
+    forfeited to alice, and both pages say so), and his socket drops after his third move
+    and his page resumes by last_seq."""
     from playwright.async_api import expect
 
     started = time.monotonic()
@@ -130,13 +148,23 @@ async def test_browser_tic_tac_toe_full_game(browser_stack: Stack, chromium: Any
         if moves == 3:
             await bob.page.evaluate("window.parlour.dropConnection()")
 
+    room_id = (await alice.summary())["room_id"]
+
+    async def bob_waits_out_his_turn() -> None:
+        await browser_stack.bus.wait_for(
+            lambda e: e.type == ROUND_RESULT and bool(getattr(e.payload, "by_timeout", False)),
+            room_id=room_id,
+            within=60,
+            what="a round forfeited on time",
+        )
+
     alice_moves, bob_moves = await asyncio.gather(
-        play_board(alice), play_board(bob, after_move=drop_bob)
+        play_board(alice),
+        play_board(bob, after_move=drop_bob, let_time_out=bob_waits_out_his_turn),
     )
     assert bob_moves >= 3, "the game ended before bob's socket could be dropped"
     assert bob.sockets >= 2, "bob's page never reconnected"
 
-    room_id = (await alice.summary())["room_id"]
     over = (
         await browser_stack.bus.wait_for(
             lambda e: e.type == GAME_OVER, room_id=room_id, within=30, what="game_over"
@@ -156,6 +184,10 @@ async def test_browser_tic_tac_toe_full_game(browser_stack: Stack, chromium: Any
         assert summary["board"] == list(results[-1].board), summary  # ends on the last board
         assert summary["round_wins"] == results[-1].round_wins
         assert [r["winner_id"] for r in summary["round_results"]] == [r.winner_id for r in results]
+        # the round bob let run out went to alice, on time, and the page says so
+        timed_out = [r for r in summary["round_results"] if r["by_timeout"]]
+        assert [r["winner_id"] for r in timed_out] == ["alice"], summary["round_results"]
+        await expect(user.page.locator("#round-log li", has_text="on time")).to_have_count(1)
         log = user.page.locator("#round-log li")
         await expect(log).to_have_count(len(results), timeout=STEP_MS)
         # the winning line of the last round is marked on the final board
