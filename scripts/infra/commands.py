@@ -12,11 +12,12 @@ from urllib.parse import quote
 
 import infra
 from infra.addresses import KafkaTarget, RedisTarget, kafka_target, port_open, redis_target
+from infra.cluster import cluster_processes, cluster_status, cluster_up
 from infra.console import InfraError, say
 from infra.kafka_broker import kafka_up
 from infra.kafka_probe import ensure_topics, existing_topics, kafka_check, service_topics
-from infra.paths import ENV_FILE, KAFKA_PID, LOG_DIR, REDIS_PID, RUN_DIR
-from infra.processes import cmdline, is_our_kafka, is_our_redis, our_pid, stop
+from infra.paths import ENV_FILE, KAFKA_PID, LOG_DIR, REDIS_PID, RUN_DIR, TOPOLOGY_FILE
+from infra.processes import cmdline, is_our_kafka, is_our_redis, our_pid, stop_all
 from infra.redis_probe import redis_persistence, redis_ping
 from infra.redis_server import redis_up
 from infra.tools import ensure_test_tools
@@ -53,7 +54,24 @@ def _say_persistence(redis: RedisTarget) -> None:
         )
 
 
-def cmd_up() -> None:
+TOPOLOGIES = ("single", "cluster")
+
+
+def _recorded_topology() -> str:
+    """The topology `up` started last in this checkout (single when none)."""
+    try:
+        recorded = TOPOLOGY_FILE.read_text().strip()
+    except OSError:
+        return "single"
+    return recorded if recorded in TOPOLOGIES else "single"
+
+
+def cmd_up(topology: str) -> None:
+    if topology == "cluster":
+        with _lock():
+            cluster_up()
+            TOPOLOGY_FILE.write_text("cluster\n")
+        return
     kafka, redis = kafka_target(), redis_target()
     with _lock():
         began = time.monotonic()
@@ -69,6 +87,7 @@ def cmd_up() -> None:
             + (f" - created {len(created)}" if created else " - all present")
         )
         _write_env(kafka, redis)
+        TOPOLOGY_FILE.write_text("single\n")
     if redis_was_up and kafka_was_up and not created:
         say("everything is already up")
     else:
@@ -76,7 +95,9 @@ def cmd_up() -> None:
     say(f"use: KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap} REDIS_URL={redis.url}")
 
 
-def cmd_status() -> int:
+def cmd_status(topology: str | None) -> int:
+    if (topology or _recorded_topology()) == "cluster":
+        return cluster_status()
     kafka, redis = kafka_target(), redis_target()
     healthy = True
     rpid = our_pid(REDIS_PID, is_our_redis)
@@ -102,11 +123,21 @@ def cmd_status() -> int:
     return 0 if healthy else 1
 
 
-def cmd_down() -> None:
+def cmd_down(topology: str | None) -> None:
+    """Stop what this checkout started: both topologies, or the one named."""
+    single = [("kafka", KAFKA_PID, is_our_kafka), ("redis", REDIS_PID, is_our_redis)]
+    cluster = cluster_processes()
     with _lock():
-        stop("kafka", KAFKA_PID, is_our_kafka, grace=45)
-        stop("redis", REDIS_PID, is_our_redis, grace=10)
-        ENV_FILE.unlink(missing_ok=True)
+        if topology != "cluster":
+            stop_all(single, grace=45)
+        if topology != "single":
+            # quietly when nothing of the cluster runs: most checkouts never start one
+            running = [p for p in cluster if our_pid(p[1], p[2]) is not None]
+            if running or topology == "cluster":
+                stop_all(cluster, grace=45)
+        if topology in (None, _recorded_topology()):
+            ENV_FILE.unlink(missing_ok=True)
+            TOPOLOGY_FILE.unlink(missing_ok=True)
 
 
 def cmd_tools() -> None:
@@ -117,16 +148,24 @@ def main(argv: list[str] | None = None) -> int:
     doc = infra.__doc__ or ""
     parser = argparse.ArgumentParser(prog="infra", description=doc.splitlines()[0])
     parser.add_argument("command", choices=["up", "down", "status", "tools"])
+    parser.add_argument(
+        "--topology",
+        choices=TOPOLOGIES,
+        default=None,
+        help="single (default for up): one broker, one Redis; cluster: 3 Kafka brokers and a "
+        "Redis Cluster of 3 masters and 3 replicas. status: the one `up` started last; "
+        "down: both",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            cmd_up()
+            cmd_up(args.topology or "single")
         elif args.command == "down":
-            cmd_down()
+            cmd_down(args.topology)
         elif args.command == "tools":
             cmd_tools()
         else:
-            return cmd_status()
+            return cmd_status(args.topology)
     except InfraError as exc:
         print(f"infra {args.command}: {exc}", file=sys.stderr, flush=True)
         return 1

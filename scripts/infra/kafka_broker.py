@@ -11,6 +11,7 @@ import string
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 from infra.addresses import KafkaTarget, env_port, port_open
 from infra.console import InfraError, say
@@ -89,11 +90,15 @@ def _write_kafka_config(host: str, port: int, controller_port: int) -> None:
     )
 
 
-def _format_storage() -> None:
-    if (KAFKA_DATA / "meta.properties").exists():
+def new_cluster_id() -> str:
+    """A Kafka Uuid: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def format_storage(config: Path, data_dir: Path, cluster_id: str) -> None:
+    """Format the KRaft storage of one node once (a formatted `data_dir` is left alone)."""
+    if (data_dir / "meta.properties").exists():
         return
-    # a Kafka Uuid: 16 random bytes, URL-safe base64 without padding
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     result = subprocess.run(
         [
             "java",
@@ -105,7 +110,7 @@ def _format_storage() -> None:
             "--cluster-id",
             cluster_id,
             "--config",
-            str(KAFKA_CONFIG),
+            str(config),
             "--ignore-formatted",
         ],
         capture_output=True,
@@ -116,11 +121,47 @@ def _format_storage() -> None:
         raise InfraError(f"formatting Kafka storage failed: {result.stderr.strip()[-500:]}")
 
 
-def _start_kafka(target: KafkaTarget) -> subprocess.Popen[bytes]:
+def ensure_java_and_jars() -> None:
+    """Java 17+ is installed and the broker's jars are in .infra/kafka/libs."""
     major = _java_major()
     if major < JAVA_MIN_MAJOR:
         raise InfraError(f"java is version {major}; the Kafka 4 broker needs Java 17+")
     _kafka_jars()
+
+
+def spawn_broker(
+    config: Path, cwd: Path, log: Path, pid_file: Path, heap: str
+) -> subprocess.Popen[bytes]:
+    """Start one broker JVM on `config` in its own session; its pid goes to `pid_file`."""
+    rotate_log(log)
+    cmd = [
+        "java",
+        *os.environ.get("KAFKA_HEAP_OPTS", heap).split(),
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={KAFKA_SRC / 'log4j2.properties'}",
+        "-cp",
+        f"{KAFKA_LIBS}/*",  # the JVM expands this wildcard itself
+        "kafka.Kafka",
+        str(config),
+    ]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,  # outlives `make infra-up`, not killed by its Ctrl-C
+        )
+    pid_file.write_text(f"{proc.pid}\n")
+    return proc
+
+
+def _start_kafka(target: KafkaTarget) -> subprocess.Popen[bytes]:
+    ensure_java_and_jars()
     controller_port = env_port("KAFKA_CONTROLLER_PORT", 9093)
     if controller_port == target.port:
         raise InfraError("KAFKA_CONTROLLER_PORT must differ from the broker port")
@@ -131,34 +172,10 @@ def _start_kafka(target: KafkaTarget) -> subprocess.Popen[bytes]:
         )
     KAFKA_DIR.mkdir(parents=True, exist_ok=True)
     _write_kafka_config("127.0.0.1", target.port, controller_port)
-    _format_storage()
-    log = LOG_DIR / "kafka.log"
-    rotate_log(log)
-    heap = os.environ.get("KAFKA_HEAP_OPTS", "-Xms256m -Xmx512m").split()
-    cmd = [
-        "java",
-        *heap,
-        "-XX:+UseG1GC",
-        "-XX:MaxGCPauseMillis=20",
-        "-XX:+ExitOnOutOfMemoryError",
-        "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={KAFKA_SRC / 'log4j2.properties'}",
-        "-cp",
-        f"{KAFKA_LIBS}/*",  # the JVM expands this wildcard itself
-        "kafka.Kafka",
-        str(KAFKA_CONFIG),
-    ]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=KAFKA_DIR,
-            start_new_session=True,  # outlives `make infra-up`, not killed by its Ctrl-C
-        )
-    KAFKA_PID.write_text(f"{proc.pid}\n")
-    return proc
+    format_storage(KAFKA_CONFIG, KAFKA_DATA, new_cluster_id())
+    return spawn_broker(
+        KAFKA_CONFIG, KAFKA_DIR, LOG_DIR / "kafka.log", KAFKA_PID, "-Xms256m -Xmx512m"
+    )
 
 
 def kafka_up(target: KafkaTarget) -> tuple[str, bool]:

@@ -26,13 +26,13 @@ def _need_aiokafka() -> None:
         ) from None
 
 
-async def _round_trip(bootstrap: str) -> None:
+async def _round_trip(bootstrap: str, replication: int) -> None:
     """Produce one record with acks=all and read it back through a consumer group."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     from infra.topics import HEALTH_TOPIC
 
-    await _ensure_topics(bootstrap, {HEALTH_TOPIC: 1}, quiet=True)
+    await _ensure_topics(bootstrap, {HEALTH_TOPIC: 1}, quiet=True, replication=replication)
     token = uuid.uuid4().hex.encode()
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, request_timeout_ms=10_000
@@ -65,13 +65,15 @@ async def _round_trip(bootstrap: str) -> None:
         await consumer.stop()
 
 
-def kafka_check(bootstrap: str, timeout: float = 20.0) -> str | None:
-    """None when a produce/consume round trip works; otherwise why not (one line)."""
+def kafka_check(bootstrap: str, timeout: float = 20.0, replication: int = 1) -> str | None:
+    """None when a produce/consume round trip works; otherwise why not (one line).
+    `replication`: of the health topic when it is created (3 on the cluster, whose brokers
+    refuse an acks=all write to a topic with fewer replicas than min.insync.replicas)."""
     _need_aiokafka()
     _quiet_aiokafka()
 
     async def run() -> None:
-        await asyncio.wait_for(_round_trip(bootstrap), timeout)
+        await asyncio.wait_for(_round_trip(bootstrap, replication), timeout)
 
     try:
         asyncio.run(run())
@@ -83,17 +85,26 @@ def kafka_check(bootstrap: str, timeout: float = 20.0) -> str | None:
 
 
 async def _ensure_topics(
-    bootstrap: str, topics: dict[str, int], *, quiet: bool = False
+    bootstrap: str,
+    topics: dict[str, int],
+    *,
+    quiet: bool = False,
+    replication: int = 1,
+    configs: dict[str, str] | None = None,
 ) -> list[str]:
-    """Create the missing topics, wait until every partition has a leader; returns the
-    names that were created."""
+    """Create the missing topics (`replication` replicas each, topic `configs`), wait until
+    every partition has a leader; returns the names that were created."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(n, p, 1) for n, p in topics.items() if n not in existing]
+        missing = [
+            NewTopic(n, p, replication, topic_configs=configs)
+            for n, p in topics.items()
+            if n not in existing
+        ]
         if missing:
             response = await admin.create_topics(missing)
             for name, code, message in (t[:3] for t in response.topic_errors):
@@ -133,10 +144,14 @@ def service_topics() -> dict[str, int]:
     return dict(TOPICS)
 
 
-def ensure_topics(bootstrap: str) -> list[str]:
+def ensure_topics(
+    bootstrap: str, replication: int = 1, configs: dict[str, str] | None = None
+) -> list[str]:
     _need_aiokafka()
     _quiet_aiokafka()
-    return asyncio.run(_ensure_topics(bootstrap, service_topics()))
+    return asyncio.run(
+        _ensure_topics(bootstrap, service_topics(), replication=replication, configs=configs)
+    )
 
 
 def existing_topics(bootstrap: str) -> set[str] | None:

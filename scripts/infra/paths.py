@@ -17,3 +17,10 @@ REDIS_PID = RUN_DIR / "redis.pid"
 REDIS_DATA = INFRA / "redis"  # the append-only file lives here (appendonlydir/)
 ENV_FILE = RUN_DIR / "env"
 KAFKA_SRC = ROOT / "scripts" / "kafka"
+
+# the clustered topology (`up --topology cluster`): one directory per node, named by its
+# number (Kafka) or its port (Redis); pid files RUN_DIR/kafka-cluster-<n>.pid and
+# RUN_DIR/redis-cluster-<port>.pid
+KAFKA_CLUSTER_DIR = INFRA / "kafka-cluster"
+REDIS_CLUSTER_DIR = INFRA / "redis-cluster"
+TOPOLOGY_FILE = RUN_DIR / "topology"  # which topology `up` started last: single | cluster
