@@ -94,6 +94,28 @@ def node_role(node: RedisNode) -> str:
     return "unknown"
 
 
+def _not_ready(nodes: list[RedisNode]) -> str | None:
+    """Why the cluster is not ready yet, None when it is: every node says cluster_state:ok,
+    sees 3 masters and 3 replicas none of which it flags as failing, and every replica is
+    connected to its master. (cluster_state:ok alone comes first after a restart, while the
+    nodes still flag each other as failing and clients are told of fewer replicas.)"""
+    for node in nodes:
+        state = cluster_info(node).get("cluster_state")
+        if state != "ok":
+            return f"{node.name}: cluster_state {state}"
+        [reply] = redis_call(node.target, ["CLUSTER", "NODES"])
+        text = reply.decode() if isinstance(reply, bytes) else str(reply)
+        flags = [line.split()[2].split(",") for line in text.splitlines() if line.strip()]
+        bad = [f for f in flags if {"fail", "fail?", "handshake", "noaddr"} & set(f)]
+        masters = sum("master" in f for f in flags)
+        if bad or masters != MASTERS or len(flags) != NODES:
+            return f"{node.name} sees {masters} masters of {len(flags)} nodes, {len(bad)} failing"
+        [role] = redis_call(node.target, ["ROLE"])
+        if isinstance(role, list) and role and role[0] == b"slave" and role[3] != b"connected":
+            return f"{node.name}: replica not yet connected to its master"
+    return None
+
+
 def _start(node: RedisNode, server: str) -> None:
     node.dir.mkdir(parents=True, exist_ok=True)
     rotate_log(node.log)
@@ -168,12 +190,9 @@ def redis_cluster_up() -> tuple[str, bool]:
             ".infra/redis-cluster/ to start an empty cluster"
         )
     deadline = time.monotonic() + 60
-    while True:
-        states = {node.name: cluster_info(node).get("cluster_state") for node in nodes}
-        if all(state == "ok" for state in states.values()):
-            break
+    while (why := _not_ready(nodes)) is not None:
         if time.monotonic() > deadline:
-            raise InfraError(f"cluster_state is not ok on every node after 60s: {states}")
+            raise InfraError(f"the Redis Cluster is not ready after 60s: {why}")
         time.sleep(0.2)
     if not missing:
         return "already running (started by this checkout)", True
