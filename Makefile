@@ -16,6 +16,11 @@ STAMP := $(VENV)/.installed
 ASYNCAPI_CHECK := scripts/asyncapi_check/node_modules/.installed
 # `down` and `status` must work before (or without) the virtualenv
 INFRA_PY = $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+# TOPOLOGY=cluster: infra-up starts 3 Kafka brokers and a Redis Cluster (6 nodes) instead of
+# the single broker and Redis; infra-status shows the one started last unless TOPOLOGY says,
+# infra-down stops both unless TOPOLOGY says
+TOPOLOGY ?=
+TOPOLOGY_ARG = $(if $(TOPOLOGY),--topology $(TOPOLOGY))
 
 # the packages mypy checks, as configured in pyproject.toml, minus any without a module yet
 # (mypy refuses a directory with no .py file in it)
@@ -25,6 +30,7 @@ MYPY_PACKAGES = $(foreach p,$(PACKAGES),$(if $(shell find $(p) -name '*.py' -pri
 # the infra scripts and test support, type-checked with them
 MYPY_EXTRA := scripts/infra scripts/protocol_docs scripts/gen_settings_docs.py scripts/gen_prometheusrule.py \
               tests/conftest.py tests/integration/conftest.py tests/integration/infra/test_infra.py \
+              tests/integration/infra/test_cluster.py \
               tests/support/service_spec.py tests/support/deploy.py tests/support/k8s.py \
               tests/unit/deploy
 
@@ -37,7 +43,9 @@ help:
 	@echo "make install       create .venv/ and install the pinned dependencies"
 	@echo "make lint          ruff check, ruff format --check, mypy"
 	@echo "make infra-up      start (or reuse) Kafka on 127.0.0.1:9092 and Redis on :6379"
-	@echo "make infra-status  say what runs where"
+	@echo "                   TOPOLOGY=cluster: 3 Kafka brokers on :19092-19094 and a Redis"
+	@echo "                   Cluster (3 masters, 3 replicas) on :17000-17005 instead"
+	@echo "make infra-status  say what runs where (each node of a cluster)"
 	@echo "make infra-down    stop what infra-up started from this checkout"
 	@echo "make lock          re-resolve dependencies and rewrite constraints.txt"
 	@echo "make clean         infra-down, then remove .venv/ .infra/ and caches"
@@ -96,13 +104,13 @@ run: $(STAMP)
 	@exec bash scripts/run.sh
 
 infra-up: $(STAMP)
-	@$(BIN)/python scripts/infra up
+	@$(BIN)/python scripts/infra up $(TOPOLOGY_ARG)
 
 infra-down:
-	@$(INFRA_PY) scripts/infra down
+	@$(INFRA_PY) scripts/infra down $(TOPOLOGY_ARG)
 
 infra-status:
-	@$(INFRA_PY) scripts/infra status
+	@$(INFRA_PY) scripts/infra status $(TOPOLOGY_ARG)
 
 clean: infra-down
 	rm -rf $(VENV) .infra .mypy_cache .ruff_cache .pytest_cache .hypothesis \

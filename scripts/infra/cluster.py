@@ -13,12 +13,17 @@ from infra.kafka_cluster import (
     MIN_INSYNC,
     REPLICATION,
     TOPIC_CONFIGS,
-    broker_ids,
     cluster_bootstrap,
     kafka_cluster_up,
     kafka_nodes,
 )
-from infra.kafka_probe import ensure_topics, existing_topics, kafka_check, service_topics
+from infra.kafka_probe import (
+    broker_ids,
+    ensure_topics,
+    existing_topics,
+    kafka_check,
+    service_topics,
+)
 from infra.paths import ENV_FILE
 from infra.processes import is_kafka_on, is_redis_in
 from infra.redis_cluster import (

@@ -4,7 +4,6 @@ own storage under .infra/kafka-cluster/<n>/ formatted with one cluster id."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import string
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 from infra.addresses import env_port, port_open
 from infra.console import InfraError, say
 from infra.kafka_broker import ensure_java_and_jars, format_storage, new_cluster_id, spawn_broker
-from infra.kafka_probe import kafka_check
+from infra.kafka_probe import broker_ids, kafka_check
 from infra.paths import KAFKA_CLUSTER_DIR, KAFKA_SRC, LOG_DIR, RUN_DIR
 from infra.processes import is_kafka_on, our_pid, tail
 
@@ -157,22 +156,3 @@ def _wait_ready(nodes: list[KafkaNode], procs: dict[int, subprocess.Popen[bytes]
         f"the Kafka cluster did not become usable within {timeout:.0f}s ({why}); "
         f"see .infra/logs/kafka-cluster-<n>.log"
     )
-
-
-def broker_ids(bootstrap: str) -> set[int]:
-    """The broker ids in the cluster's metadata; empty when no broker answers."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    async def run() -> set[int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
-        await admin.start()
-        try:
-            cluster = await admin.describe_cluster()
-            return {int(b["node_id"]) for b in cluster["brokers"]}
-        finally:
-            await admin.close()
-
-    try:
-        return asyncio.run(asyncio.wait_for(run(), 10))
-    except Exception:  # noqa: BLE001 - not (yet) answering
-        return set()

@@ -171,3 +171,24 @@ def existing_topics(bootstrap: str) -> set[str] | None:
         return asyncio.run(asyncio.wait_for(run(), 10))
     except Exception:  # noqa: BLE001 - status only reports
         return None
+
+
+def broker_ids(bootstrap: str) -> set[int]:
+    """The broker ids in the cluster's metadata; empty when no broker answers."""
+    _need_aiokafka()
+    _quiet_aiokafka()
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def run() -> set[int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
+        await admin.start()
+        try:
+            cluster = await admin.describe_cluster()
+            return {int(b["node_id"]) for b in cluster["brokers"]}
+        finally:
+            await admin.close()
+
+    try:
+        return asyncio.run(asyncio.wait_for(run(), 10))
+    except Exception:  # noqa: BLE001 - not (yet) answering
+        return set()
