@@ -115,6 +115,54 @@ def is_room_event(room_id: str, *types: str) -> Callable[[dict[str, Any]], bool]
     return lambda f: f["type"] in types and room_of(f) == room_id
 
 
+@contextlib.asynccontextmanager
+async def running_stack(
+    *,
+    kafka_bootstrap: str,
+    redis_url: str,
+    topic_prefix: str,
+    create_topics: Any,
+    tmp_path: Path,
+    gateways: int = 2,
+    engine_env: dict[str, str] | None = None,
+    gateway_env: dict[str, str] | None = None,
+) -> AsyncIterator[tuple[EngineProcess, list[GatewayProc], Keys]]:
+    """One real engine and `gateways` real gateways (token logins with the test's own key
+    pair) on the test's topics and key prefix; `engine_env`/`gateway_env` add settings."""
+    await create_topics(kafka_bootstrap, Topics(prefix=topic_prefix).with_partitions())
+    keys = Keys(tmp_path / "jwt")
+    engine = EngineProcess.configure(
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        topic_prefix=topic_prefix,
+        log_dir=tmp_path,
+        extra=engine_env,
+    )
+    engine.start()
+    procs = [
+        GatewayProc(
+            bootstrap=kafka_bootstrap,
+            redis_url=redis_url,
+            topic_prefix=topic_prefix,
+            key_prefix=topic_prefix,
+            public_key=keys.public_path,
+            log_dir=tmp_path,
+            env={**GW_ENV, **(gateway_env or {})},
+            gateway_id=f"gw{i}-{uuid.uuid4().hex[:4]}",
+        )
+        for i in range(1, gateways + 1)
+    ]
+    try:
+        await engine.wait_ready()
+        for gw in procs:
+            await asyncio.to_thread(gw.wait_ready)
+        yield engine, procs, keys
+    finally:
+        for gw in procs:
+            gw.terminate()
+        engine.kill()
+
+
 @pytest.fixture
 async def stack(
     kafka_bootstrap: str,
@@ -123,37 +171,15 @@ async def stack(
     create_topics: Any,
     tmp_path: Path,
 ) -> AsyncIterator[tuple[EngineProcess, GatewayProc, GatewayProc, Keys]]:
-    await create_topics(kafka_bootstrap, Topics(prefix=topic_prefix).with_partitions())
-    keys = Keys(tmp_path / "jwt")
-    engine = EngineProcess.configure(
+    """Two gateways and one engine: the players of a room sit on different gateways."""
+    async with running_stack(
         kafka_bootstrap=kafka_bootstrap,
         redis_url=redis_url,
         topic_prefix=topic_prefix,
-        log_dir=tmp_path,
-    )
-    engine.start()
-    gateways = [
-        GatewayProc(
-            bootstrap=kafka_bootstrap,
-            redis_url=redis_url,
-            topic_prefix=topic_prefix,
-            key_prefix=topic_prefix,
-            public_key=keys.public_path,
-            log_dir=tmp_path,
-            env=GW_ENV,
-            gateway_id=f"gw{i}-{uuid.uuid4().hex[:4]}",
-        )
-        for i in (1, 2)
-    ]
-    try:
-        await engine.wait_ready()
-        for gw in gateways:
-            await asyncio.to_thread(gw.wait_ready)
-        yield engine, gateways[0], gateways[1], keys
-    finally:
-        for gw in gateways:
-            gw.terminate()
-        engine.kill()
+        create_topics=create_topics,
+        tmp_path=tmp_path,
+    ) as (engine, (gw1, gw2), keys):
+        yield engine, gw1, gw2, keys
 
 
 async def create_room(host: Player, room_name: str) -> str:

@@ -5,7 +5,6 @@ engine on real Kafka and Redis."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -16,12 +15,11 @@ from typing import Any
 
 import pytest
 
-from parlour_protocol.v1 import GAMES, Topics
-from tests.support.engine_harness import EngineProcess
+from parlour_protocol.v1 import GAMES
 from tests.support.gateway_harness import GatewayProc, Keys
 from tests.support.guide import install_guide_game, pythonpath_with
 from tests.support.paths import REPO_ROOT
-from tests.support.stack import GW_ENV, Player, is_room_event, room_of
+from tests.support.stack import Player, is_room_event, room_of, running_stack
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
@@ -66,33 +64,17 @@ async def guide_stack(
     create_topics: Any,
     tmp_path: Path,
 ) -> AsyncIterator[tuple[GatewayProc, Keys]]:
-    await create_topics(kafka_bootstrap, Topics(prefix=topic_prefix).with_partitions())
-    keys = Keys(tmp_path / "jwt")
-    engine = EngineProcess.configure(
+    async with running_stack(
         kafka_bootstrap=kafka_bootstrap,
         redis_url=redis_url,
         topic_prefix=topic_prefix,
-        log_dir=tmp_path,
-        extra=installed,
-    )
-    engine.start()
-    gateway = GatewayProc(
-        bootstrap=kafka_bootstrap,
-        redis_url=redis_url,
-        topic_prefix=topic_prefix,
-        key_prefix=topic_prefix,
-        public_key=keys.public_path,
-        log_dir=tmp_path,
-        env={**GW_ENV, **installed},
-        gateway_id=f"gw-{uuid.uuid4().hex[:4]}",
-    )
-    try:
-        await engine.wait_ready()
-        await asyncio.to_thread(gateway.wait_ready)
+        create_topics=create_topics,
+        tmp_path=tmp_path,
+        gateways=1,
+        engine_env=installed,
+        gateway_env=installed,
+    ) as (_, (gateway,), keys):
         yield gateway, keys
-    finally:
-        gateway.terminate()
-        engine.kill()
 
 
 def _shown(player: Player, room_id: str) -> int:

@@ -6,7 +6,6 @@ the events it missed. Every client sees every room event once, in seq order."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,10 +13,14 @@ from typing import Any
 
 import pytest
 
-from parlour_protocol.v1 import Topics
-from tests.support.engine_harness import EngineProcess
 from tests.support.gateway_harness import GatewayProc, Keys
-from tests.support.stack import GW_ENV, Player, assert_once_in_order, is_room_event, room_of
+from tests.support.stack import (
+    Player,
+    assert_once_in_order,
+    is_room_event,
+    room_of,
+    running_stack,
+)
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
@@ -39,33 +42,17 @@ async def ttt_stack(
     create_topics: Any,
     tmp_path: Path,
 ) -> AsyncIterator[tuple[GatewayProc, Keys]]:
-    await create_topics(kafka_bootstrap, Topics(prefix=topic_prefix).with_partitions())
-    keys = Keys(tmp_path / "jwt")
-    engine = EngineProcess.configure(
+    async with running_stack(
         kafka_bootstrap=kafka_bootstrap,
         redis_url=redis_url,
         topic_prefix=topic_prefix,
-        log_dir=tmp_path,
-        extra={"ENGINE_TURN_TIMEOUT_SECONDS": str(TURN_TIMEOUT)},
-    )
-    engine.start()
-    gateway = GatewayProc(
-        bootstrap=kafka_bootstrap,
-        redis_url=redis_url,
-        topic_prefix=topic_prefix,
-        key_prefix=topic_prefix,
-        public_key=keys.public_path,
-        log_dir=tmp_path,
-        env=GW_ENV,
-        gateway_id=f"gw-{uuid.uuid4().hex[:4]}",
-    )
-    try:
-        await engine.wait_ready()
-        await asyncio.to_thread(gateway.wait_ready)
+        create_topics=create_topics,
+        tmp_path=tmp_path,
+        gateways=1,
+        engine_env={"ENGINE_TURN_TIMEOUT_SECONDS": str(TURN_TIMEOUT)},
+        gateway_env=None,
+    ) as (_, (gateway,), keys):
         yield gateway, keys
-    finally:
-        gateway.terminate()
-        engine.kill()
 
 
 async def _start(host: Player, guest: Player, room_name: str) -> str:
