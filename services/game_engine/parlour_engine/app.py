@@ -9,7 +9,6 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, Topic
@@ -25,7 +24,7 @@ from parlour_engine.kafka_consumer import OffsetCommitter, RawCommand, batch_off
 from parlour_engine.kafka_producer import KafkaSink
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics, consumer_lag
-from parlour_engine.redis_pool import connection_pool
+from parlour_engine.redis_pool import engine_redis
 from parlour_engine.rules import GameRegistry, RulesConfig
 from parlour_engine.settings import EngineSettings
 from parlour_engine.store import RoomStore
@@ -33,6 +32,7 @@ from parlour_engine.supervisor import Supervisor
 from parlour_engine.timers import TimerLoop
 from parlour_engine.worker import CommandProcessor
 from parlour_protocol.v1 import GAMES, CommandEnvelope, encode
+from parlour_runtime.redis_client import AnyRedis
 
 if TYPE_CHECKING:
     # what `broker.subscriber(..., batch=True)` returns; FastStream does not re-export it
@@ -66,7 +66,7 @@ class Engine:
     broker: KafkaBroker
     app: FastStream
     metrics: EngineMetrics
-    redis: aioredis.Redis
+    redis: AnyRedis
     processor: CommandProcessor
     timers: TimerLoop
     health: HealthServer | None
@@ -91,8 +91,7 @@ def create_engine(settings: EngineSettings) -> Engine:
         logger=None,
         security=settings.kafka_security(),
     )
-    pool = connection_pool(settings.redis_dsn, settings.redis_max_connections)
-    redis = aioredis.Redis(connection_pool=pool)
+    redis = engine_redis(settings, settings.redis_max_connections)
     # the one place the engine's games are discovered: the rules get the registry from here
     games = discover()
     if unknown := sorted(games.names - GAMES.keys()):
@@ -265,7 +264,6 @@ def create_engine(settings: EngineSettings) -> Engine:
             await asyncio.wait_for(committer.drain(), 5)
         await sink.stop()
         await redis.aclose()
-        await pool.aclose()
         _log.info("engine_stopped")
 
     app = FastStream(

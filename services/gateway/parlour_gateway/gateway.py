@@ -9,7 +9,6 @@ import random
 import time
 import uuid
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import UnknownTopicOrPartitionError
 from redis.exceptions import RedisError
@@ -33,10 +32,13 @@ from parlour_gateway.tasks import Beat, Supervisor
 from parlour_protocol.v1 import CloseCode, RedisKeys
 from parlour_protocol.v1.internal import PlayerDisconnectedCommand, PresenceChanged
 from parlour_protocol.v1.rooms import RoomRole
+from parlour_runtime.redis_client import AnyRedis, redis_client
 
 log = get_logger("parlour_gateway.gateway")
 
 _PLAYING_ROLES = frozenset({RoomRole.PLAYER.value, RoomRole.HOST.value, RoomRole.LOBBY.value})
+_CLUSTER_NODE_CONNECTIONS = 256
+"""Connections per Redis Cluster node (the cluster client fails past it rather than wait)."""
 
 
 class Gateway:
@@ -78,7 +80,7 @@ class Gateway:
         )
         """per-user throttle of `chat.command.send_message` (each one is a 24 h Redis key)"""
         self._supervisor = Supervisor(self.metrics)
-        self._redis: aioredis.Redis | None = None
+        self._redis: AnyRedis | None = None
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._events: EventConsumer | None = None
@@ -88,7 +90,7 @@ class Gateway:
 
     # --- clients (available once started) ---
     @property
-    def redis(self) -> aioredis.Redis:
+    def redis(self) -> AnyRedis:
         assert self._redis is not None, "gateway not started"
         return self._redis
 
@@ -105,11 +107,14 @@ class Gateway:
     async def start(self) -> None:
         s = self.settings
         # a bounded pool that waits for a free connection: a burst of logins queues up
-        # instead of failing with MaxConnectionsError
-        pool = aioredis.BlockingConnectionPool.from_url(
-            s.redis_dsn, max_connections=128, timeout=30, socket_connect_timeout=5
+        # instead of failing with MaxConnectionsError. A Redis Cluster client cannot wait for
+        # a connection: it gets more of them per node instead (bursts spread over the nodes)
+        self._redis = redis_client(
+            s,
+            max_connections=_CLUSTER_NODE_CONNECTIONS if s.redis_is_cluster else 128,
+            blocking_timeout=None if s.redis_is_cluster else 30,
+            socket_connect_timeout=5,
         )
-        self._redis = aioredis.Redis(connection_pool=pool)
         await self._redis.ping()
         self._presence = Presence(self._redis, self.keys, s.gateway_id, s.socket_ttl_seconds)
         security = s.kafka_client_kwargs()

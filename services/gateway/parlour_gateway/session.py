@@ -18,7 +18,6 @@ from typing import Any, cast
 
 import structlog
 from pydantic import BaseModel
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -57,6 +56,7 @@ from parlour_protocol.v1.system import (
     SyncState,
     Welcome,
 )
+from parlour_runtime.redis_client import AnyRedis
 
 log = get_logger("parlour_gateway.session")
 
@@ -70,7 +70,7 @@ class SessionDeps:
     metrics: Metrics
     verifier: TokenVerifier | None
     """None when no public key is configured (only dev-mode logins are possible)"""
-    redis: Redis
+    redis: AnyRedis
     presence: Presence
     publisher: CommandPublisher
     hub: Hub
@@ -641,7 +641,7 @@ _REPLAY_PAGE = 100
 """Stream entries per XRANGE / XREVRANGE call of a replay."""
 
 
-async def _replay_start(redis: Redis, stream: str, last_seq: int) -> str | None:
+async def _replay_start(redis: AnyRedis, stream: str, last_seq: int) -> str | None:
     """The stream id of the first entry after `last_seq`, found by paging back from the
     newest; None when no entry is newer or the stream no longer reaches back to
     `last_seq + 1`. Seqs grow with stream ids (the engine appends room events in seq order)."""
