@@ -90,6 +90,9 @@ def create_engine(settings: EngineSettings) -> Engine:
         graceful_timeout=15.0,
         logger=None,
         security=settings.kafka_security(),
+        # the broker's producer and the subscriber's consumer: the group re-checks the
+        # commands topic's partition count on each refresh and rebalances onto new ones
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
     )
     redis = engine_redis(settings, settings.redis_max_connections)
     # the one place the engine's games are discovered: the rules get the registry from here
@@ -116,7 +119,10 @@ def create_engine(settings: EngineSettings) -> Engine:
     sink = KafkaSink(
         settings.bootstrap_servers,
         f"parlour-engine-{settings.engine_group_id}",
-        settings.kafka_client_kwargs(),
+        {
+            **settings.kafka_client_kwargs(),
+            "metadata_max_age_ms": settings.kafka_metadata_max_age_ms,
+        },
     )
     processor = CommandProcessor(
         redis=redis,
