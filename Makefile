@@ -34,12 +34,15 @@ MYPY_EXTRA := scripts/infra scripts/protocol_docs scripts/gen_settings_docs.py s
               tests/support/service_spec.py tests/support/deploy.py tests/support/k8s.py \
               tests/unit/deploy
 
-.PHONY: help install lock lint test test-tools run infra-up infra-down infra-status clean
+.PHONY: help install lock lint test test-cluster test-tools run infra-up infra-down infra-status clean
 
 help:
 	@echo "make run           install, start Kafka + Redis, run gateway and engine (Ctrl-C stops)"
 	@echo "make test          install (chromium, promtool, node too), start Kafka + Redis, lint,"
-	@echo "                   check the AsyncAPI document, run every test"
+	@echo "                   check the AsyncAPI document, run every test, then test-cluster"
+	@echo "make test-cluster  start the cluster topology (infra-up TOPOLOGY=cluster) and run the"
+	@echo "                   integration subset CLUSTER_TESTS on it (rooms, games, chat, presence,"
+	@echo "                   resume, failover); infra-down stops it"
 	@echo "make install       create .venv/ and install the pinned dependencies"
 	@echo "make lint          ruff check, ruff format --check, mypy"
 	@echo "make infra-up      start (or reuse) Kafka on 127.0.0.1:9092 and Redis on :6379"
@@ -89,6 +92,29 @@ test: $(STAMP) test-tools $(ASYNCAPI_CHECK)
 	@$(MAKE) lint
 	@node scripts/asyncapi_check/check.mjs
 	@set -a; . .infra/run/env; set +a; PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest
+	@$(MAKE) test-cluster
+
+# The integration tests that run a second time on the cluster topology (3 brokers, a Redis
+# Cluster of 3 masters + 3 replicas): the services get REDIS_CLUSTER_NODES and the three
+# brokers from the cluster's env file, and the tests' own Redis reads use a cluster client
+# (tests/integration/conftest.py). Rooms, names and indexes; games checked against the pure
+# rules; chat; presence; resume with last_seq; gateway and engine failover; every Lua script
+# on every master (tests/integration/cluster). About 3 minutes, the cluster's start included.
+CLUSTER_TESTS := tests/integration/cluster \
+                 tests/integration/infra/test_cluster.py \
+                 tests/integration/engine/test_store.py \
+                 tests/integration/engine/test_rooms.py \
+                 tests/integration/engine/test_game.py::test_engine_full_game \
+                 tests/integration/engine/test_failover.py::test_engine_failover_sigkill_mid_games \
+                 tests/integration/stack/test_fullstack.py::test_gateway_fullstack_failover_resume_with_last_seq \
+                 tests/integration/gateway/test_hardening.py::test_presence_refresh_recreates_expired_records
+
+# `.infra/run/env` names the cluster afterwards (infra-up TOPOLOGY=cluster writes it); a plain
+# `make infra-up` points it back at the single node. The cluster stays up for `make infra-down`.
+test-cluster: $(STAMP)
+	@$(MAKE) infra-up TOPOLOGY=cluster
+	@set -a; . .infra/run/env; set +a; PARLOUR_CLUSTER_TESTS=1 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+	  $(BIN)/pytest -p no:cacheprovider $(CLUSTER_TESTS)
 
 test-tools: $(STAMP)
 	@$(BIN)/python scripts/infra tools
