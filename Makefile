@@ -24,7 +24,7 @@ TOPOLOGY_ARG = $(if $(TOPOLOGY),--topology $(TOPOLOGY))
 
 # the packages mypy checks, as configured in pyproject.toml, minus any without a module yet
 # (mypy refuses a directory with no .py file in it)
-PACKAGES := libs/protocol/parlour_protocol libs/runtime/parlour_runtime \
+PACKAGES := libs/client/parlour_client libs/protocol/parlour_protocol libs/runtime/parlour_runtime \
             services/gateway/parlour_gateway services/game_engine/parlour_engine
 MYPY_PACKAGES = $(foreach p,$(PACKAGES),$(if $(shell find $(p) -name '*.py' -print -quit 2>/dev/null),$(p)))
 # the infra scripts and test support, type-checked with them
@@ -32,9 +32,12 @@ MYPY_EXTRA := scripts/infra scripts/protocol_docs scripts/gen_settings_docs.py s
               tests/conftest.py tests/integration/conftest.py tests/integration/infra/test_infra.py \
               tests/integration/infra/test_cluster.py \
               tests/support/service_spec.py tests/support/deploy.py tests/support/k8s.py \
-              tests/unit/deploy
+              tests/unit/deploy \
+              scripts/bench scripts/bench_support.py scripts/bench_engine.py scripts/bench_gateway.py \
+              scripts/bench_protocol.py tests/unit/client
 
-.PHONY: help install lock lint test test-cluster test-tools run infra-up infra-down infra-status clean
+.PHONY: help install lock lint test test-cluster test-tools run infra-up infra-down infra-status clean \
+        bench bench-quick
 
 help:
 	@echo "make run           install, start Kafka + Redis, run gateway and engine (Ctrl-C stops)"
@@ -43,6 +46,10 @@ help:
 	@echo "make test-cluster  start the cluster topology (infra-up TOPOLOGY=cluster) and run the"
 	@echo "                   integration subset CLUSTER_TESTS on it (rooms, games, chat, presence,"
 	@echo "                   resume, failover); infra-down stops it"
+	@echo "make bench         the benchmark suite on a local stack (scripts/bench; a quiet machine,"
+	@echo "                   ~15 min): results, table and plots in docs/benchmarks/"
+	@echo "make bench-quick   the same, small (<= 3 min; part of make test): proves the harness"
+	@echo "                   works and prints figures, written to /tmp/parlour-bench-quick/"
 	@echo "make install       create .venv/ and install the pinned dependencies"
 	@echo "make lint          ruff check, ruff format --check, mypy"
 	@echo "make infra-up      start (or reuse) Kafka on 127.0.0.1:9092 and Redis on :6379"
@@ -92,6 +99,7 @@ test: $(STAMP) test-tools $(ASYNCAPI_CHECK)
 	@$(MAKE) lint
 	@node scripts/asyncapi_check/check.mjs
 	@set -a; . .infra/run/env; set +a; PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest
+	@$(MAKE) bench-quick
 	@$(MAKE) test-cluster
 
 # The integration tests that run a second time on the cluster topology (3 brokers, a Redis
@@ -115,6 +123,16 @@ test-cluster: $(STAMP)
 	@$(MAKE) infra-up TOPOLOGY=cluster
 	@set -a; . .infra/run/env; set +a; PARLOUR_CLUSTER_TESTS=1 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
 	  $(BIN)/pytest -p no:cacheprovider $(CLUSTER_TESTS)
+
+# The benchmark suite (scripts/bench/run.py; README "Benchmarks"). Figures, never asserted.
+# BENCH_ARGS passes options on, e.g. BENCH_ARGS="--phases e2e,peer --seconds 30".
+bench: $(STAMP)
+	@$(MAKE) infra-up
+	@set -a; . .infra/run/env; set +a; $(BIN)/python scripts/bench $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	@$(MAKE) infra-up
+	@set -a; . .infra/run/env; set +a; $(BIN)/python scripts/bench --quick $(BENCH_ARGS)
 
 test-tools: $(STAMP)
 	@$(BIN)/python scripts/infra tools
