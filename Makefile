@@ -36,7 +36,7 @@ MYPY_EXTRA := scripts/infra scripts/protocol_docs scripts/gen_settings_docs.py s
               scripts/bench scripts/bench_support.py scripts/bench_engine.py scripts/bench_gateway.py \
               scripts/bench_protocol.py tests/unit/client
 
-.PHONY: help install lock lint test test-cluster test-tools run infra-up infra-down infra-status clean \
+.PHONY: help install lock lint test test-cluster test-tools run infra-up infra-down infra-status clean chaos \
         bench bench-quick
 
 help:
@@ -46,6 +46,9 @@ help:
 	@echo "make test-cluster  start the cluster topology (infra-up TOPOLOGY=cluster) and run the"
 	@echo "                   integration subset CLUSTER_TESTS on it (rooms, games, chat, presence,"
 	@echo "                   resume, failover); infra-down stops it"
+	@echo "make chaos         every fault test under 20 concurrent games (tests/integration/chaos),"
+	@echo "                   the cluster topology started if needed; the table of results is"
+	@echo "                   printed and written to .infra/chaos/results.{md,json}"
 	@echo "make bench         the benchmark suite on a local stack (scripts/bench; a quiet machine,"
 	@echo "                   ~15 min): results, table and plots in docs/benchmarks/"
 	@echo "make bench-quick   the same, small (<= 3 min; part of make test): proves the harness"
@@ -123,6 +126,16 @@ test-cluster: $(STAMP)
 	@$(MAKE) infra-up TOPOLOGY=cluster
 	@set -a; . .infra/run/env; set +a; PARLOUR_CLUSTER_TESTS=1 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
 	  $(BIN)/pytest -p no:cacheprovider $(CLUSTER_TESTS)
+
+# Every chaos test, the long ones too (PARLOUR_CHAOS=1; `make test` runs the short ones). The
+# single-node stores come from infra-up; the cluster tests start the cluster topology through
+# scripts/infra's modules when a node is missing (without rewriting .infra/run/env).
+chaos: $(STAMP)
+	@$(MAKE) infra-up
+	@rm -f .infra/chaos/results.md .infra/chaos/results.json
+	@set -a; . .infra/run/env; set +a; status=0; PARLOUR_CHAOS=1 $(BIN)/pytest \
+	  -p no:cacheprovider -m chaos tests/integration/chaos || status=$$?; \
+	  if [ -f .infra/chaos/results.md ]; then echo; cat .infra/chaos/results.md; fi; exit $$status
 
 # The benchmark suite (scripts/bench/run.py; README "Benchmarks"). Figures, never asserted.
 # BENCH_ARGS passes options on, e.g. BENCH_ARGS="--phases e2e,peer --seconds 30".
