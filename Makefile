@@ -34,10 +34,10 @@ MYPY_EXTRA := scripts/infra scripts/protocol_docs scripts/gen_settings_docs.py s
               tests/support/service_spec.py tests/support/deploy.py tests/support/k8s.py \
               tests/unit/deploy \
               scripts/bench scripts/bench_support.py scripts/bench_engine.py scripts/bench_gateway.py \
-              scripts/bench_protocol.py tests/unit/client
+              scripts/bench_protocol.py tests/unit/client scripts/soak tests/integration/soak
 
 .PHONY: help install lock lint test test-cluster test-tools run infra-up infra-down infra-status clean chaos \
-        bench bench-quick
+        bench bench-quick soak
 
 help:
 	@echo "make run           install, start Kafka + Redis, run gateway and engine (Ctrl-C stops)"
@@ -53,6 +53,10 @@ help:
 	@echo "                   ~15 min): results, table and plots in docs/benchmarks/"
 	@echo "make bench-quick   the same, small (<= 3 min; part of make test): proves the harness"
 	@echo "                   works and prints figures, written to /tmp/parlour-bench-quick/"
+	@echo "make soak          10 min, 5,000 connections on 2 gateways and 2 engines (scripts/soak),"
+	@echo "                   the cluster topology started if needed: RSS and Redis memory every"
+	@echo "                   30 s, keys left once everyone left; docs/soak/latest.{md,json}"
+	@echo "                   (TOPOLOGY=single, SOAK_ARGS=\"--minutes 1 --connections 300\")"
 	@echo "make install       create .venv/ and install the pinned dependencies"
 	@echo "make lint          ruff check, ruff format --check, mypy"
 	@echo "make infra-up      start (or reuse) Kafka on 127.0.0.1:9092 and Redis on :6379"
@@ -168,6 +172,12 @@ infra-down:
 
 infra-status:
 	@$(INFRA_PY) scripts/infra status $(TOPOLOGY_ARG)
+
+# the soak on a quiet machine: its figures are only worth committing from one
+SOAK_ARGS ?=
+soak: $(STAMP)
+	@$(BIN)/python scripts/soak $(TOPOLOGY_ARG) --json docs/soak/latest.json \
+	  --markdown docs/soak/latest.md $(SOAK_ARGS)
 
 clean: infra-down
 	rm -rf $(VENV) .infra .mypy_cache .ruff_cache .pytest_cache .hypothesis \
