@@ -2,7 +2,8 @@
 each process and Redis memory sampled every 30 s; then every user leaves and the keys left
 under the soak's prefix are listed, each judged expected (expiring or long-lived) or a leak.
 
-    python scripts/soak                                   # make soak: 10 min, 5,000 sockets
+    python scripts/soak                                   # make soak: 10 min, 5,000 sockets,
+                                                          # on the cluster topology
     python scripts/soak --minutes 1 --connections 300     # smoke
     python scripts/soak --topology single                 # one broker, one Redis
 

@@ -28,10 +28,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--topology",
         choices=("single", "cluster"),
-        default="single",
-        help="single: Kafka 127.0.0.1:9092 and Redis :6379; cluster: 3 brokers on "
-        ":19092-19094 and the Redis Cluster on :17000-17005 (REDIS_CLUSTER_NODES); started "
-        "with scripts/infra when they do not answer (default single)",
+        default="cluster",
+        help="cluster: 3 brokers on :19092-19094 and the Redis Cluster on :17000-17005 "
+        "(the services get REDIS_CLUSTER_NODES); single: Kafka 127.0.0.1:9092 and Redis "
+        ":6379; started with scripts/infra when they do not answer (default cluster)",
     )
     p.add_argument("--load-processes", type=int, default=2, help="load generators (default 2)")
     p.add_argument("--players", type=float, default=0.1, help="share playing (default 0.1)")
