@@ -139,21 +139,26 @@ async def session_timeout_env(bootstrap: str) -> dict[str, str]:
     await admin.start()
     try:
         cluster = await admin.describe_cluster()
-        broker = str(cluster["brokers"][0]["node_id"])
-        [response] = await admin.describe_configs(
-            [
-                ConfigResource(
-                    ConfigResourceType.BROKER, broker, {"group.min.session.timeout.ms": None}
-                )
+        floors = []
+        for broker in cluster["brokers"]:  # the group's coordinator may be any of them
+            [response] = await admin.describe_configs(
+                [
+                    ConfigResource(
+                        ConfigResourceType.BROKER,
+                        str(broker["node_id"]),
+                        {"group.min.session.timeout.ms": None},
+                    )
+                ]
+            )
+            floors += [
+                int(entry[1]) / 1000
+                for resource in response.resources
+                for entry in resource[4]
+                if entry[0] == "group.min.session.timeout.ms"
             ]
-        )
     finally:
         await admin.close()
-    floor = 6.0
-    for resource in response.resources:
-        for entry in resource[4]:
-            if entry[0] == "group.min.session.timeout.ms":
-                floor = int(entry[1]) / 1000
+    floor = max(floors, default=6.0)
     if default >= floor:
         return {}
     return {"ENGINE_SESSION_TIMEOUT_SECONDS": f"{floor:g}"}
