@@ -28,6 +28,8 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ClusterDownError,
     NoScriptError,
+    RedisClusterException,
+    RedisError,
     SlotNotCoveredError,
     TryAgainError,
 )
@@ -49,6 +51,11 @@ REDIS_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 """Redis did not answer (or the cluster is between masters): retry later, never the
 command's fault."""
+
+REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
+"""Any failure of a Redis call, on either client: the cluster client also raises
+`RedisClusterException`s that are not `RedisError`s (a slot with no node, a topology it
+cannot read while a failover is under way)."""
 
 _CLUSTER_RETRIES = 5
 """How often the cluster client re-reads the topology and retries one command (or one

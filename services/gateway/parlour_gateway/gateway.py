@@ -11,7 +11,7 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import UnknownTopicOrPartitionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
@@ -32,7 +32,7 @@ from parlour_gateway.tasks import Beat, Supervisor
 from parlour_protocol.v1 import CloseCode, RedisKeys
 from parlour_protocol.v1.internal import PlayerDisconnectedCommand, PresenceChanged
 from parlour_protocol.v1.rooms import RoomRole
-from parlour_runtime.redis_client import AnyRedis, redis_client
+from parlour_runtime.redis_client import REDIS_ERRORS, AnyRedis, redis_client
 
 log = get_logger("parlour_gateway.gateway")
 
@@ -216,7 +216,7 @@ class Gateway:
         if self._redis is not None:
             try:
                 redis_ok = bool(await asyncio.wait_for(self._redis.ping(), 2))
-            except (RedisError, TimeoutError, OSError):
+            except (RedisError, RedisClusterException, TimeoutError, OSError):
                 redis_ok = False
         producer_ok = self._producer is not None and self.started
         consumer_ok = self._events is not None and self._events.healthy
@@ -332,7 +332,7 @@ class Gateway:
     async def _socket_gone(self, identity: Identity, socket_id: str) -> None:
         try:
             offline = await self.presence.unregister(identity.user_id, socket_id)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("presence_unregister_failed", error=type(exc).__name__)
             return
         if offline:
@@ -358,7 +358,7 @@ class Gateway:
                         gateway_id=self.settings.gateway_id,
                     )
                 )
-        except (RedisError, PublishError) as exc:
+        except (RedisError, RedisClusterException, PublishError) as exc:
             log.warning("disconnect_publish_failed", error=type(exc).__name__)
         await self.presence_changed(identity, online=False)
 
@@ -383,7 +383,7 @@ class Gateway:
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
             try:
                 swept = await self.presence.sweep()
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("presence_sweep_failed", error=type(exc).__name__)
                 swept = []
             for user_id in swept:
@@ -392,7 +392,7 @@ class Gateway:
                     await self.user_went_offline(
                         Identity(user_id=user_id, username=user_id, roles=[])
                     )
-                except RedisError as exc:
+                except REDIS_ERRORS as exc:
                     log.warning("presence_sweep_failed", error=type(exc).__name__)
                 except Exception as exc:
                     # shared Redis data (a user id no token could carry, written by an old
@@ -431,7 +431,7 @@ class Gateway:
                             Identity(user_id=info.user_id, username=info.username, roles=[]),
                             online=True,
                         )
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("gateway_heartbeat_failed", error=type(exc).__name__)
             beat()
             await asyncio.sleep(interval)
