@@ -140,11 +140,18 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     hops = result.get("hops", {})
     if hops:
-        out += ["## Per hop (from the frames' `trace`)", ""]
+        out += [
+            "## Per hop",
+            "",
+            "From the gateways' `parlour_gateway_hop_seconds` (GATEWAY_HOP_TIMESTAMPS: every "
+            "event a command causes, not only `rolled`; quantiles interpolated within buckets) "
+            "or the frames' `trace`.",
+            "",
+        ]
         for load, table in hops.items():
             out += [f"### {load}", "", "| hop | p50 ms | p99 ms | samples |", "|---|---|---|---|"]
             out += [
-                f"| {name} | {_f(v['p50_ms'], 2)} | {_f(v['p99_ms'], 2)} | {v['samples']} |"
+                f"| {name} | {_f(v['p50_ms'], 2)} | {_f(v['p99_ms'], 2)} | {int(v['samples']):,} |"
                 for name, v in table.items()
             ]
             out.append("")

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from bench import floor as floor_phase
 from bench.holders import Holders, raise_fd_limit
+from bench.hops import Histograms, add, hop_table_from_metrics, scrape
 from bench.loadgen import Fleet
 from bench.report import hop_table, machine, summary, write
 from bench.stack import Target, local_stack
@@ -122,6 +124,7 @@ def drive(
     plan: Plan,
     tokens: Any,
     samples: dict[str, list[float]],
+    metrics: list[str] | None = None,
 ) -> dict[str, Any]:
     """Set the rooms up in `plan.workers` processes and run every load step."""
     steps = load_steps(plan)
@@ -134,6 +137,7 @@ def drive(
         fleet.closed(plan.rooms, plan.warmup_seconds)  # warm-up, not reported
         progress.update(1)
         for label, mode, value in steps:
+            before = scrape_hops(metrics or [])
             if mode == "open":
                 result = fleet.open(value, plan.step_seconds)
                 result["offered"] = value
@@ -145,6 +149,8 @@ def drive(
             samples[label] = result["latencies_ms"]
             if result["hops"]:
                 hops[label] = hop_table(result["hops"])
+            elif metrics and (table := hop_table_from_metrics(before, scrape_hops(metrics))):
+                hops[label] = table
             progress.set_postfix_str(
                 f"{label}: p50 {figures['p50_ms']:.1f} ms, {figures['rate']:.0f}/s"
             )
@@ -156,6 +162,18 @@ def drive(
     out["max_sustainable"] = last["rate"]
     out["hops"] = hops
     return out
+
+
+def scrape_hops(urls: list[str]) -> Histograms:
+    """The gateways' hop histograms summed; a gateway that does not answer adds nothing."""
+    total: Histograms = {}
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                total = add(total, scrape(answer.read().decode()))
+        except OSError as exc:
+            say(f"bench: no metrics from {url}: {exc}")
+    return total
 
 
 def _counts(result: dict[str, Any]) -> dict[str, Any]:
@@ -401,7 +419,11 @@ async def run(args: argparse.Namespace) -> int:
             print("with; its gateway must trust the matching public key)")
             return 2
         target = Target(
-            urls=args.url, private_key=private, issuer=args.issuer, audience=args.audience
+            urls=args.url,
+            private_key=private,
+            issuer=args.issuer,
+            audience=args.audience,
+            metrics_urls=args.metrics or [],
         )
         result["target"] = f"remote ({', '.join(args.url)})"
         for phase in ("floor", "peer", "fanout", "engine"):
@@ -442,7 +464,13 @@ async def _phases(
     result["e2e"] = e2e
     if "e2e" in wanted:
         e2e["parlour"] = await asyncio.to_thread(
-            drive, "parlour", target.urls, plan, token_factory(target, tag), samples["parlour"]
+            drive,
+            "parlour",
+            target.urls,
+            plan,
+            token_factory(target, tag),
+            samples["parlour"],
+            target.metrics_urls,
         )
         hops = e2e["parlour"].pop("hops")
         if hops:
@@ -505,5 +533,11 @@ def main(argv: list[str] | None = None) -> int:
     remote.add_argument("--private-key", help="PEM file of the key the gateway's tokens trust")
     remote.add_argument("--issuer", help="`iss` claim, when the gateway sets JWT_ISSUER")
     remote.add_argument("--audience", help="`aud` claim, when the gateway sets JWT_AUDIENCE")
+    remote.add_argument(
+        "--metrics",
+        action="append",
+        help="a gateway's /metrics URL (repeatable): the per-hop table, when the gateways run "
+        "with GATEWAY_HOP_TIMESTAMPS on",
+    )
     args = parser.parse_args(argv)
     return asyncio.run(run(args))

@@ -39,6 +39,9 @@ BENCH_GATEWAY_ENV = {
     "WS_MAX_CONNECTIONS": "100000",
     "WS_RATE_LIMIT_PER_SEC": "1000",
     "WS_RATE_LIMIT_BURST": "1000",
+    # per-hop timestamps on the commands, observed in parlour_gateway_hop_seconds (bench/hops.py);
+    # a gateway without the setting ignores it
+    "GATEWAY_HOP_TIMESTAMPS": "true",
 }
 BENCH_ENGINE_ENV = {"ENGINE_TURN_TIMEOUT_SECONDS": "3600"}
 
@@ -55,6 +58,8 @@ class Target:
     prefix: str = ""
     gateway_pids: list[int] = field(default_factory=list)
     engine_pids: list[int] = field(default_factory=list)
+    metrics_urls: list[str] = field(default_factory=list)
+    """the gateways' Prometheus endpoints, read for the per-hop table (none: no table)"""
 
     _key: rsa.RSAPrivateKey | None = field(default=None, init=False, repr=False)
 
@@ -207,6 +212,7 @@ async def local_stack(
             prefix=prefix,
             gateway_pids=[s.proc.pid for s in gws],
             engine_pids=[s.proc.pid for s in services if not s.port],
+            metrics_urls=[f"http://127.0.0.1:{s.health_port}/metrics" for s in gws],
         )
     finally:
         await asyncio.gather(*(asyncio.to_thread(stop, s.proc, 20) for s in services))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.hops import hop_durations, hop_times
+from bench.hops import add, hop_durations, hop_table_from_metrics, hop_times, scrape
 from bench.report import hop_table, markdown, summary
 
 
@@ -66,3 +66,28 @@ def test_the_report_puts_ratios_beside_the_figures_and_hops_only_when_carried() 
     with_hops = markdown(_result(hops={"200/s offered": hops}))
     assert "Per hop" in with_hops
     assert "| gateway_received -> produced |" in with_hops
+
+
+_EXPOSITION = """
+# TYPE parlour_gateway_hop_seconds histogram
+parlour_gateway_hop_seconds_bucket{hop="gr-gp",le="0.001"} 8.0
+parlour_gateway_hop_seconds_bucket{hop="gr-gp",le="0.002"} 10.0
+parlour_gateway_hop_seconds_bucket{hop="gr-gp",le="+Inf"} 10.0
+parlour_gateway_hop_seconds_bucket{le="0.001",hop="gp-ec"} 0.0
+parlour_gateway_hop_seconds_bucket{le="0.002",hop="gp-ec"} 10.0
+parlour_gateway_hop_seconds_bucket{le="+Inf",hop="gp-ec"} 10.0
+parlour_gateway_hop_seconds_count{hop="gr-gp"} 10.0
+"""
+
+
+def test_the_gateways_hop_histograms_give_a_table_per_step() -> None:
+    before = scrape(_EXPOSITION.replace(" 10.0", " 0.0").replace(" 8.0", " 0.0"))
+    after = add(scrape(_EXPOSITION), {})
+    table = hop_table_from_metrics(before, after)
+    assert list(table) == ["gateway received -> produced", "produced -> engine consumed"]
+    first = table["gateway received -> produced"]
+    assert first["samples"] == 10
+    assert 0.0 < first["p50_ms"] <= 1.0
+    assert 1.0 < first["p99_ms"] <= 2.0
+    assert 1.0 < table["produced -> engine consumed"]["p50_ms"] <= 2.0
+    assert hop_table_from_metrics(after, after) == {}
