@@ -32,7 +32,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from bench.support import free_port, kafka_bootstrap, percentile, redis_url, stop
+from bench.support import delete_prefix, free_port, kafka_bootstrap, percentile, redis_url, stop
 
 from parlour_protocol.v1 import Topics
 
@@ -499,20 +499,7 @@ class Bench:
 
     async def delete_keys(self) -> None:
         """Remove every Redis key of this run (rooms, records, indexes, streams)."""
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(self.args.redis)
-        try:
-            batch: list[bytes] = []
-            async for key in client.scan_iter(match=f"{self.prefix}*", count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    await client.unlink(*batch)
-                    batch.clear()
-            if batch:
-                await client.unlink(*batch)
-        finally:
-            await client.aclose()
+        await delete_prefix(self.args.redis, self.prefix)
 
 
 def main() -> None:

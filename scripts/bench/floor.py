@@ -11,9 +11,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bench.support import redis_client
 
 
 async def _topics(bootstrap: str, names: list[str]) -> None:
@@ -60,7 +61,7 @@ async def measure(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
     )
-    redis = aioredis.from_url(redis_url)
+    redis = redis_client(redis_url)
     await producer.start()
     await consumer.start()
     parts = [TopicPartition(n, 0) for n in names]

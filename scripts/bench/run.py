@@ -43,6 +43,7 @@ from bench.support import (
     PYTHON,
     ROOT,
     free_port,
+    infra_env,
     kafka_bootstrap,
     redis_url,
     rss_bytes,
@@ -401,6 +402,8 @@ async def run(args: argparse.Namespace) -> int:
         plan = Plan(**{**plan.__dict__, "step_seconds": args.seconds})
     if args.rooms:
         plan = Plan(**{**plan.__dict__, "rooms": args.rooms})
+    if args.workers:
+        plan = Plan(**{**plan.__dict__, "workers": args.workers})
     wanted = [p for p in args.phases.split(",") if p] if args.phases else list(PHASES)
     out = Path(args.out) if args.out else _default_out(plan)
     tag = uuid.uuid4().hex[:6]
@@ -432,9 +435,10 @@ async def run(args: argparse.Namespace) -> int:
                 result["skipped"][phase] = "remote target: needs the deployment's Kafka and Redis"
         await _phases(target, plan, wanted, result, samples, tag, args)
     else:
+        cluster = " (Redis Cluster)" if infra_env().get("REDIS_CLUSTER_NODES") else ""
         result["target"] = (
             f"local: {args.gateways} gateway(s), {args.engines} engine(s), Kafka {args.kafka}, "
-            f"Redis {args.redis}"
+            f"Redis {args.redis}{cluster}"
         )
         say(f"bench ({plan.name}): starting {args.gateways} gateways and {args.engines} engines")
         async with local_stack(
@@ -524,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", help=f"comma-separated subset of {','.join(PHASES)}")
     parser.add_argument("--seconds", type=float, help="length of each load step")
     parser.add_argument("--rooms", type=int, help="rooms in the pool (the largest closed loop)")
+    parser.add_argument("--workers", type=int, help="load generator processes")
     parser.add_argument("--gateways", type=int, default=2, help="local gateway processes")
     parser.add_argument("--engines", type=int, default=1, help="local engine processes")
     parser.add_argument("--kafka", default=kafka_bootstrap())

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
@@ -85,3 +86,28 @@ def percentile(values: list[float], fraction: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def redis_client(url: str) -> Any:
+    """An asyncio Redis client for `url`: a cluster client when REDIS_CLUSTER_NODES is set
+    (`make infra-up TOPOLOGY=cluster` writes it), which follows MOVED and scans every node."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.cluster import RedisCluster
+
+    if infra_env().get("REDIS_CLUSTER_NODES"):
+        return RedisCluster.from_url(url)
+    return aioredis.from_url(url)
+
+
+async def delete_prefix(url: str, prefix: str) -> int:
+    """Remove every Redis key under `prefix`, one key per command (keys of different cluster
+    slots never share one) and one command at a time; returns how many."""
+    client = redis_client(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        removed = 0
+        for key in keys:
+            removed += int(await client.unlink(key))
+        return removed
+    finally:
+        await client.aclose()
