@@ -53,7 +53,7 @@ def main() -> None:
         host="127.0.0.1",
         port=args.port,
         log_level="warning",
-        ws="websockets",
+        ws="websockets-sansio",  # the implementation the gateway builds on
     )
 
 
