@@ -31,7 +31,7 @@ from typing import Any
 from soak.client import GAME_OVER, Conn, Counters
 from soak.tokens import sign_tokens
 
-CONNECT_CONCURRENCY = 100
+CONNECT_CONCURRENCY = 50
 
 
 @dataclass
@@ -126,15 +126,29 @@ async def create_room(load: Load, index: int, name: str) -> str | None:
 
 
 async def leave(load: Load, index: int, room_id: str) -> None:
+    """leave_room, and wait until the engine applied it (the leaver hears its own
+    player_left): a user who disconnects before that would still be in the room then."""
     conn = load.conns[index]
+    if not conn.open:
+        return
+    left = conn.expect(
+        lambda f: (
+            f["type"] == "games.event.player_left"
+            and f.get("room_id") == room_id
+            and f.get("player_id") == conn.user_id
+        )
+    )
     frame = await conn.request({"type": "games.command.leave_room", "room_id": room_id})
     conn.forget_room(room_id)
     if frame is not None and frame["type"] == "system.ack":
+        await conn.wait(left, "player_left")
         load.leaves += 1
         load.rooms.get(index, set()).discard(room_id)
     elif frame is not None and frame.get("code") in ("room_not_found", "not_in_room"):
+        left.cancel()
         load.rooms.get(index, set()).discard(room_id)  # already gone: nothing to leave
     else:
+        left.cancel()
         load.leave_failures += 1
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
@@ -70,6 +69,30 @@ class Soak:
     began: float = field(default_factory=time.monotonic)
     _last_commands: tuple[float, int] | None = None
 
+    async def refresh_masters(self) -> list[aioredis.Redis]:
+        """The masters as the cluster has them now (a failover moves them), the old clients
+        closed."""
+        fresh = await masters(self.topology)
+        for old in self.masters:
+            await old.aclose()
+        self.masters = fresh
+        return fresh
+
+    async def redis_or_none(self) -> dict[str, Any]:
+        """`redis_figures`, or the error when Redis did not answer (a node failing over):
+        the soak goes on and the sample says so."""
+        try:
+            return await redis_figures(await self.refresh_masters(), self.prefix)
+        except (OSError, aioredis.RedisError) as exc:
+            say(f"  redis did not answer this sample: {exc!r}")
+            return {
+                "used_memory": None,
+                "dbsize": None,
+                "prefix_keys": None,
+                "prefix_bytes": None,
+                "error": repr(exc),
+            }
+
     def load_totals(self) -> dict[str, Any]:
         """The load processes' counters, summed."""
         total: dict[str, Any] = {}
@@ -103,7 +126,7 @@ class Soak:
         pids = {s.name: s.pid for s in self.services}
         pids.update({f"load{w.n}": w.proc.pid for w in self.workers})
         rss_now = {name: rss_bytes(pid) for name, pid in pids.items()}
-        figures = await redis_figures(self.masters, self.prefix)
+        figures = await self.redis_or_none()
         sample: dict[str, Any] = {
             "t": now - self.began,
             "label": label,
@@ -119,8 +142,8 @@ class Soak:
         say(
             f"[{sample['t']:5.0f}s] {label:<14} conns {load['connected']:>5} "
             f"games {load['games_finished']:>5} cmd/s {rate:6.1f} errors {load['errors_total']:>4}"
-            f" | RSS MB {rss} | redis {r['used_memory'] / 2**20:.1f} MB, dbsize {r['dbsize']}, "
-            f"prefix keys {r['prefix_keys']}"
+            f" | RSS MB {rss} | redis {(r['used_memory'] or 0) / 2**20:.1f} MB, dbsize "
+            f"{r['dbsize']}, prefix keys {r['prefix_keys']}"
         )
         return sample
 
@@ -199,7 +222,12 @@ async def wait_for_cleanup(soak: Soak) -> dict[str, Any]:
     timed_out = True
     told = began
     while time.monotonic() - began < args.cleanup_timeout:
-        groups = await key_groups(soak.masters, soak.prefix, sizes=False)
+        try:
+            groups = await key_groups(await soak.refresh_masters(), soak.prefix, sizes=False)
+        except (OSError, aioredis.RedisError) as exc:
+            say(f"  clean-up: redis did not answer: {exc!r}")
+            await asyncio.sleep(2)
+            continue
         verdicts = {g.verdict for g in groups}
         if time.monotonic() - told >= 10:
             told = time.monotonic()
@@ -214,7 +242,7 @@ async def wait_for_cleanup(soak: Soak) -> dict[str, Any]:
         await asyncio.sleep(2)
     seconds = time.monotonic() - began
     await soak.sample("cleaned up" if not timed_out else "cleanup timeout")
-    groups = await key_groups(soak.masters, soak.prefix)
+    groups = await key_groups(await soak.refresh_masters(), soak.prefix)
     left = [g.as_dict() for g in groups]
     rooms = await room_states(soak.masters, soak.prefix)
     return {
@@ -376,13 +404,15 @@ async def main_async(args: argparse.Namespace) -> int:
                 worker.proc.wait(10)
         for service in soak.services:
             exit_codes[service.name] = await asyncio.to_thread(service.stop)
-        with contextlib.suppress(OSError, aioredis.RedisError):
-            groups = await key_groups(soak.masters, prefix, sizes=False)
+        try:
+            groups = await key_groups(await soak.refresh_masters(), prefix, sizes=False)
             after_stop = {g.shape: g.count for g in groups}
-        if not args.keep_keys:
-            for master in soak.masters:
-                async for key in master.scan_iter(match=f"{prefix}*", count=2_000):
-                    await master.delete(key)
+            if not args.keep_keys:
+                for master in soak.masters:
+                    async for key in master.scan_iter(match=f"{prefix}*", count=2_000):
+                        await master.delete(key)
+        except (OSError, aioredis.RedisError) as exc:
+            say(f"soak: could not list or delete its keys ({prefix}*): {exc!r}")
         for master in soak.masters:
             await master.aclose()
         try:

@@ -206,8 +206,10 @@ async def key_groups(
             step = 2 if sizes else 1
             for i, key in enumerate(batch):
                 name = key.decode(errors="replace")[len(prefix) :]
-                group = groups.setdefault(shape(name), KeyGroup(shape(name)))
                 ttl = int(replies[step * i])
+                if ttl == -2:
+                    continue  # gone (expired) between the SCAN and the TTL
+                group = groups.setdefault(shape(name), KeyGroup(shape(name)))
                 if name == "timers" and ttl < 0:
                     ttl = await _timers_ttl(master, key, group)
                 group.count += 1

@@ -130,6 +130,9 @@ def gateway_env(
         "WS_HEALTH_PORT": str(ports[1]),
         "JWT_PUBLIC_KEY_PATH": str(public_key),
         "WS_HEARTBEAT_INTERVAL_SECONDS": str(HEARTBEAT_SECONDS),
+        # thousands of sockets open at once on a busy 2-core machine: a login may wait its
+        # turn longer than the default 10 s
+        "AUTH_TIMEOUT_SECONDS": "30",
         "WS_MAX_CONNECTIONS": room,
         # every soak socket comes from 127.0.0.1, thousands within seconds: lift the per-address
         # handshake limits (the soak measures memory and leaks, not the abuse limits)
