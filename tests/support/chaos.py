@@ -564,6 +564,7 @@ class FaultResult:
     first_recovery_s: float | None
     all_recovery_s: float | None
     outage_s: float | None
+    session_s: float
     seconds: float
     problems: list[str] = field(default_factory=list)
 
@@ -575,15 +576,16 @@ class FaultResult:
             f"| {self.fault} | {self.games} | {self.commands} | {self.lost} | {self.doubled} "
             f"| {self.in_doubt_applied}/{self.in_doubt} | {self.resent} | {self.resumes} "
             f"| {sec(self.first_recovery_s)} | {sec(self.all_recovery_s)} "
-            f"| {sec(self.outage_s)} |"
+            f"| {sec(self.outage_s)} | {self.session_s:g} |"
         )
 
 
 HEADER = (
     "| fault | games | commands | lost | doubled | answer lost: took effect/all "
     "| re-sent (service_unavailable) | resumes "
-    "| recovery: first game (s) | recovery: all games (s) | fault lasted (s) |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|"
+    "| recovery: first game (s) | recovery: all games (s) | fault lasted (s) "
+    "| engine session (s) |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 RESULTS: list[FaultResult] = []
 """Every verdict of this session, printed and written by the chaos conftest at the end."""
@@ -844,6 +846,7 @@ async def verify(run: ChaosRun, fault: str, redis: Any) -> FaultResult:
         outage_s=None
         if run.repaired_at is None or run.fault_at is None
         else run.repaired_at - run.fault_at,
+        session_s=stack.session_timeout,
         seconds=time.monotonic() - run.began,
         problems=problems,
     )
