@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from tests.integration.stack.test_redis_restart import OwnRedis
 from tests.support.chaos import GAMES, ChaosRun, ChaosStack, OwnBroker, assert_clean
+from tests.support.own_redis import OwnRedis
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
