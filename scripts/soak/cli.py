@@ -57,8 +57,9 @@ def parser() -> argparse.ArgumentParser:
         "--until-empty",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="wait until no key is left (default), or only until the keys left all expire "
-        "by themselves (--no-until-empty: a short run)",
+        help="wait until the engines removed every key of theirs, idempotency records too "
+        "(default), or only until the keys left all expire by themselves (--no-until-empty: "
+        "a short run); the gateways' liveness keys and reconnect marks are not waited for",
     )
     p.add_argument("--json", help="write the result here (default: the run's directory)")
     p.add_argument("--markdown", help="write the summary here (default: the run's directory)")

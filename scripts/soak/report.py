@@ -107,7 +107,11 @@ def markdown(result: dict[str, Any]) -> str:
         "## Keys left once every user had left",
         "",
         f"Waited {c['seconds']:.0f} s (polling, at most {c['timeout']} s"
-        + (", until none were left" if c["until_empty"] else ", until only expiring ones were")
+        + (
+            ", until the engines had removed every key of theirs"
+            if c["until_empty"]
+            else ", until only expiring ones were"
+        )
         + f"){' - TIMED OUT' if c['timed_out'] else ''}.",
         "",
     ]

@@ -36,6 +36,10 @@ from soak.services import (
 from soak.topology import ROOT, Topology, create_topics, delete_topics, masters, python, resolve
 
 SAMPLE_EVERY = 30.0
+PRESENCE_SHAPES = frozenset({"gateway:*", "socket:*", "reconnect:*:*"})
+"""Keys of the gateways, not of the engine's clean-up: a running gateway's liveness key, and
+presence records and reconnect marks that expire by themselves (up to RECONNECT_TTL_SECONDS,
+300 s) - --until-empty does not wait for them (they are still judged)"""
 
 
 def say(text: str) -> None:
@@ -233,7 +237,10 @@ async def wait_for_cleanup(soak: Soak) -> dict[str, Any]:
             told = time.monotonic()
             waiting = [f"{g.shape} x{g.count}" for g in groups if g.verdict != "long-lived"]
             say(f"  clean-up: {time.monotonic() - began:.0f} s, left: {', '.join(waiting)}")
-        if args.until_empty and verdicts <= {"long-lived"}:
+        engine_left = [
+            g for g in groups if g.verdict != "long-lived" and g.shape not in PRESENCE_SHAPES
+        ]
+        if args.until_empty and not engine_left:
             timed_out = False
             break
         if not args.until_empty and "leak" not in verdicts:
