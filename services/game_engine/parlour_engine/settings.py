@@ -118,7 +118,8 @@ class EngineSettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSetti
     engine_idle_room_seconds: int = Field(
         default=600,
         ge=1,
-        description="a waiting room whose members are all gone is removed after this",
+        description="a waiting room whose members are all gone, or a running game whose players "
+        "are all disconnected, is removed after this",
     )
     engine_finished_room_seconds: int = Field(
         default=300,

@@ -31,13 +31,18 @@ def idle_token(state: RoomState) -> str:
 
 
 def all_absent(st: RoomState) -> bool:
-    """A waiting room whose lobby members are all gone (spectators alone keep no room)."""
-    absent = set(st.absent)
-    return (
-        st.status is RoomStatus.WAITING
-        and bool(st.lobby)
-        and all(m.user_id in absent for m in st.lobby)
-    )
+    """Nobody who keeps the room is here: a waiting room whose lobby members are all gone, or
+    a running game whose seated players are all disconnected (left or dropped, and not back).
+    Spectators alone keep no room. Such a room is removed as abandoned after
+    `idle_room_seconds` unless someone comes back; a running game whose players all walked
+    away would otherwise play on by turn timeouts for as long as the game lasts."""
+    if st.status is RoomStatus.WAITING:
+        absent = set(st.absent)
+        return bool(st.lobby) and all(m.user_id in absent for m in st.lobby)
+    if st.status is RoomStatus.IN_PROGRESS:
+        away = {d.user_id for d in st.disconnects}
+        return bool(st.players) and all(m.user_id in away for m in st.players)
+    return False
 
 
 def came_back(ctx: Ctx, *, clear_disconnect: bool) -> None:

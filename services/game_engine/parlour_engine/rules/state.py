@@ -133,8 +133,9 @@ class RoomState(BaseModel):
     (rejoined or acted) since. When it holds the whole lobby the room expires after
     `RulesConfig.idle_room_seconds`."""
     idle_number: int = 0
-    """Counts the times the whole lobby went absent: the expiry timer's token, so a timer
-    armed before someone came back never removes the room."""
+    """Counts the times everyone who keeps the room went (the whole lobby of a waiting room,
+    every player of a running game; see `absence.all_absent`): the expiry timer's token, so a
+    timer armed before someone came back never removes the room."""
     password_failures: dict[str, tuple[datetime, ...]] = Field(default_factory=dict)
     mutes: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 

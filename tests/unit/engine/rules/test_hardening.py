@@ -501,6 +501,40 @@ def test_leaving_the_absent_ones_behind_starts_the_idle_time() -> None:
     assert _expiry(table, "idle:1").state is None
 
 
+def test_running_game_expires_once_every_player_is_gone() -> None:
+    table = Table()
+    table.start(2)
+    table.ok("u9", r.JoinAsSpectator(room_name="Table One"))  # spectators keep no room
+    left = table.ok("u1", r.LeaveRoom(room_id=ROOM))  # leaving a running game keeps the seat
+    assert [t.token for t in left.timers if t.kind is TimerKind.ROOM_EXPIRY] == []
+    out = table.disconnect("u2")
+    assert [
+        (t.kind, t.token, t.due) for t in out.timers if t.kind is TimerKind.ROOM_EXPIRY
+    ] == [(TimerKind.ROOM_EXPIRY, "idle:1", table.now + timedelta(seconds=600))]
+    table.advance(600)
+    removed = _expiry(table, "idle:1")
+    assert removed.state is None
+    event = of_type(removed, "games.event.room_removed")[0]
+    assert event.reason is RemovalReason.ABANDONED  # type: ignore[attr-defined]
+
+
+def test_a_player_coming_back_keeps_the_running_game() -> None:
+    table = Table()
+    table.start(2)
+    table.disconnect("u1")
+    table.disconnect("u2")
+    table.ok("u2", r.RejoinRoom(room_id=ROOM))
+    stale = _expiry(table, "idle:1")
+    assert stale.emits == ()
+    assert stale.state is table.state
+    assert table.state is not None
+    assert table.state.status is RoomStatus.IN_PROGRESS
+    again = table.disconnect("u2")  # everyone gone again: a new token, the old one stays stale
+    assert [t.token for t in again.timers if t.kind is TimerKind.ROOM_EXPIRY] == ["idle:2"]
+    assert _expiry(table, "idle:1").state is not None
+    assert _expiry(table, "idle:2").state is None
+
+
 def test_absence_ends_when_the_game_starts() -> None:
     table = Table()
     table.lobby_of(2)
@@ -549,6 +583,9 @@ def test_expiry_of_a_running_game_does_nothing() -> None:
     table = Table()
     table.start(2)
     assert _expiry(table, "finished").state is table.state
+    table.disconnect("u1")  # one player still here: the game is not abandoned
+    assert _expiry(table, "idle:0").state is table.state
+    assert _expiry(table, "idle:1").state is table.state
 
 
 def test_lifetimes_default_to_the_documented_values() -> None:
