@@ -508,9 +508,9 @@ def test_running_game_expires_once_every_player_is_gone() -> None:
     left = table.ok("u1", r.LeaveRoom(room_id=ROOM))  # leaving a running game keeps the seat
     assert [t.token for t in left.timers if t.kind is TimerKind.ROOM_EXPIRY] == []
     out = table.disconnect("u2")
-    assert [
-        (t.kind, t.token, t.due) for t in out.timers if t.kind is TimerKind.ROOM_EXPIRY
-    ] == [(TimerKind.ROOM_EXPIRY, "idle:1", table.now + timedelta(seconds=600))]
+    assert [(t.kind, t.token, t.due) for t in out.timers if t.kind is TimerKind.ROOM_EXPIRY] == [
+        (TimerKind.ROOM_EXPIRY, "idle:1", table.now + timedelta(seconds=600))
+    ]
     table.advance(600)
     removed = _expiry(table, "idle:1")
     assert removed.state is None
