@@ -58,11 +58,20 @@ from parlour_protocol.v1 import (
     EventEnvelope,
     RedisKeys,
     ServerEvent,
+    decode_event_envelope,
     limits,
     utc_now,
 )
 from parlour_protocol.v1.chat import ChatHistory, ChatMessageItem, GetChatHistory
 from parlour_protocol.v1.limits import DEFAULT_MAX_ROOMS_PER_HOST, DEFAULT_MAX_ROOMS_PER_USER
+from parlour_protocol.v1.records import (
+    H_HOPS,
+    HOP_ENGINE_COMMITTED,
+    HOP_EVENT_PRODUCED,
+    event_headers,
+    event_record,
+    hop,
+)
 from parlour_protocol.v1.rooms import (
     CreateRoom,
     JoinAsSpectator,
@@ -83,6 +92,14 @@ EVENT_MAX_BYTES = limits.EVENT_MAX_BYTES
 _CHAT_ENVELOPE_RESERVE = 8 * 1024
 """Bytes of a chat_history envelope besides its messages (ids, audience, timestamps), kept
 free when the history is filled up to EVENT_MAX_BYTES."""
+
+_PAYLOAD: set[str] = {"payload"}
+
+current_hops: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "parlour_hops", default=None
+)
+"""The per-hop timestamps (`p-hops`, parlour_protocol.v1.records) of the record being
+handled, when its producer stamped them; each event it causes carries them on."""
 
 current_position: contextvars.ContextVar[Position | None] = contextvars.ContextVar(
     "parlour_position", default=None
@@ -176,14 +193,26 @@ def envelopes(
             timestamp=now,
             payload=message,
         )
-        encoded = envelope.model_dump_json()
+        # the payload is dumped once: it is the Kafka record's value (the frame sockets get)
+        # and the tail of the envelope JSON (payload is the envelope's last field)
+        frame = message.model_dump_json()
+        head = envelope.model_dump_json(exclude=_PAYLOAD)
+        encoded = f'{head[:-1]},"payload":{frame}}}'
         # a char is at most 4 bytes in UTF-8: only long envelopes need encoding to measure
         if len(encoded) * 4 > EVENT_MAX_BYTES and len(encoded.encode()) > EVENT_MAX_BYTES:
             raise EventTooLarge(
                 f"{message.type} would be {len(encoded.encode())} bytes "
                 f"(the budget is {EVENT_MAX_BYTES})"
             )
-        out.append(PublishedEvent(key=key, seq=message.seq, envelope=encoded))
+        out.append(
+            PublishedEvent(
+                key=key,
+                seq=message.seq,
+                envelope=encoded,
+                frame=frame.encode(),
+                headers=event_headers(envelope),
+            )
+        )
     return out
 
 
@@ -449,6 +478,9 @@ class CommandHandler:
                 await self._after_commit(self._after_duplicate(room_id, result.record, pending))
                 return CommandOutcome.DUPLICATE
             self._remember(room_id, after)
+            hops = current_hops.get()
+            if hops is not None:
+                current_hops.set(hop(hops, HOP_ENGINE_COMMITTED))
             steps = self._committed(
                 command, room_id, state, after, outcome, projection, events, pending
             )
@@ -722,10 +754,14 @@ class CommandHandler:
 
     async def _send(self, events: Sequence[PublishedEvent], pending: list[Awaitable[Any]]) -> None:
         # one after the other: the producer keeps per-partition order in the order of `send`
+        hops = current_hops.get()
         for event in events:
-            pending.append(
-                await self._sink.send(self._events_topic, event.key, event.envelope.encode())
-            )
+            frame, headers = event.frame, event.headers
+            if frame is None or headers is None:  # read back from a record: rebuilt
+                frame, headers = event_record(decode_event_envelope(event.envelope))
+            if hops is not None:
+                headers = [*headers, (H_HOPS, hop(hops, HOP_EVENT_PRODUCED).encode())]
+            pending.append(await self._sink.send(self._events_topic, event.key, frame, headers))
 
     async def publish_now(
         self,

@@ -45,6 +45,7 @@ from parlour_engine.handler import (
     ApplyFn,
     CommandHandler,
     RngFor,
+    current_hops,
     current_position,
     error_emit,
 )
@@ -212,6 +213,7 @@ class CommandProcessor:
             if keyed_by_room
             else None
         )
+        current_hops.set(record.hops)
         failing_since: float | None = None
         try:
             tries = 0
