@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -138,11 +138,21 @@ def test_event_envelopes_are_spliced_exactly_and_carry_their_record() -> None:
     )
     audience = Audience(kind=AudienceKind.ROOM, user_ids=["u1", "u2"])
     emits = [Emit(audience, Error(code=ErrorCode.NOT_YOUR_TURN, message="wait \u00e9\n"))]
-    now = datetime(2026, 3, 14, 18, 2, 11, 262_000, tzinfo=UTC)
-    (event,) = envelopes(emits, command, "room-1", now, "room-1")
-    envelope = decode_event_envelope(event.envelope)
-    assert isinstance(envelope, EventEnvelope)
-    assert event.envelope == envelope.model_dump_json()
-    assert event.frame == envelope.payload.model_dump_json().encode()
-    assert event.headers == event_headers(envelope)
-    assert envelope.event_id == uuid.uuid5(command.msg_id, "0")
+    emits.append(Emit(Audience(kind=AudienceKind.USER, user_ids=["u2"]), emits[0].message))
+    moments = [
+        datetime(2026, 3, 14, 18, 2, 11, 262_000, tzinfo=UTC),
+        datetime(2026, 3, 14, 18, 2, 11, tzinfo=UTC),  # no fraction: pydantic writes none
+        datetime(2026, 3, 14, 19, 2, 11, 5, tzinfo=timezone(timedelta(hours=1))),
+    ]
+    for now in moments:
+        for room_id in ("room-1", None):
+            events = envelopes(emits, command, room_id, now, "room-1")
+            for index, event in enumerate(events):
+                envelope = decode_event_envelope(event.envelope)
+                assert isinstance(envelope, EventEnvelope)
+                assert event.envelope == envelope.model_dump_json()
+                assert event.frame == envelope.payload.model_dump_json().encode()
+                assert event.headers == event_headers(envelope)
+                assert envelope.event_id == uuid.uuid5(command.msg_id, str(index))
+                assert envelope.timestamp == now
+                assert envelope.room_id == room_id

@@ -104,35 +104,102 @@ def parse_hops(hops: str | bytes) -> list[tuple[str, int]]:
     return out
 
 
+def route_value(
+    kind: AudienceKind,
+    user_ids: Sequence[str],
+    connection_id: str | None,
+    gateway_id: str | None,
+    game_type: object,
+) -> bytes:
+    """The `p-to` header's value."""
+    if kind is AudienceKind.CONNECTION:
+        to = f"{gateway_id or ''}/{connection_id or ''}"
+    elif kind is AudienceKind.BROADCAST:
+        to = game_type if isinstance(game_type, str) else ""
+    else:
+        to = ",".join(user_ids)
+    return f"{kind.value}:{to}".encode()
+
+
+def event_value(
+    *,
+    type: str,
+    event_id: str,
+    room_id: str | None,
+    seq: int | None,
+    causation_id: str | None,
+    ts_us: int,
+    floor: str | None = None,
+    error: str | None = None,
+) -> bytes:
+    """The `p-ev` header's value (`floor`: `<last_seq>:<room_id>` of a room_state)."""
+    fields = f"{F_TYPE}={type}&{F_EVENT_ID}={event_id}"
+    if room_id is not None:
+        fields += f"&{F_ROOM}={room_id}"
+    if seq is not None:
+        fields += f"&{F_SEQ}={seq}"
+    if causation_id is not None:
+        fields += f"&{F_CAUSE}={causation_id}"
+    fields += f"&{F_TS}={ts_us}"
+    if floor is not None:
+        fields += f"&{F_FLOOR}={floor}"
+    if error is not None:
+        fields += f"&{F_ERROR}={error}"
+    return fields.encode()
+
+
+def game_type_of(payload: object) -> str | None:
+    """The payload's `game_type` (lobby events), else None."""
+    game_type = getattr(payload, "game_type", None)
+    return game_type if isinstance(game_type, str) else None
+
+
+def floor_of(payload: object) -> str | None:
+    """`<last_seq>:<room_id>` of a room_state payload, else None."""
+    # the type first: a missing attribute costs a pydantic model an exception
+    if getattr(payload, "type", None) != "games.event.room_state":
+        return None
+    room = getattr(payload, "room", None)
+    return None if room is None else f"{room.last_seq}:{room.room_id}"
+
+
+def error_of(payload: object) -> str | None:
+    """A system.error payload's code, else None."""
+    if getattr(payload, "type", None) != "system.error":
+        return None
+    code = getattr(payload, "code", None)
+    return None if code is None else str(code.value)
+
+
 def event_headers(envelope: EventEnvelope, hops: str | None = None) -> Headers:
     """The routing headers of an event (see the module doc)."""
     audience = envelope.audience
-    kind = audience.kind
     payload = envelope.payload
-    if kind is AudienceKind.CONNECTION:
-        to = f"{audience.gateway_id or ''}/{audience.connection_id or ''}"
-    elif kind is AudienceKind.BROADCAST:
-        game_type = getattr(payload, "game_type", None)
-        to = game_type if isinstance(game_type, str) else ""
-    else:
-        to = ",".join(audience.user_ids)
-    headers: Headers = [(H_TO, f"{kind.value}:{to}".encode())]
-    fields = [f"{F_TYPE}={envelope.type}", f"{F_EVENT_ID}={envelope.event_id}"]
-    if envelope.room_id is not None:
-        fields.append(f"{F_ROOM}={envelope.room_id}")
-    if envelope.seq is not None:
-        fields.append(f"{F_SEQ}={envelope.seq}")
-    if envelope.causation_id is not None:
-        fields.append(f"{F_CAUSE}={envelope.causation_id}")
-    fields.append(f"{F_TS}={epoch_us(envelope.timestamp)}")
-    room = getattr(payload, "room", None)
-    if envelope.type == "games.event.room_state" and room is not None:
-        fields.append(f"{F_FLOOR}={room.last_seq}:{room.room_id}")
-    if envelope.type == "system.error":
-        code = getattr(payload, "code", None)
-        if code is not None:
-            fields.append(f"{F_ERROR}={code.value}")
-    headers.append((H_EVENT, "&".join(fields).encode()))
+    headers: Headers = [
+        (
+            H_TO,
+            route_value(
+                audience.kind,
+                audience.user_ids,
+                audience.connection_id,
+                audience.gateway_id,
+                game_type_of(payload) if audience.kind is AudienceKind.BROADCAST else None,
+            ),
+        ),
+        (
+            H_EVENT,
+            event_value(
+                type=envelope.type,
+                event_id=str(envelope.event_id),
+                room_id=envelope.room_id,
+                seq=envelope.seq,
+                causation_id=None if envelope.causation_id is None else str(envelope.causation_id),
+                ts_us=epoch_us(envelope.timestamp),
+                floor=floor_of(payload),
+                error=error_of(payload),
+            ),
+        ),
+    ]
     if hops:
         headers.append((H_HOPS, hops.encode()))
     return headers
@@ -203,10 +270,15 @@ __all__ = [
     "Headers",
     "decode_event_record",
     "epoch_us",
+    "error_of",
     "event_fields",
     "event_headers",
     "event_record",
+    "event_value",
+    "floor_of",
     "from_epoch_us",
+    "game_type_of",
     "hop",
     "parse_hops",
+    "route_value",
 ]
