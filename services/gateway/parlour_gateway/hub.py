@@ -124,7 +124,8 @@ class Hub:
         """`targets` from an event record's `p-to` header (`<kind>:<to>`,
         parlour_protocol.v1.records), without the envelope."""
         if kind == b"connection":
-            gateway_id, _, connection_id = to.decode().partition("/")
+            gateway_id, _, rest = to.decode().partition("/")
+            connection_id = rest.partition("/")[0]
             if gateway_id != self.gateway_id:
                 return []
             conn = self.connections.get(connection_id)
@@ -133,8 +134,10 @@ class Hub:
             if not self.lobby:
                 return []
             # a lobby event without a game type goes to the lobby subscribers of every game
+            game_type = to.partition(b"/")[0]
             return self._lobby_targets(
-                to.decode() if to else None, time.monotonic() if now is None else now
+                game_type.decode() if game_type else None,
+                time.monotonic() if now is None else now,
             )
         if not to:
             return []

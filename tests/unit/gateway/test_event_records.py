@@ -38,6 +38,11 @@ def _events() -> list[EventEnvelope]:
         _event(Audience(kind=AudienceKind.USERS, user_ids=["b", "b"])),
         _event(Audience(kind=AudienceKind.USER, user_ids=["nobody"])),
         _event(Audience(kind=AudienceKind.CONNECTION, connection_id="c-a", gateway_id=GW)),
+        _event(
+            Audience(
+                kind=AudienceKind.CONNECTION, user_ids=["a"], connection_id="c-a", gateway_id=GW
+            )
+        ),
         _event(Audience(kind=AudienceKind.CONNECTION, connection_id="c-a", gateway_id="gw-2")),
         _lobby_event("bigger_dice"),
         _lobby_event("tic_tac_toe"),

@@ -50,12 +50,19 @@ def test_the_value_is_the_frame_and_the_record_gives_the_envelope_back() -> None
     assert decode_event_record(value, headers) == envelope
 
 
+def test_broadcast_with_user_ids_round_trips() -> None:
+    payload = Error(code=ErrorCode.NOT_IN_ROOM, message="no")
+    audience = Audience(kind=AudienceKind.BROADCAST, user_ids=["u1"])
+    envelope = EventEnvelope(type=payload.type, audience=audience, payload=payload)
+    assert decode_event_record(*event_record(envelope)) == envelope
+
+
 @pytest.mark.parametrize("kind", list(AudienceKind))
 def test_every_audience_round_trips(kind: AudienceKind) -> None:
     payload = Error(code=ErrorCode.NOT_IN_ROOM, message="no", request_id="r1")
     audience = Audience(
         kind=kind,
-        user_ids=[] if kind in (AudienceKind.CONNECTION, AudienceKind.BROADCAST) else ["u1", "u-2"],
+        user_ids=["u1", "u-2"] if kind is not AudienceKind.BROADCAST else [],
         connection_id="c1" if kind is AudienceKind.CONNECTION else None,
         gateway_id="gw.1" if kind is AudienceKind.CONNECTION else None,
     )
@@ -66,7 +73,7 @@ def test_every_audience_round_trips(kind: AudienceKind) -> None:
     h = dict(headers)
     assert event_fields(h[H_EVENT])[F_ERROR] == "not_in_room"
     if kind is AudienceKind.CONNECTION:
-        assert headers[0] == (H_TO, b"connection:gw.1/c1")
+        assert headers[0] == (H_TO, b"connection:gw.1/c1/u1,u-2")
     elif kind is AudienceKind.BROADCAST:
         assert headers[0] == (H_TO, b"broadcast:")  # an error has no game_type
     else:

@@ -10,9 +10,10 @@ Headers, in this order (a gateway decides an event on the first one and parses t
 only for an event it delivers; few headers, since each costs every gateway a little):
 
 - `p-to`: `<audience kind>:<who>`. Who: the user ids joined by `,` (the kinds the engine
-  resolves to users: `room`, `players`, `spectators`, `user`, `users`; ids never hold `,`),
-  `<gateway_id>/<connection_id>` (kind `connection`), or the payload's `game_type`, possibly
-  empty (kind `broadcast`).
+  resolves to users: `room`, `players`, `spectators`, `user`, `users`; ids never hold `,`
+  or `/`), `<gateway_id>/<connection_id>` (kind `connection`), or the payload's
+  `game_type`, possibly empty (kind `broadcast`); for these two kinds the audience's user
+  ids, if any, follow as `/<ids joined by ,>` (they do not route: the user of a connection).
 - `p-ev`: the rest of the envelope as `name=value` pairs joined by `&` (no value holds `&`):
   `t` type, `e` event_id, `r` room_id, `s` seq, `c` causation_id, `ts` the timestamp in
   integer microseconds since the Unix epoch (UTC), `f` a `room_state`'s
@@ -117,7 +118,9 @@ def route_value(
     elif kind is AudienceKind.BROADCAST:
         to = game_type if isinstance(game_type, str) else ""
     else:
-        to = ",".join(user_ids)
+        return f"{kind.value}:{','.join(user_ids)}".encode()
+    if user_ids:  # informational for these kinds (e.g. the user of a connection)
+        to += "/" + ",".join(user_ids)
     return f"{kind.value}:{to}".encode()
 
 
@@ -230,10 +233,14 @@ def decode_event_record(
         fields = event_fields(h.get(H_EVENT) or b"")
         users: list[str] = []
         gateway_id = connection_id = None
+        listed = to
         if kind is AudienceKind.CONNECTION:
-            gateway_id, _, connection_id = to.partition("/")
-        elif kind is not AudienceKind.BROADCAST and to:
-            users = to.split(",")
+            gateway_id, _, rest = to.partition("/")
+            connection_id, _, listed = rest.partition("/")
+        elif kind is AudienceKind.BROADCAST:
+            listed = to.partition("/")[2]
+        if listed:
+            users = listed.split(",")
         seq, cause, ts = fields.get(F_SEQ), fields.get(F_CAUSE), fields.get(F_TS)
         return EventEnvelope(
             event_id=UUID(fields[F_EVENT_ID]),
