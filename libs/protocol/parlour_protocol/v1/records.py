@@ -24,7 +24,8 @@ Per-hop timestamps (header `p-hops`, on command records and on the event records
 ASCII `name=microseconds since the Unix epoch` pairs joined by `,`, in the order the hops
 happen, each name at most once: `gr` gateway received the frame, `gp` gateway handed the
 command to its producer, `ec` engine consumed the record (its poll returned), `ek` engine
-committed the room in Redis, `ep` engine handed the event to its producer. A gateway that
+committed the room in Redis (only for a command that changed it), `ep` engine handed the
+event to its producer. A gateway that
 stamps hops (GATEWAY_HOP_TIMESTAMPS) adds `gr`/`gp` to the commands it publishes, and for
 events carrying `p-hops` observes `gc` (gateway consumed the record) and `fw` (frame written
 to the socket) into `parlour_gateway_hop_seconds{hop="<from>-<to>"}`. Any producer of
