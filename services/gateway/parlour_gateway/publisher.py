@@ -36,12 +36,11 @@ class CommandPublisher:
         if hops is not None:
             headers = [(H_HOPS, hop(hops, HOP_GATEWAY_PRODUCED).encode())]
         try:
-            await asyncio.wait_for(
-                self._producer.send_and_wait(
+            # a timeout scope, not wait_for: no extra task per command
+            async with asyncio.timeout(self._timeout):
+                await self._producer.send_and_wait(
                     self._topic, value, key=envelope.key.encode(), headers=headers
-                ),
-                self._timeout,
-            )
+                )
         except (TimeoutError, KafkaError) as exc:
             self._metrics.publish_failures.labels(type(exc).__name__).inc()
             raise PublishError(f"{type(exc).__name__}") from None
