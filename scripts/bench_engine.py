@@ -37,7 +37,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from bench_support import free_port, kafka_bootstrap, percentile, redis_url, stop
+from bench.support import delete_prefix, free_port, kafka_bootstrap, percentile, redis_url, stop
 
 from parlour_protocol.v1 import Topics
 from parlour_protocol.v1.records import (
@@ -77,6 +77,8 @@ class Bench:
         self.waiters: dict[str, asyncio.Future[None]] = {}
         self.hops: dict[str, list[float]] = {}
         """per-hop seconds ("gp-ec", ...) of the events that carried `p-hops`"""
+        self.figures: dict[str, float] = {}
+        """The measures of `run()`, for the suite (scripts/bench) to report."""
 
     # --- set-up --------------------------------------------------------------------------
 
@@ -467,8 +469,20 @@ class Bench:
             hist_before = await self.engine_histogram(port)
             latencies = await self.open_loop(rooms, half, args.latency_seconds)
             hist_after = await self.engine_histogram(port)
-            floor = await self.floor()
+            floor = await self.floor(getattr(args, "floor_samples", 2000))
             ms = 1000.0
+            self.figures = {
+                "rooms": float(args.rooms),
+                "commands_per_s": throughput,
+                "closed_p50_ms": percentile(closed_lat, 0.5) * ms,
+                "closed_p99_ms": percentile(closed_lat, 0.99) * ms,
+                "cpu_pct": 100 * cpu_used / elapsed,
+                "cpu_ms_per_command": 1000 * cpu_used / max(done, 1),
+                "half_rate": half,
+                "half_p50_ms": percentile(latencies, 0.5) * ms,
+                "half_p99_ms": percentile(latencies, 0.99) * ms,
+                "floor_p50_ms": percentile(floor, 0.5) * ms,
+            }
             rows = [
                 (f"sustained rolls/s, {args.rooms} rooms (closed loop)", f"{throughput:,.0f}"),
                 (
@@ -524,20 +538,7 @@ class Bench:
 
     async def delete_keys(self) -> None:
         """Remove every Redis key of this run (rooms, records, indexes, streams)."""
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(self.args.redis)
-        try:
-            batch: list[bytes] = []
-            async for key in client.scan_iter(match=f"{self.prefix}*", count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    await client.unlink(*batch)
-                    batch.clear()
-            if batch:
-                await client.unlink(*batch)
-        finally:
-            await client.aclose()
+        await delete_prefix(self.args.redis, self.prefix)
 
 
 def _hop_order(name: str) -> int:
@@ -557,6 +558,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="closed-loop phase length")
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=0.0, help="latency phase rate (default half)")
+    parser.add_argument("--floor-samples", type=int, default=2000)
     parser.add_argument("--engine-log-level", default="WARNING")
     parser.add_argument("--log", default="/tmp/parlour-bench-engine.log")
     parser.add_argument("--profile", default="", help="write the engine's cProfile stats here")

@@ -34,7 +34,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from bench_support import (
+from bench.support import (
     PYTHON,
     ROOT,
     cpu_seconds,

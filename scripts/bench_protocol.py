@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pydantic
-from bench_support import ROOT
+from bench.support import ROOT
 
 from parlour_protocol.v1 import (
     decode_client_message,

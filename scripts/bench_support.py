@@ -1,87 +1,33 @@
-"""What the benchmarks share (bench_engine, bench_gateway, bench_protocol, hostile_mix): the
-Kafka and Redis they run against, the services' Python, free ports, stopping a service,
-reading a process's CPU time and memory, and percentiles.
-
-Imported by name: a benchmark run as `python scripts/<bench>.py` has scripts/ on its path.
-"""
+"""Kept for the older single-purpose benchmarks: the shared helpers live in `bench.support`."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-from pathlib import Path
+from bench.support import (
+    DEFAULT_KAFKA,
+    DEFAULT_REDIS,
+    PYTHON,
+    ROOT,
+    cpu_seconds,
+    free_port,
+    infra_env,
+    kafka_bootstrap,
+    percentile,
+    redis_url,
+    rss_bytes,
+    stop,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
-"""The project's virtualenv Python, for the services a benchmark starts."""
-
-DEFAULT_KAFKA = "127.0.0.1:9092"
-DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-
-
-def infra_env() -> dict[str, str]:
-    """The environment, completed by the addresses `make infra-up` settled on (its
-    .infra/run/env file); a variable set in the environment wins."""
-    env = dict(os.environ)
-    env_file = ROOT / ".infra" / "run" / "env"
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            name, sep, value = line.partition("=")
-            if sep and not name.startswith("#"):
-                env.setdefault(name.strip(), value.strip())
-    return env
-
-
-def kafka_bootstrap() -> str:
-    """KAFKA_BOOTSTRAP_SERVERS from the environment or `make infra-up`, else the default."""
-    return infra_env().get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_KAFKA
-
-
-def redis_url() -> str:
-    """REDIS_URL from the environment or `make infra-up`, else the default."""
-    return infra_env().get("REDIS_URL") or DEFAULT_REDIS
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def stop(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM, then SIGKILL when the process has not exited within `grace` seconds."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(grace)
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far. OSError when it is gone."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_bytes(pid: int) -> int:
-    """The process's resident memory. OSError when it is gone."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile (`fraction` 0.5 for the median, 0.99 for p99); NaN for
-    no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+__all__ = [
+    "DEFAULT_KAFKA",
+    "DEFAULT_REDIS",
+    "PYTHON",
+    "ROOT",
+    "cpu_seconds",
+    "free_port",
+    "infra_env",
+    "kafka_bootstrap",
+    "percentile",
+    "redis_url",
+    "rss_bytes",
+    "stop",
+]

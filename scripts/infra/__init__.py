@@ -5,6 +5,8 @@
     python scripts/infra down     # stop only what this checkout started
     python scripts/infra tools    # install what `make test` needs besides Kafka and Redis
     python scripts/infra up --topology cluster   # 3 Kafka brokers and a 6-node Redis Cluster
+    python scripts/infra kill-node kafka-2       # SIGKILL one cluster node (fault tests)
+    python scripts/infra start-node kafka-2      # start it again, wait for the whole cluster
 
 "Use what answers": when a working Kafka / Redis already answers at the target address
 (given by the environment, or the default 127.0.0.1 ports), it is used as it is and left

@@ -16,6 +16,7 @@ from infra.cluster import cluster_processes, cluster_status, cluster_up
 from infra.console import InfraError, say
 from infra.kafka_broker import kafka_up
 from infra.kafka_probe import ensure_topics, existing_topics, kafka_check, service_topics
+from infra.nodes import kill_node, start_node
 from infra.paths import ENV_FILE, KAFKA_PID, LOG_DIR, REDIS_PID, RUN_DIR, TOPOLOGY_FILE
 from infra.processes import cmdline, is_our_kafka, is_our_redis, our_pid, stop_all
 from infra.redis_probe import redis_persistence, redis_ping
@@ -147,7 +148,12 @@ def cmd_tools() -> None:
 def main(argv: list[str] | None = None) -> int:
     doc = infra.__doc__ or ""
     parser = argparse.ArgumentParser(prog="infra", description=doc.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status", "tools"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "tools", "kill-node", "start-node"]
+    )
+    parser.add_argument(
+        "node", nargs="?", help="kill-node/start-node: a cluster node, e.g. kafka-2, redis-17001"
+    )
     parser.add_argument(
         "--topology",
         choices=TOPOLOGIES,
@@ -164,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             cmd_down(args.topology)
         elif args.command == "tools":
             cmd_tools()
+        elif args.command in ("kill-node", "start-node"):
+            if args.node is None:
+                parser.error(f"{args.command} needs a node name (see `status --topology cluster`)")
+            if args.command == "kill-node":
+                kill_node(args.node)
+            else:
+                start_node(args.node)
         else:
             return cmd_status(args.topology)
     except InfraError as exc:

@@ -156,6 +156,29 @@ def _create(nodes: list[RedisNode]) -> None:
         )
 
 
+def _not_ready_yet(nodes: list[RedisNode]) -> str | None:
+    """`_not_ready`, where a node answering LOADING is not ready yet: a replica loads again
+    the copy its master sends after it rejoins."""
+    try:
+        return _not_ready(nodes)
+    except InfraError as exc:
+        if "LOADING" in str(exc):
+            return "a node is loading its data"
+        raise
+
+
+def _not_answering(node: RedisNode) -> str | None:
+    """None once the node has its data; a restarted node answers PING and INFO at once but
+    LOADING to most other commands while it reads its append-only file."""
+    if (why := redis_ping(node.target)) is not None:
+        return why
+    [reply] = redis_call(node.target, ["INFO", "persistence"])
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    if "loading:1" in text:
+        return "loading its append-only file"
+    return None
+
+
 def redis_cluster_up() -> tuple[str, bool]:
     """Start the nodes that are not running, join them when they are new, and wait until
     every node says cluster_state:ok; returns (how, already_up)."""
@@ -175,11 +198,11 @@ def redis_cluster_up() -> tuple[str, bool]:
         say(f"redis  starting {', '.join(n.name for n in missing)} ...")
         for node in missing:
             _start(node, server)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     for node in nodes:
-        while (why := redis_ping(node.target)) is not None:
+        while (why := _not_answering(node)) is not None:
             if time.monotonic() > deadline:
-                raise InfraError(f"{node.name} did not answer within 15s ({why})")
+                raise InfraError(f"{node.name} did not answer within 60s ({why})")
             time.sleep(0.1)
     infos = [cluster_info(node) for node in nodes]
     if all(info.get("cluster_known_nodes") == "1" for info in infos):
@@ -190,7 +213,7 @@ def redis_cluster_up() -> tuple[str, bool]:
             ".infra/redis-cluster/ to start an empty cluster"
         )
     deadline = time.monotonic() + 60
-    while (why := _not_ready(nodes)) is not None:
+    while (why := _not_ready_yet(nodes)) is not None:
         if time.monotonic() > deadline:
             raise InfraError(f"the Redis Cluster is not ready after 60s: {why}")
         time.sleep(0.2)

@@ -17,7 +17,8 @@ Fixtures:
     kafka_bootstrap  str, session: "host:port" of a working broker
     redis_url        str, session: the Redis URL ("redis://host:port/db", or the
                      environment's rediss:// or unix:// one)
-    redis_client     redis.asyncio.Redis, per test, closed afterwards
+    redis_client     redis.asyncio.Redis (RedisCluster when REDIS_CLUSTER_NODES is set),
+                     per test, closed afterwards
     topic_prefix     "t<8 hex>." unique per test: prefix every topic and key you create
     create_topics    async (bootstrap, names, partitions=1) -> full names; creates this
                      test's topics (names get `topic_prefix` in front), waits until every
@@ -42,6 +43,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from parlour_runtime import ServiceAddresses, SettingsError, load
+from parlour_runtime.redis_client import redis_client as redis_client_for
 
 _HERE = Path(__file__).resolve().parent
 
@@ -240,6 +242,9 @@ def _kafka_container() -> Iterator[str]:
     try:  # even the constructor talks to the Docker engine
         container = KafkaContainer(image).with_kraft()
         container.with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
+        # the engines' group sessions (ENGINE_SESSION_TIMEOUT_SECONDS, 4 s) are below Kafka's
+        # default floor of 6 s; scripts/kafka/server.properties allows them the same way
+        container.with_env("KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS", "2000")
         container.start(timeout=120)
     except Exception as exc:  # noqa: BLE001
         pytest.fail(f"Docker answers but the Kafka container ({image}) did not start: {exc}")
@@ -273,8 +278,15 @@ def _redis_container() -> Iterator[str]:
 
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A redis.asyncio client on this test's event loop, closed after the test."""
-    client = aioredis.from_url(redis_url)
+    """A redis.asyncio client on this test's event loop, closed after the test; a
+    `RedisCluster` when REDIS_CLUSTER_NODES is set (`make test-cluster`), as the services
+    then use (typed as `Redis`: the tests use the commands both clients have)."""
+    addresses = _addresses()
+    client: Any = (
+        redis_client_for(addresses, max_connections=64)
+        if addresses.redis_is_cluster
+        else aioredis.from_url(redis_url)
+    )
     try:
         yield client
     finally:

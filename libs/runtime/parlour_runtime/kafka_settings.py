@@ -4,6 +4,13 @@ list alone, for tools and test fixtures) and `KafkaSettings` (address, TLS/SASL 
 
 ``KAFKA_BOOTSTRAP_SERVERS`` (``host:port[,host:port...]``) wins over ``KAFKA_HOST`` and
 ``KAFKA_PORT``; set to blanks it counts as unset, set to commas only it is refused.
+
+``KAFKA_METADATA_MAX_AGE_SECONDS`` is how often every Kafka client of both services re-reads
+the cluster's metadata (aiokafka's ``metadata_max_age_ms``, 5 minutes by default there). It
+bounds how long partitions added to a topic go unnoticed: until then the gateways do not read
+a new partition of the events topic (they read it from its beginning once they do, so nothing
+is lost, only late), the engines' group does not rebalance onto new partitions of the
+commands topic, and producers keep sending to the old partition count.
 """
 
 from __future__ import annotations
@@ -59,3 +66,16 @@ class KafkaSettings(KafkaAddressSettings, KafkaSecuritySettings):
         description="prefix of every topic name (tests use one per test); the gateways' and "
         "the engines' must match",
     )
+    kafka_metadata_max_age_seconds: float = Field(
+        default=30.0,
+        ge=0.5,
+        le=3600.0,
+        description="how often every Kafka client re-reads the cluster metadata: partitions "
+        "added to a topic are used by producers, read by gateways and taken by the engines' "
+        "group within this, with no restart",
+    )
+
+    @property
+    def kafka_metadata_max_age_ms(self) -> int:
+        """`KAFKA_METADATA_MAX_AGE_SECONDS` as aiokafka's `metadata_max_age_ms`."""
+        return round(self.kafka_metadata_max_age_seconds * 1000)

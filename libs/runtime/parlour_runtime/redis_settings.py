@@ -5,6 +5,12 @@ effective URL it yields (`RedisSettings.redis_dsn`).
 ``REDIS_PASSWORD``. It may be ``redis://``, ``rediss://`` (TLS) or ``unix://``: it is checked
 at start-up by the parser of the redis client that will use it, so a URL accepted here is a
 URL the client accepts, the same way in every service.
+
+``REDIS_CLUSTER_NODES`` (comma-separated ``host:port`` seeds) selects a Redis Cluster instead:
+the services then speak to it with redis-py's ``RedisCluster``, which discovers every node from
+any seed. The credentials and TLS of the effective URL still apply (its user, its password or
+``REDIS_PASSWORD``, ``rediss://``); its host, port and database do not (a cluster has database 0
+only, and no unix sockets).
 """
 
 from __future__ import annotations
@@ -17,7 +23,27 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
 _SCHEMES = ("redis://", "rediss://", "unix://")
-_ADDRESS_FIELDS = frozenset({"redis_url", "redis_host", "redis_port", "redis_db", "redis_password"})
+_ADDRESS_FIELDS = frozenset(
+    {"redis_url", "redis_host", "redis_port", "redis_db", "redis_password", "redis_cluster_nodes"}
+)
+
+
+def parse_cluster_nodes(value: str) -> list[tuple[str, int]]:
+    """``host:port,host:port`` (an IPv6 host in brackets: ``[::1]:7000``) as pairs; a
+    ValueError that names the bad item otherwise."""
+    seeds: list[tuple[str, int]] = []
+    for raw in value.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{item!r} is not host:port")
+        seeds.append((host, int(port)))
+    if not seeds:
+        raise ValueError("names no host:port")
+    return seeds
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +72,12 @@ class RedisSettings(BaseModel):
     redis_port: int = Field(default=6379, ge=1, le=65535, description="its port")
     redis_db: int = Field(default=0, ge=0, description="its database number")
     redis_password: SecretStr | None = Field(default=None, description="its password; never logged")
+    redis_cluster_nodes: str | None = Field(
+        default=None,
+        description="Redis Cluster: comma-separated `host:port` seed nodes (any few of the "
+        "cluster's nodes); when set the services use a cluster client, with the user, password "
+        "and TLS of the Redis URL/parts but not their host, port or database",
+    )
     redis_key_prefix: str = Field(
         default="",
         description="prefix of every Redis key; the gateways' and the engines' must match",
@@ -57,6 +89,20 @@ class RedisSettings(BaseModel):
         if isinstance(value, str) and not value.strip():
             return None
         return value.strip() if isinstance(value, str) else value
+
+    @field_validator("redis_cluster_nodes", mode="before")
+    @classmethod
+    def _blank_cluster_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("redis_cluster_nodes")
+    @classmethod
+    def _seeds_parse(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cluster_nodes(value)
+        return value
 
     @field_validator("redis_url")
     @classmethod
@@ -98,6 +144,16 @@ class RedisSettings(BaseModel):
             username=parts.get("username"),
             password=parts.get("password"),
         )
+
+    @property
+    def redis_cluster_seeds(self) -> list[tuple[str, int]]:
+        """`REDIS_CLUSTER_NODES` as (host, port) pairs; empty when no cluster is set."""
+        nodes = self.redis_cluster_nodes
+        return [] if nodes is None else parse_cluster_nodes(nodes)
+
+    @property
+    def redis_is_cluster(self) -> bool:
+        return self.redis_cluster_nodes is not None
 
     @property
     def redis_address_from_env(self) -> bool:

@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, Topic
@@ -31,7 +30,7 @@ from parlour_engine.kafka_consumer import (
 from parlour_engine.kafka_producer import KafkaSink
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics, consumer_lag
-from parlour_engine.redis_pool import connection_pool
+from parlour_engine.redis_pool import engine_redis
 from parlour_engine.rules import GameRegistry, RulesConfig
 from parlour_engine.settings import EngineSettings
 from parlour_engine.store import RoomStore
@@ -39,6 +38,7 @@ from parlour_engine.supervisor import Supervisor
 from parlour_engine.timers import TimerLoop
 from parlour_engine.worker import CommandProcessor
 from parlour_protocol.v1 import GAMES, CommandEnvelope, encode
+from parlour_runtime.redis_client import AnyRedis
 
 if TYPE_CHECKING:
     # what `broker.subscriber(..., batch=True)` returns; FastStream does not re-export it
@@ -72,7 +72,7 @@ class Engine:
     broker: KafkaBroker
     app: FastStream
     metrics: EngineMetrics
-    redis: aioredis.Redis
+    redis: AnyRedis
     processor: CommandProcessor
     timers: TimerLoop
     health: HealthServer | None
@@ -96,9 +96,11 @@ def create_engine(settings: EngineSettings) -> Engine:
         graceful_timeout=15.0,
         logger=None,
         security=settings.kafka_security(),
+        # the broker's producer and the subscriber's consumer: the group re-checks the
+        # commands topic's partition count on each refresh and rebalances onto new ones
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
     )
-    pool = connection_pool(settings.redis_dsn, settings.redis_max_connections)
-    redis = aioredis.Redis(connection_pool=pool)
+    redis = engine_redis(settings, settings.redis_max_connections)
     # the one place the engine's games are discovered: the rules get the registry from here
     games = discover()
     if unknown := sorted(games.names - GAMES.keys()):
@@ -123,7 +125,10 @@ def create_engine(settings: EngineSettings) -> Engine:
     sink = KafkaSink(
         settings.bootstrap_servers,
         f"parlour-engine-{settings.engine_group_id}",
-        settings.kafka_client_kwargs(),
+        {
+            **settings.kafka_client_kwargs(),
+            "metadata_max_age_ms": settings.kafka_metadata_max_age_ms,
+        },
     )
     processor = CommandProcessor(
         redis=redis,
@@ -273,7 +278,6 @@ def create_engine(settings: EngineSettings) -> Engine:
             await asyncio.wait_for(committer.drain(), 5)
         await sink.stop()
         await redis.aclose()
-        await pool.aclose()
         _log.info("engine_stopped")
 
     app = FastStream(

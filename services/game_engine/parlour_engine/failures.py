@@ -34,14 +34,13 @@ from aiokafka.errors import (
     ProducerFenced,
     UnknownProducerId,
 )
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from parlour_engine.kafka_consumer import RawCommand
 from parlour_engine.kafka_producer import EventSink
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics
 from parlour_protocol.v1.limits import EVENT_MAX_BYTES
+from parlour_runtime.redis_client import REDIS_OUTAGE_ERRORS
 
 _log = get_logger(__name__)
 
@@ -106,12 +105,13 @@ _PRODUCER_STATE_ERRORS = (
 
 def is_outage(exc: BaseException) -> bool:
     """Infrastructure that did not answer (worth retrying; never the command's fault):
-    Redis connection errors and timeouts, socket errors, and Kafka errors that Kafka marks
-    retriable (connection, not enough replicas, leader moves) plus those aiokafka marks
-    non-retriable that say nothing about the record: the producer's delivery timeout, a
-    closed producer, and the idempotent producer's own state (sequence numbers, producer id,
-    epoch; aiokafka's producer does not recover from those, it has to be replaced)."""
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+    Redis connection errors and timeouts, a Redis Cluster between masters (CLUSTERDOWN,
+    TRYAGAIN, a slot with no node: `REDIS_OUTAGE_ERRORS`), socket errors, and Kafka errors
+    that Kafka marks retriable (connection, not enough replicas, leader moves) plus those
+    aiokafka marks non-retriable that say nothing about the record: the producer's delivery
+    timeout, a closed producer, and the idempotent producer's own state (sequence numbers,
+    producer id, epoch; aiokafka's producer does not recover from those, it has to be replaced)."""
+    if isinstance(exc, REDIS_OUTAGE_ERRORS):
         return True
     if isinstance(exc, _PRODUCER_STATE_ERRORS):
         return True

@@ -27,10 +27,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from parlour_engine import rules
 from parlour_engine.failures import AfterCommitError, EventTooLarge, InfraError
 from parlour_engine.kafka_producer import EventSink
@@ -91,6 +87,7 @@ from parlour_protocol.v1.rooms import (
     RoomStatus,
 )
 from parlour_protocol.v1.system import Error
+from parlour_runtime.redis_client import REDIS_OUTAGE_ERRORS, AnyRedis
 
 _log = get_logger(__name__)
 
@@ -286,7 +283,7 @@ class CommandHandler:
     def __init__(
         self,
         *,
-        redis: Redis,
+        redis: AnyRedis,
         store: RoomStore,
         sink: EventSink,
         metrics: EngineMetrics,
@@ -329,7 +326,7 @@ class CommandHandler:
         timers, self._batch_timers = self._batch_timers, {}
         try:
             await self._redis.zadd(self._keys.timers(), timers)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except REDIS_OUTAGE_ERRORS as exc:
             raise InfraError(f"arming timers failed: {exc}") from exc
 
     def discard_timers(self) -> None:
@@ -438,7 +435,7 @@ class CommandHandler:
         await asyncio.gather(*acks)  # a publish failure fails the batch (no commit)
         try:
             await self._store.mark_direct_sent(user_id, msg_id)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except REDIS_OUTAGE_ERRORS as exc:
             # the events are out; only a redelivery of this very command could repeat them
             _log.warning("direct_message_mark_failed", msg_id=msg_id, error=str(exc))
 

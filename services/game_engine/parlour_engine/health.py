@@ -11,11 +11,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics
+from parlour_runtime.redis_client import AnyRedis
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ _REASONS = {
 }
 
 
-async def redis_eviction_policy(redis: Redis) -> str:
+async def redis_eviction_policy(redis: AnyRedis) -> str:
     """Redis's `maxmemory-policy`. Anything but `noeviction` lets Redis drop keys (room state,
     msg_id records, timers) under memory pressure. A managed Redis may refuse CONFIG: then
     INFO memory, which reports the same policy."""
@@ -133,7 +133,7 @@ async def redis_eviction_policy(redis: Redis) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def eviction_warnings(redis: Redis, metrics: EngineMetrics) -> list[str]:
+async def eviction_warnings(redis: AnyRedis, metrics: EngineMetrics) -> list[str]:
     """A warning when Redis may evict keys (sets the gauge either way); none when Redis
     cannot tell. Redis that evicts loses rooms, msg_id records and timers silently."""
     try:

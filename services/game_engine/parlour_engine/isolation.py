@@ -17,13 +17,12 @@ from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from parlour_engine.failures import InfraError, is_outage
 from parlour_engine.kafka_consumer import RawCommand
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics
+from parlour_runtime.redis_client import REDIS_OUTAGE_ERRORS
 
 _log = get_logger(__name__)
 
@@ -96,7 +95,7 @@ async def process_one_by_one(
             )
         try:
             await processor.give_up(record, error)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except REDIS_OUTAGE_ERRORS as exc:
             raise InfraError(f"giving up on a record failed: {exc}") from exc
         except KafkaError as exc:
             if is_outage(exc):  # incl. KafkaTimeoutError, which aiokafka marks non-retriable

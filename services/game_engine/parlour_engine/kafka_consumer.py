@@ -15,6 +15,12 @@ authorised) dead-letters that one record and its batch commits; a record whose o
 outlasts the worker's stall bound is dead-lettered there too, once Kafka takes the copy.
 An acknowledgement that fails with anything else is treated like a failed publish (rewind),
 never allowed to break the chain: a broken chain would stop every later commit.
+
+`fit_session_timeout` runs once before the engine starts: a broker refuses a group session
+shorter than its `group.min.session.timeout.ms` (Kafka's default 6 s, above the engine's
+default 4 s), and an engine whose join is refused exits. So the engine asks the brokers for
+that floor and, if it is higher than `ENGINE_SESSION_TIMEOUT_SECONDS`, uses the floor and
+says so: a slower failover, but a working engine on a broker left at Kafka's defaults.
 """
 
 from __future__ import annotations
@@ -25,9 +31,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import IllegalStateError, KafkaError
 
 from parlour_engine.logging import get_logger
+from parlour_engine.settings import EngineSettings
 from parlour_protocol.v1.records import H_HOPS, HOP_ENGINE_CONSUMED, hop
 
 _log = get_logger(__name__)
@@ -139,3 +148,63 @@ class OffsetCommitter:
                 _log.warning("commit_failed", error=str(exc))
         finally:
             self._outstanding.release()
+
+
+_SESSION_FLOOR = "group.min.session.timeout.ms"
+
+
+async def brokers_session_floor_ms(
+    bootstrap_servers: list[str], client_kwargs: dict[str, Any]
+) -> int | None:
+    """The highest `group.min.session.timeout.ms` among the brokers, or None when no broker
+    tells (a principal without DescribeConfigs on the cluster gets an error per broker)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        client_id="parlour-engine-probe",
+        request_timeout_ms=5000,
+        **client_kwargs,
+    )
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+        resources = [
+            ConfigResource(ConfigResourceType.BROKER, str(b["node_id"]), {_SESSION_FLOOR: None})
+            for b in cluster["brokers"]
+        ]
+        responses = await admin.describe_configs(resources)
+    finally:
+        await admin.close()
+    floors = [
+        int(entry[1])
+        for response in responses
+        for resource in response.resources
+        if resource[0] == 0  # no error for this broker
+        for entry in resource[4]
+        if entry[0] == _SESSION_FLOOR and entry[1] is not None
+    ]
+    return max(floors, default=None)
+
+
+async def fit_session_timeout(settings: EngineSettings, within: float = 10.0) -> EngineSettings:
+    """`settings` with a session timeout the brokers accept: ENGINE_SESSION_TIMEOUT_SECONDS,
+    or the brokers' floor when that is higher (logged as a warning). When the floor cannot be
+    read (no broker yet, no permission), the setting is used as it is."""
+    wanted = settings.engine_session_timeout_seconds
+    kwargs = settings.kafka_client_kwargs()
+    try:
+        floor_ms = await asyncio.wait_for(
+            brokers_session_floor_ms(settings.bootstrap_servers, kwargs), within
+        )
+    except (KafkaError, OSError, TimeoutError) as exc:
+        _log.info("session_floor_unknown", error=f"{type(exc).__name__}: {exc}")
+        return settings
+    if floor_ms is None or floor_ms <= round(wanted * 1000):
+        return settings
+    _log.warning(
+        "session_timeout_raised",
+        detail="the brokers refuse shorter group sessions (group.min.session.timeout.ms): "
+        "a dead engine's rooms wait this long, not ENGINE_SESSION_TIMEOUT_SECONDS",
+        wanted_seconds=wanted,
+        used_seconds=floor_ms / 1000,
+    )
+    return settings.model_copy(update={"engine_session_timeout_seconds": floor_ms / 1000})

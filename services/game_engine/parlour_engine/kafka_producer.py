@@ -84,11 +84,13 @@ class KafkaSink:
         self,
         bootstrap_servers: list[str],
         client_id: str,
-        security: dict[str, Any] | None = None,
+        client_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        """`client_kwargs`: what every Kafka client of the engine shares (security, the
+        metadata refresh interval), as aiokafka keyword arguments."""
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
-        self._security = security or {}
+        self._client_kwargs = client_kwargs or {}
         self._producer: AIOKafkaProducer | None = None
         self._replacing = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -107,7 +109,7 @@ class KafkaSink:
             linger_ms=0,
             max_request_size=_MAX_REQUEST_BYTES,
             partitioner=CachedPartitioner(),
-            **self._security,
+            **self._client_kwargs,
         )
         await producer.start()
         return producer

@@ -34,14 +34,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from redis.asyncio import Redis
-
 from parlour_engine.rules import RoomState
 from parlour_engine.rules.plugins import GameRegistry
 from parlour_engine.store import text
 from parlour_protocol.v1 import ErrorCode, RedisKeys
 from parlour_protocol.v1.limits import ROOM_LIST_PAGE_MAX
 from parlour_protocol.v1.rooms import RoomRole, RoomStatus
+from parlour_runtime.redis_client import AnyRedis
 
 LIST_SCAN_MAX = 10 * ROOM_LIST_PAGE_MAX
 """Most index entries one `list_rooms` reads. Rooms the caller may not see (banned from) are
@@ -84,7 +83,7 @@ class Lobby:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         keys: RedisKeys,
         *,
         games: GameRegistry,

@@ -7,6 +7,7 @@ import gc
 import sys
 
 from parlour_engine.app import create_engine
+from parlour_engine.kafka_consumer import fit_session_timeout
 from parlour_engine.logging import get_logger
 from parlour_engine.settings import EngineSettings
 from parlour_runtime import SettingsError, configure_logging, load, log_deprecated_in_use
@@ -20,6 +21,8 @@ def main() -> None:
         raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.log_format)
     log_deprecated_in_use(EngineSettings)
+    # a session shorter than the brokers allow would make the group join fail
+    settings = asyncio.run(fit_session_timeout(settings))
     engine = create_engine(settings)
     # long-lived start-up objects (modules, models, schemas) leave the collector's scans,
     # and young collections run less often: both shorten the pauses behind p99 latency

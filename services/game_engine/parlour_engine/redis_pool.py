@@ -1,14 +1,16 @@
-"""The engine's Redis connection pool: bounded, health-checked, and packing commands with
-hiredis (`HiredisPackConnection`)."""
+"""The engine's Redis client: a bounded, health-checked pool (per node on a Redis Cluster)
+whose connections pack commands with hiredis (`HiredisPackConnection`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import hiredis
-import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
+
+from parlour_runtime import RedisSettings
+from parlour_runtime.redis_client import AnyRedis, redis_client
 
 _SPARE_CONNECTIONS = 8
 """Connections beyond the processor's concurrency, for the timer loop and the probes."""
@@ -34,12 +36,14 @@ class HiredisPackConnection(Connection):
         return [b"".join(self.pack_command(*cmd)[0] for cmd in commands)]
 
 
-def connection_pool(dsn: str, concurrency: int) -> aioredis.ConnectionPool:
-    """The pool for a processor that runs at most `concurrency` rooms at once, one Redis call
-    each at a time, so the pool stays bounded (a batch of hundreds of rooms once opened a
-    connection per room until Redis refused them); a few more for timers and probes."""
-    return aioredis.ConnectionPool.from_url(
-        dsn,
+def engine_redis(settings: RedisSettings, concurrency: int) -> AnyRedis:
+    """The client for a processor that runs at most `concurrency` rooms at once, one Redis
+    call each at a time, so the pool stays bounded (a batch of hundreds of rooms once opened a
+    connection per room until Redis refused them); a few more for timers and probes. On a
+    Redis Cluster the bound holds per node (a pipeline takes one connection on each node it
+    touches)."""
+    return redis_client(
+        settings,
         max_connections=concurrency + _SPARE_CONNECTIONS,
         health_check_interval=30,
         connection_class=HiredisPackConnection,

@@ -50,9 +50,12 @@ class EngineSettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSetti
 
     # --- processing ---
     engine_session_timeout_seconds: float = Field(
-        default=10.0,
+        default=4.0,
         ge=1.0,
-        description="group session: how soon a dead engine's partitions move to another",
+        description="group session: how soon a dead engine's partitions move to another (a "
+        "crashed engine's rooms wait this plus up to a quarter of it, the heartbeat "
+        "interval). Below 6 s the brokers must allow it (`group.min.session.timeout.ms`, Kafka's "
+        "default 6000): an engine finding a higher floor there uses the floor, and says so",
     )
     engine_session_timeout_ms: int | None = deprecated_millis("engine_session_timeout_seconds")
     engine_max_tries: int = Field(

@@ -48,9 +48,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
-
 from parlour_protocol.v1 import RedisKeys
 from parlour_protocol.v1.chat import ChatChannel
 from parlour_protocol.v1.keys import (
@@ -59,6 +56,7 @@ from parlour_protocol.v1.keys import (
     REPLAY_MAX_AGE_SECONDS,
     REPLAY_MAX_EVENTS,
 )
+from parlour_runtime.redis_client import AnyRedis, run_scripts
 
 # KEYS: 1 state, 2 events stream, 3 applied hash, 4 applied order list, 5.. chat lists
 # ARGV: 1 msg_id, 2 expected version (0 = the room must not exist), 3 mode (w|d|n),
@@ -319,7 +317,7 @@ class _Pipelined:
     calls made while a pipeline is in flight are sent together in the next one. Each call
     is still its own atomic script run; only the transport is shared."""
 
-    def __init__(self, redis: Redis, source: str) -> None:
+    def __init__(self, redis: AnyRedis, source: str) -> None:
         self._redis = redis
         self._script = redis.register_script(source)
         self._queue: list[tuple[list[str], list[str | int], asyncio.Future[Any]]] = []
@@ -346,12 +344,9 @@ class _Pipelined:
         self, queue: list[tuple[list[str], list[str | int], asyncio.Future[Any]]]
     ) -> None:
         try:
-            results = await self._execute(queue)
-            if any(isinstance(r, NoScriptError) for r in results):
-                # the server lost its script cache (restart, SCRIPT FLUSH): load, run again;
-                # a NOSCRIPT reply means that call did not run at all
-                await self._redis.script_load(self._script.script)
-                results = await self._execute(queue)
+            # one pipeline (one per node on a Redis Cluster); a NOSCRIPT reply (a restart,
+            # SCRIPT FLUSH, a promoted replica) loads the script and runs those calls again
+            results = await run_scripts(self._redis, self._script, [(k, a) for k, a, _ in queue])
         except BaseException as exc:  # every waiter must learn the outcome, even on cancel
             for _, _, future in queue:
                 if not future.done():
@@ -367,15 +362,6 @@ class _Pipelined:
             else:
                 future.set_result(result)
 
-    async def _execute(
-        self, queue: list[tuple[list[str], list[str | int], asyncio.Future[Any]]]
-    ) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for keys, args, _ in queue:
-                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
-
 
 class RoomStore:
     """Redis access for rooms. One instance per process; the scripts are registered once and
@@ -383,7 +369,7 @@ class RoomStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         keys: RedisKeys,
         *,
         applied_ttl_seconds: int,

@@ -14,12 +14,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from redis.asyncio import Redis
-
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics
 from parlour_protocol.v1 import SYSTEM_ACTOR, CommandEnvelope, RedisKeys
 from parlour_protocol.v1.internal import TimerFired, TimerKind
+from parlour_runtime.redis_client import AnyRedis
 
 TIMER_NAMESPACE = uuid.UUID("6f0c3d1e-43b5-4d4e-9a55-1f6c1d9a7e21")
 """uuid5 namespace of timer msg_ids (fixed forever: engines of every version must agree)."""
@@ -55,7 +54,7 @@ def timer_command(member: str) -> CommandEnvelope:
 class TimerLoop:
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         keys: RedisKeys,
         publish: PublishCommand,
         metrics: EngineMetrics,

@@ -27,9 +27,6 @@ from typing import Any, cast
 
 import structlog
 from aiokafka.errors import KafkaError
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from parlour_engine import rules
 from parlour_engine.failures import (
@@ -63,6 +60,7 @@ from parlour_protocol.v1 import (
     utc_now,
 )
 from parlour_protocol.v1.limits import DEFAULT_MAX_ROOMS_PER_HOST, DEFAULT_MAX_ROOMS_PER_USER
+from parlour_runtime.redis_client import REDIS_OUTAGE_ERRORS, AnyRedis
 
 _log = get_logger(__name__)
 
@@ -81,7 +79,7 @@ class CommandProcessor:
     def __init__(
         self,
         *,
-        redis: Redis,
+        redis: AnyRedis,
         store: RoomStore,
         sink: EventSink,
         metrics: EngineMetrics,
@@ -379,7 +377,7 @@ class CommandProcessor:
             return True
         try:
             return bool(await asyncio.wait_for(self._redis.ping(), _PROBE_SECONDS))
-        except (RedisConnectionError, RedisTimeoutError, OSError):
+        except REDIS_OUTAGE_ERRORS:
             return False
 
     async def _give_up_or_raise(
@@ -412,7 +410,7 @@ class CommandProcessor:
         self._count(command.type, CommandOutcome.DLQ)
         try:
             await self._handler.abandon_claim(command)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except REDIS_OUTAGE_ERRORS as exc:
             _log.warning("dead_letter_release_failed", error=f"{type(exc).__name__}: {exc}")
         # a few tries: right after Kafka refused an event, aiokafka's producer fails the next
         # send of that partition (the sink replaces it), and this reply goes to that partition
@@ -454,7 +452,7 @@ class CommandProcessor:
                 if room_id is None
                 else await self._store.recorded(room_id, str(command.msg_id))
             )
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except REDIS_OUTAGE_ERRORS as exc:
             raise InfraError(f"giving up: reading the command's record failed: {exc}") from exc
         if applied is not None:
             # it took effect: telling its sender `internal_error` would be a lie. The events

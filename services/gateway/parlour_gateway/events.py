@@ -5,6 +5,13 @@ group: it assigns itself all partitions of the events topic at their end offsets
 group rebalances (which would pause delivery on every gateway each time one starts or stops)
 and commits nothing; a restarted gateway has new sockets, and those resume through
 `rejoin_room` + the room's replay stream, not through Kafka offsets.
+
+Partitions added to the events topic while the gateway runs are taken on the consumer's next
+metadata refresh (`KAFKA_METADATA_MAX_AGE_SECONDS`): a new partition is read from its
+beginning, since engines may have produced to it before this gateway noticed it (those events
+arrive late by up to the refresh interval, but they arrive), and the partitions already read
+keep their positions. aiokafka's `assign` replaces the whole assignment, so the positions are
+read before and sought again after.
 """
 
 from __future__ import annotations
@@ -54,6 +61,8 @@ class EventConsumer:
         self._metrics = metrics
         self.assigned = asyncio.Event()
         self.healthy = False
+        self.partitions: frozenset[int] = frozenset()
+        """The partitions of the events topic this gateway reads."""
 
     async def assign(self, partitions: set[int]) -> None:
         tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
@@ -61,8 +70,32 @@ class EventConsumer:
         await self._consumer.seek_to_end(*tps)
         for tp in tps:  # resolve the end offsets now, so events after start-up are never skipped
             await self._consumer.position(tp)
+        self.partitions = frozenset(partitions)
         self.assigned.set()
         self.healthy = True
+
+    async def take_new_partitions(self) -> set[int]:
+        """Start reading the partitions the consumer's metadata knows and this gateway does
+        not read yet (added to the topic since): each from its beginning, while the ones
+        read so far keep their positions. Returns the partitions added."""
+        known = self._consumer.partitions_for_topic(self._topic)
+        new = set(known or ()) - self.partitions
+        if not new:
+            return set()
+        positions = {
+            tp: await self._consumer.position(tp)
+            for tp in (TopicPartition(self._topic, p) for p in sorted(self.partitions))
+        }
+        added = [TopicPartition(self._topic, p) for p in sorted(new)]
+        self._consumer.assign([*positions, *added])
+        for tp, offset in positions.items():
+            self._consumer.seek(tp, offset)
+        await self._consumer.seek_to_beginning(*added)
+        for tp in added:  # resolved now: a later seek_to_end could not skip what they hold
+            await self._consumer.position(tp)
+        self.partitions = self.partitions | new
+        log.info("events_partitions_added", added=sorted(new), partitions=len(self.partitions))
+        return new
 
     async def run(self, beat: Callable[[], None] = lambda: None) -> None:
         """Deliver events until cancelled; `beat` is called after every fetch (progress, for
@@ -87,6 +120,11 @@ class EventConsumer:
                         lag += max(0, high - (records[-1].offset + 1))
             if batches:
                 self._metrics.consumer_lag.set(lag)
+            try:
+                await self.take_new_partitions()  # a dict lookup unless the topic grew
+            except KafkaError as exc:
+                # tried again after the next fetch; the partitions read so far go on
+                log.warning("events_partitions_add_failed", error=type(exc).__name__)
             await asyncio.sleep(0)
 
     def handle_record(self, value: bytes, headers: Sequence[tuple[str, bytes]]) -> int:

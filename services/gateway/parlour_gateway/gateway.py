@@ -9,10 +9,9 @@ import random
 import time
 import uuid
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import UnknownTopicOrPartitionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
@@ -33,10 +32,13 @@ from parlour_gateway.tasks import Beat, Supervisor
 from parlour_protocol.v1 import CloseCode, RedisKeys
 from parlour_protocol.v1.internal import PlayerDisconnectedCommand, PresenceChanged
 from parlour_protocol.v1.rooms import RoomRole
+from parlour_runtime.redis_client import REDIS_ERRORS, AnyRedis, redis_client
 
 log = get_logger("parlour_gateway.gateway")
 
 _PLAYING_ROLES = frozenset({RoomRole.PLAYER.value, RoomRole.HOST.value, RoomRole.LOBBY.value})
+_CLUSTER_NODE_CONNECTIONS = 256
+"""Connections per Redis Cluster node (the cluster client fails past it rather than wait)."""
 
 
 class Gateway:
@@ -78,7 +80,7 @@ class Gateway:
         )
         """per-user throttle of `chat.command.send_message` (each one is a 24 h Redis key)"""
         self._supervisor = Supervisor(self.metrics)
-        self._redis: aioredis.Redis | None = None
+        self._redis: AnyRedis | None = None
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._events: EventConsumer | None = None
@@ -88,7 +90,7 @@ class Gateway:
 
     # --- clients (available once started) ---
     @property
-    def redis(self) -> aioredis.Redis:
+    def redis(self) -> AnyRedis:
         assert self._redis is not None, "gateway not started"
         return self._redis
 
@@ -105,11 +107,14 @@ class Gateway:
     async def start(self) -> None:
         s = self.settings
         # a bounded pool that waits for a free connection: a burst of logins queues up
-        # instead of failing with MaxConnectionsError
-        pool = aioredis.BlockingConnectionPool.from_url(
-            s.redis_dsn, max_connections=128, timeout=30, socket_connect_timeout=5
+        # instead of failing with MaxConnectionsError. A Redis Cluster client cannot wait for
+        # a connection: it gets more of them per node instead (bursts spread over the nodes)
+        self._redis = redis_client(
+            s,
+            max_connections=_CLUSTER_NODE_CONNECTIONS if s.redis_is_cluster else 128,
+            blocking_timeout=None if s.redis_is_cluster else 30,
+            socket_connect_timeout=5,
         )
-        self._redis = aioredis.Redis(connection_pool=pool)
         await self._redis.ping()
         self._presence = Presence(self._redis, self.keys, s.gateway_id, s.socket_ttl_seconds)
         security = s.kafka_client_kwargs()
@@ -211,7 +216,7 @@ class Gateway:
         if self._redis is not None:
             try:
                 redis_ok = bool(await asyncio.wait_for(self._redis.ping(), 2))
-            except (RedisError, TimeoutError, OSError):
+            except (RedisError, RedisClusterException, TimeoutError, OSError):
                 redis_ok = False
         producer_ok = self._producer is not None and self.started
         consumer_ok = self._events is not None and self._events.healthy
@@ -327,7 +332,7 @@ class Gateway:
     async def _socket_gone(self, identity: Identity, socket_id: str) -> None:
         try:
             offline = await self.presence.unregister(identity.user_id, socket_id)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("presence_unregister_failed", error=type(exc).__name__)
             return
         if offline:
@@ -353,7 +358,7 @@ class Gateway:
                         gateway_id=self.settings.gateway_id,
                     )
                 )
-        except (RedisError, PublishError) as exc:
+        except (RedisError, RedisClusterException, PublishError) as exc:
             log.warning("disconnect_publish_failed", error=type(exc).__name__)
         await self.presence_changed(identity, online=False)
 
@@ -378,7 +383,7 @@ class Gateway:
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
             try:
                 swept = await self.presence.sweep()
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("presence_sweep_failed", error=type(exc).__name__)
                 swept = []
             for user_id in swept:
@@ -387,7 +392,7 @@ class Gateway:
                     await self.user_went_offline(
                         Identity(user_id=user_id, username=user_id, roles=[])
                     )
-                except RedisError as exc:
+                except REDIS_ERRORS as exc:
                     log.warning("presence_sweep_failed", error=type(exc).__name__)
                 except Exception as exc:
                     # shared Redis data (a user id no token could carry, written by an old
@@ -426,7 +431,7 @@ class Gateway:
                             Identity(user_id=info.user_id, username=info.username, roles=[]),
                             online=True,
                         )
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("gateway_heartbeat_failed", error=type(exc).__name__)
             beat()
             await asyncio.sleep(interval)

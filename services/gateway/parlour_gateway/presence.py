@@ -1,14 +1,17 @@
 """Presence in Redis: socket records with a TTL, the user's socket set, the online set.
 
 A user is online while any of their sockets is alive on any gateway. A socket whose record
-expired (its gateway crashed) is dead: every script below drops dead members before counting,
-so the online->offline transition is seen by exactly one caller, which then publishes it.
+expired (its gateway crashed) is dead: every script below drops dead members before counting.
 A live gateway's periodic refresh (`touch_many`) re-creates the records of its open sockets
 that expired anyway (a Redis restart or a stall longer than the TTL).
 
-Note: the scripts touch the user's keys (`{uid}`-tagged), `presence:online` and the untagged
-`socket:<sid>` records, all passed through KEYS; that is valid on one Redis, not across
-Redis Cluster slots.
+Cluster-safe: each script touches one user's keys only (`user_sockets` and the socket records,
+all tagged `{<user_id>}`, so one hash slot). The global `presence:online` set is written
+after the script, on its own: SADD after a register (its reply 1 = the user just came online),
+SREM after the user's last socket went (its reply 1 = this call took the user offline, so one
+caller sees that transition), then a re-check of the user's socket set undoes an SREM that
+raced a register on another gateway. What is left over (a crash between the two steps) the
+refresh (SADD back, `back_online`) and the sweeper (users whose sockets are all dead) put right.
 """
 
 from __future__ import annotations
@@ -16,63 +19,58 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from parlour_protocol.v1 import RedisKeys
 from parlour_protocol.v1.keys import RECONNECT_TTL_SECONDS
+from parlour_runtime.redis_client import AnyRedis, run_scripts
 
-# KEYS: user_sockets, online, socket, member sockets...; ARGV: sid, max, ttl, uid, username,
-# gateway, now, member sids...  -> -1 over the cap, else 1 when the user just came online
-_REGISTER = """
-local n = #KEYS - 3
+# KEYS: user_sockets, socket, member sockets...; ARGV: sid, max, ttl, uid, username, gateway,
+# now, member sids...  -> -1 over the cap, else the number of live sockets before this one
+REGISTER_LUA = """
+local n = #KEYS - 2
 for i = 1, n do
-  if redis.call('EXISTS', KEYS[3 + i]) == 0 then redis.call('SREM', KEYS[1], ARGV[7 + i]) end
+  if redis.call('EXISTS', KEYS[2 + i]) == 0 then redis.call('SREM', KEYS[1], ARGV[7 + i]) end
 end
-if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
-redis.call('HSET', KEYS[3], 'user_id', ARGV[4], 'username', ARGV[5], 'gateway_id', ARGV[6],
+local live = redis.call('SCARD', KEYS[1])
+if live >= tonumber(ARGV[2]) then return -1 end
+redis.call('HSET', KEYS[2], 'user_id', ARGV[4], 'username', ARGV[5], 'gateway_id', ARGV[6],
   'connected_at', ARGV[7], 'last_seen', ARGV[7])
-redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[1], ARGV[1])
-return redis.call('SADD', KEYS[2], ARGV[4])
+return live
 """
 
-# KEYS: user_sockets, online, socket (may be ''), member sockets...; ARGV: sid, uid, members...
-# -> 1 when this call took the user offline
-_UNREGISTER = """
-local n = #KEYS - 3
+# KEYS: user_sockets, socket (a placeholder when ARGV[1] is ''), member sockets...;
+# ARGV: sid, members... -> 1 when the user has no live socket left
+UNREGISTER_LUA = """
+local n = #KEYS - 2
 if ARGV[1] ~= '' then
-  redis.call('DEL', KEYS[3])
+  redis.call('DEL', KEYS[2])
   redis.call('SREM', KEYS[1], ARGV[1])
 end
 for i = 1, n do
-  if redis.call('EXISTS', KEYS[3 + i]) == 0 then redis.call('SREM', KEYS[1], ARGV[2 + i]) end
+  if redis.call('EXISTS', KEYS[2 + i]) == 0 then redis.call('SREM', KEYS[1], ARGV[1 + i]) end
 end
-if redis.call('SCARD', KEYS[1]) == 0 then
-  return redis.call('SREM', KEYS[2], ARGV[2])
-end
+if redis.call('SCARD', KEYS[1]) == 0 then return 1 end
 return 0
 """
 
 
-# KEYS: socket, user_sockets, online; ARGV: ttl, now, active (1|0), sid, uid, username,
-# gateway -> bit 1: the record had expired and was re-created; bit 2: the user was back in
-# presence:online (another gateway had taken them offline)
+# KEYS: socket, user_sockets; ARGV: ttl, now, active (1|0), sid, uid, username, gateway
+# -> 1 when the record had expired and was re-created, else 0
 # A record that expired while its socket stayed open (a Redis outage, a stall longer than the
-# TTL) is written again with the socket set and online entries, or another gateway's sweeper
-# would take an active user offline.
-_TOUCH = """
-local flags = 0
+# TTL) is written again with its socket set entry, or another gateway's sweeper would take an
+# active user offline.
+TOUCH_LUA = """
 if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 1 then
   if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'last_seen', ARGV[2]) end
-else
-  redis.call('HSET', KEYS[1], 'user_id', ARGV[5], 'username', ARGV[6], 'gateway_id', ARGV[7],
-    'connected_at', ARGV[2], 'last_seen', ARGV[2])
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
-  flags = 1
+  redis.call('SADD', KEYS[2], ARGV[4])
+  return 0
 end
+redis.call('HSET', KEYS[1], 'user_id', ARGV[5], 'username', ARGV[6], 'gateway_id', ARGV[7],
+  'connected_at', ARGV[2], 'last_seen', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[4])
-if redis.call('SADD', KEYS[3], ARGV[5]) == 1 then flags = flags + 2 end
-return flags
+return 1
 """
 
 
@@ -94,14 +92,14 @@ class Refreshed:
 
 
 class Presence:
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, gateway_id: str, ttl: int) -> None:
+    def __init__(self, redis: AnyRedis, keys: RedisKeys, gateway_id: str, ttl: int) -> None:
         self._redis = redis
         self._keys = keys
         self._gateway_id = gateway_id
         self._ttl = ttl
-        self._register = redis.register_script(_REGISTER)
-        self._unregister = redis.register_script(_UNREGISTER)
-        self._touch = redis.register_script(_TOUCH)
+        self._register = redis.register_script(REGISTER_LUA)
+        self._unregister = redis.register_script(UNREGISTER_LUA)
+        self._touch = redis.register_script(TOUCH_LUA)
 
     async def _members(self, user_id: str, exclude: str = "") -> list[str]:
         raw = await self._redis.smembers(self._keys.user_sockets(user_id))
@@ -110,13 +108,12 @@ class Presence:
 
     async def register(self, info: SocketInfo, max_sockets: int, now: float) -> bool | None:
         """Record a live socket. None when the user is at the cap; True when the user just
-        came online (first live socket anywhere)."""
+        came online (this call put them in presence:online)."""
         members = await self._members(info.user_id, exclude=info.socket_id)
         keys = [
             self._keys.user_sockets(info.user_id),
-            self._keys.presence_online(),
-            self._keys.socket(info.socket_id),
-            *(self._keys.socket(m) for m in members),
+            self._keys.socket(info.user_id, info.socket_id),
+            *(self._keys.socket(info.user_id, m) for m in members),
         ]
         args: list[str | int] = [
             info.socket_id,
@@ -128,10 +125,9 @@ class Presence:
             f"{now:.3f}",
             *members,
         ]
-        result = int(await self._register(keys=keys, args=args))
-        if result < 0:
+        if int(await self._register(keys=keys, args=args)) < 0:
             return None
-        return result == 1
+        return int(await self._redis.sadd(self._keys.presence_online(), info.user_id)) == 1
 
     async def unregister(self, user_id: str, socket_id: str) -> bool:
         """Drop a socket (and any dead ones); True when the user just went offline."""
@@ -155,9 +151,9 @@ class Presence:
                 for user_id, raw in zip(chunk, members_of, strict=True)
             ]
             async with self._redis.pipeline(transaction=False) as pipe:
-                for _, members in pairs:
+                for user_id, members in pairs:
                     for sid in members:
-                        pipe.exists(self._keys.socket(sid))
+                        pipe.exists(self._keys.socket(user_id, sid))
                 alive = iter(await pipe.execute())
             for user_id, members in pairs:
                 live = [bool(next(alive)) for _ in members]
@@ -175,12 +171,19 @@ class Presence:
     async def _drop(self, user_id: str, socket_id: str, members: list[str]) -> bool:
         keys = [
             self._keys.user_sockets(user_id),
-            self._keys.presence_online(),
-            self._keys.socket(socket_id) if socket_id else self._keys.socket("-"),
-            *(self._keys.socket(m) for m in members),
+            self._keys.socket(user_id, socket_id or "-"),
+            *(self._keys.socket(user_id, m) for m in members),
         ]
-        result = await self._unregister(keys=keys, args=[socket_id, user_id, *members])
-        return int(result) == 1
+        if int(await self._unregister(keys=keys, args=[socket_id, *members])) != 1:
+            return False
+        online = self._keys.presence_online()
+        if int(await self._redis.srem(online, user_id)) != 1:
+            return False  # another caller took the user offline (or they were not online)
+        if int(await self._redis.scard(self._keys.user_sockets(user_id))) > 0:
+            # a register on another gateway raced this one: the user stays online
+            await self._redis.sadd(online, user_id)
+            return False
+        return True
 
     async def touch_many(
         self,
@@ -189,18 +192,22 @@ class Presence:
         still_open: Callable[[str], bool] = lambda _sid: True,
     ) -> Refreshed:
         """Keep open sockets' records alive, re-creating any that expired (with the user's
-        socket set and online entries); `last_seen` moves for those that sent frames. One
-        pipeline for the batch. A socket that closed while the pipeline ran (`still_open`
-        false afterwards) is dropped again, so the refresh never resurrects a closed socket."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for info, active in sockets:
-                await self._touch(
-                    keys=[
-                        self._keys.socket(info.socket_id),
+        socket set and online entries); `last_seen` moves for those that sent frames. Two
+        pipelines for the batch (the scripts, then the online set). A socket that closed
+        while the pipeline ran (`still_open` false afterwards) is dropped again, so the
+        refresh never resurrects a closed socket."""
+        if not sockets:
+            return Refreshed([], [])
+        results = await run_scripts(
+            self._redis,
+            self._touch,
+            [
+                (
+                    [
+                        self._keys.socket(info.user_id, info.socket_id),
                         self._keys.user_sockets(info.user_id),
-                        self._keys.presence_online(),
                     ],
-                    args=[
+                    [
                         self._ttl,
                         f"{now:.3f}",
                         1 if active else 0,
@@ -209,17 +216,27 @@ class Presence:
                         info.username,
                         self._gateway_id,
                     ],
-                    client=pipe,
                 )
-            results = await pipe.execute()
+                for info, active in sockets
+            ],
+        )
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for info, _ in sockets:
+                pipe.sadd(self._keys.presence_online(), info.user_id)
+            added = await pipe.execute()
         refreshed = Refreshed([], [])
-        for (info, _), result in zip(sockets, results, strict=True):
+        seen_back: set[str] = set()
+        for (info, _), result, was_added in zip(sockets, results, added, strict=True):
             if not still_open(info.socket_id):
                 await self.unregister(info.user_id, info.socket_id)
                 continue
-            if int(result) & 1:
+            if int(result) == 1:
                 refreshed.recreated.append(info.socket_id)
-            if int(result) & 2:
+            if int(was_added) == 1 and info.user_id not in seen_back:
+                seen_back.add(info.user_id)
                 refreshed.back_online.append(info)
         return refreshed
 

@@ -18,8 +18,6 @@ from typing import Any, cast
 
 import structlog
 from pydantic import BaseModel
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from parlour_gateway.auth import AuthError, AuthFailure, Identity, TokenVerifier, dev_identity
@@ -58,6 +56,7 @@ from parlour_protocol.v1.system import (
     SyncState,
     Welcome,
 )
+from parlour_runtime.redis_client import REDIS_ERRORS, AnyRedis
 
 log = get_logger("parlour_gateway.session")
 
@@ -71,7 +70,7 @@ class SessionDeps:
     metrics: Metrics
     verifier: TokenVerifier | None
     """None when no public key is configured (only dev-mode logins are possible)"""
-    redis: Redis
+    redis: AnyRedis
     presence: Presence
     publisher: CommandPublisher
     hub: Hub
@@ -356,7 +355,7 @@ class Session:
         if isinstance(command, SyncState):
             try:
                 rooms = await self.deps.presence.user_rooms(identity.user_id)
-            except RedisError:
+            except REDIS_ERRORS:
                 self.error(
                     ErrorCode.SERVICE_UNAVAILABLE,
                     "state is unavailable",
@@ -408,7 +407,7 @@ class Session:
                 s.ws_max_connections_per_user,
                 time.time(),
             )
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("presence_register_failed", error=type(exc).__name__)
             self.error(
                 ErrorCode.SERVICE_UNAVAILABLE,
@@ -449,7 +448,7 @@ class Session:
             return
         try:
             rooms = await self.deps.presence.user_rooms(user_id)
-        except RedisError as exc:  # no hold: events flow at once, as before
+        except REDIS_ERRORS as exc:  # no hold: events flow at once, as before
             log.warning("user_rooms_failed", error=type(exc).__name__)
             return
         if rooms:
@@ -485,7 +484,7 @@ class Session:
         if lookup is not None:
             try:
                 resolved = await self._resolve_room_name(*lookup)
-            except RedisError:
+            except REDIS_ERRORS:
                 self.error(
                     ErrorCode.SERVICE_UNAVAILABLE,
                     "the command did not take effect; retry",
@@ -577,7 +576,7 @@ class Session:
     async def _member(self, user_id: str, room_id: str) -> bool:
         try:
             return await self.deps.presence.in_room(user_id, room_id)
-        except RedisError as exc:  # no replay: the engine's fresh room_state covers the gap
+        except REDIS_ERRORS as exc:  # no replay: the engine's fresh room_state covers the gap
             log.warning("membership_read_failed", room_id=room_id, error=type(exc).__name__)
             return False
 
@@ -625,7 +624,7 @@ class Session:
                 if len(page) < _REPLAY_PAGE:
                     return
                 lower = "(" + page[-1][0].decode()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("replay_read_failed", room_id=room_id, error=type(exc).__name__)
         finally:
             self.deps.metrics.replayed.inc(sent)
@@ -651,7 +650,7 @@ _REPLAY_PAGE = 100
 """Stream entries per XRANGE / XREVRANGE call of a replay."""
 
 
-async def _replay_start(redis: Redis, stream: str, last_seq: int) -> str | None:
+async def _replay_start(redis: AnyRedis, stream: str, last_seq: int) -> str | None:
     """The stream id of the first entry after `last_seq`, found by paging back from the
     newest; None when no entry is newer or the stream no longer reaches back to
     `last_seq + 1`. Seqs grow with stream ids (the engine appends room events in seq order)."""

@@ -326,10 +326,15 @@ class GatewaySettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSett
         return _parse_networks(self.ws_trusted_proxies)
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
-        """Security keyword arguments for every aiokafka client of the gateway (producer and
-        consumer). The password leaves its SecretStr only here."""
+        """The keyword arguments every aiokafka client of the gateway shares (producer and
+        consumer): security, and the metadata refresh interval (the events consumer takes new
+        partitions of the events topic on a refresh). The password leaves its SecretStr only
+        here."""
         protocol = self.kafka_security_protocol
-        kwargs: dict[str, Any] = {"security_protocol": protocol}
+        kwargs: dict[str, Any] = {
+            "security_protocol": protocol,
+            "metadata_max_age_ms": self.kafka_metadata_max_age_ms,
+        }
         if protocol.endswith("SSL"):
             kwargs["ssl_context"] = self.kafka_ssl_context()
         if protocol.startswith("SASL_"):

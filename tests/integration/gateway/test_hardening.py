@@ -171,13 +171,15 @@ async def test_presence_refresh_recreates_expired_records(
     assert await here.register(info, 5, time.time()) is True
     try:
         # only the record expired: the set still lists the socket, so a sweep would drop it
-        await redis_client.delete(rkeys.socket(info.socket_id))
+        await redis_client.delete(rkeys.socket(info.user_id, info.socket_id))
         assert await here.touch_many([(info, False)], time.time()) == Refreshed(
             recreated=[info.socket_id], back_online=[]
         )
         assert await elsewhere.sweep() == []
         # everything gone
-        await redis_client.delete(rkeys.socket(info.socket_id), rkeys.user_sockets(info.user_id))
+        await redis_client.delete(
+            rkeys.socket(info.user_id, info.socket_id), rkeys.user_sockets(info.user_id)
+        )
         await redis_client.srem(rkeys.presence_online(), info.user_id)
         # ... and the user's online entry: they are back online (to be announced)
         assert await here.touch_many([(info, True)], time.time()) == Refreshed(
@@ -185,10 +187,10 @@ async def test_presence_refresh_recreates_expired_records(
         )
         assert await elsewhere.sweep() == []
         assert info.user_id in await elsewhere.online_users()
-        record = await redis_client.hgetall(rkeys.socket(info.socket_id))
+        record = await redis_client.hgetall(rkeys.socket(info.user_id, info.socket_id))
         assert record[b"user_id"] == info.user_id.encode()
         assert record[b"gateway_id"] == b"gw-here"
-        assert 0 < await redis_client.ttl(rkeys.socket(info.socket_id)) <= 30
+        assert 0 < await redis_client.ttl(rkeys.socket(info.user_id, info.socket_id)) <= 30
         assert await redis_client.smembers(rkeys.user_sockets(info.user_id)) == {
             info.socket_id.encode()
         }
@@ -197,7 +199,7 @@ async def test_presence_refresh_recreates_expired_records(
         # a socket that closed while the refresh ran is not brought back
         closed = await here.touch_many([(info, True)], time.time(), lambda _sid: False)
         assert closed == Refreshed([], [])
-        assert not await redis_client.exists(rkeys.socket(info.socket_id))
+        assert not await redis_client.exists(rkeys.socket(info.user_id, info.socket_id))
         assert info.user_id not in await elsewhere.online_users()
     finally:
         await here.unregister(info.user_id, info.socket_id)
@@ -218,7 +220,7 @@ async def test_gateway_recreates_presence_of_an_open_socket(
     await ws_create_room(player, f"Presence {tag}")
     await friend.command({"type": "games.command.join_room", "room_name": f"Presence {tag}"})
     [sid] = await redis_client.smembers(rkeys.user_sockets(player.user_id))
-    socket_key = rkeys.socket(sid.decode())
+    socket_key = rkeys.socket(player.user_id, sid.decode())
     mark = len(friend.frames)
     await redis_client.delete(socket_key, rkeys.user_sockets(player.user_id))
     await redis_client.srem(rkeys.presence_online(), player.user_id)

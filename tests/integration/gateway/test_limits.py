@@ -534,10 +534,10 @@ async def test_presence_and_disconnect_commands(
     sockets = await redis_client.smembers(rkeys.user_sockets(sub))
     assert len(sockets) == 2
     sid = next(iter(sockets)).decode()
-    record = await redis_client.hgetall(rkeys.socket(sid))
+    record = await redis_client.hgetall(rkeys.socket(sub, sid))
     assert record[b"user_id"] == sub.encode()
     assert record[b"gateway_id"] == gw.gateway_id.encode()
-    assert 0 < await redis_client.ttl(rkeys.socket(sid)) <= 6
+    assert 0 < await redis_client.ttl(rkeys.socket(sub, sid)) <= 6
     assert await redis_client.sismember(rkeys.presence_online(), sub)
     await a.close()
     await b.ping_ok()

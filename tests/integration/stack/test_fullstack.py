@@ -105,7 +105,9 @@ async def test_gateway_fullstack_failover_resume_with_last_seq(
     # the dead gateway's presence records are gone within their TTL (6 s) + a sweep
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        left = [s for s in dead_sockets if await redis_client.exists(rkeys.socket(s))]
+        left = [
+            s for s in dead_sockets if await redis_client.exists(rkeys.socket(guest.user_id, s))
+        ]
         members = {
             m.decode() for m in await redis_client.smembers(rkeys.user_sockets(guest.user_id))
         }

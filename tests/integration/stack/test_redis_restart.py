@@ -16,8 +16,6 @@ import asyncio
 import contextlib
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -31,13 +29,11 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from parlour_protocol.v1 import CommandEnvelope, RedisKeys, Topics, decode_command_envelope
-from tests.support.engine_harness import EngineProcess, PlayedGame, free_port, replayed_state
-from tests.support.gateway_harness import ROOT, GatewayProc, Keys
+from tests.support.engine_harness import EngineProcess, PlayedGame, replayed_state
+from tests.support.gateway_harness import GatewayProc, Keys
+from tests.support.own_redis import OwnRedis
 from tests.support.rules_table import rules_config
 from tests.support.stack import GW_ENV, Player, is_room_event, play_turns, send_chat, start_game
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from infra.redis_server import redis_command  # the same command line `make infra-up` runs
 
 pytestmark = [pytest.mark.timeout(280), pytest.mark.slow]
 
@@ -46,57 +42,6 @@ CONFIG = rules_config(turn_timeout_seconds=600)  # EngineProcess's ENGINE_TURN_T
 EVERYSEC_BOUND = 2.5
 """`appendfsync everysec` fsyncs once a second, and Redis lets a slow fsync delay the next
 write by up to 2 s: after this long, an acknowledged write is on disk."""
-
-
-class OwnRedis:
-    """A redis-server process of this test: the infra's flags, data in `directory`."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-        server = shutil.which("redis-server")
-        assert server is not None, "redis-server is not on PATH (apt-get install redis-server)"
-        directory.mkdir(parents=True, exist_ok=True)
-        self.argv = redis_command(
-            server,
-            self.port,
-            data_dir=directory,
-            log=directory / "redis.log",
-            pid_file=directory / "redis.pid",
-            daemonize=False,
-        )
-
-    def spawn(self) -> None:
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL)
-
-    async def start(self) -> None:
-        """Start it and wait until it answers (after replaying its AOF)."""
-        self.spawn()
-        assert self.proc is not None
-        deadline = time.monotonic() + 15
-        client = aioredis.from_url(self.url)
-        try:
-            while True:
-                assert self.proc.poll() is None, f"redis exited: {self.log_tail()}"
-                with contextlib.suppress(OSError, aioredis.RedisError):
-                    if await client.ping():
-                        return
-                assert time.monotonic() < deadline, f"redis not up: {self.log_tail()}"
-                await asyncio.sleep(0.05)
-        finally:
-            await client.aclose()
-
-    def stop(self, sig: signal.Signals) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(15)
-
-    def log_tail(self) -> str:
-        path = self.directory / "redis.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else "(no log)"
 
 
 @dataclass

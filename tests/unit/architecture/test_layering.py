@@ -1,8 +1,8 @@
 """The import graph of Parlour's packages: no cycle, and the layers stay apart.
 
 Beside the rules' purity test (no I/O in the rules): this one reads every `import` of the
-four packages from the AST (lazy imports and `TYPE_CHECKING` imports count too), builds the
-module graph, and checks
+packages (the protocol, the runtime kit, both services and the client) from the AST (lazy
+imports and `TYPE_CHECKING` imports count too), builds the module graph, and checks
 - no import cycle between modules (imports that run; `TYPE_CHECKING` ones are type names);
 - the services never import each other; the protocol and the runtime kit import no service;
 - the gateway's `session` module never imports the `gateway` module (it gets a small deps
@@ -34,6 +34,7 @@ PACKAGES = {
     "parlour_runtime": ROOT / "libs/runtime/parlour_runtime",
     "parlour_gateway": ROOT / "services/gateway/parlour_gateway",
     "parlour_engine": ROOT / "services/game_engine/parlour_engine",
+    "parlour_client": ROOT / "libs/client/parlour_client",
 }
 
 Graph = Mapping[str, frozenset[str]]
@@ -49,6 +50,11 @@ class Forbidden:
 
 
 CONTRACTS = (
+    Forbidden(
+        "parlour_client",
+        ("parlour_gateway", "parlour_engine", "parlour_runtime"),
+        "the client speaks only the protocol, like any program outside the deployment",
+    ),
     Forbidden("parlour_gateway", ("parlour_engine",), "the services never import each other"),
     Forbidden("parlour_engine", ("parlour_gateway",), "the services never import each other"),
     Forbidden(

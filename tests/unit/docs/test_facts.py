@@ -210,10 +210,8 @@ _SETTING_PREFIXES = (
     "SHUTDOWN_",
     "WS_",
 )
-_NOT_SETTINGS = frozenset({"AUTH_DEV_MODE_ENABLED", "REDIS_CLUSTER_NODES"})
-"""Upper-case names with a setting's prefix that are something else: a log event, and the
-Redis Cluster's nodes, which `scripts/infra up --topology cluster` writes to its env file for
-the services to read once they speak Redis Cluster (docs/operations.md says they do not yet)."""
+_NOT_SETTINGS = frozenset({"AUTH_DEV_MODE_ENABLED"})
+"""Upper-case names with a setting's prefix that are something else (a log event)."""
 _CODE_NAME = re.compile(r"`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)`")
 
 

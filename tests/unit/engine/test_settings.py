@@ -83,7 +83,7 @@ def test_engine_settings_error_names_the_setting(
 
 def test_engine_settings_time_suffix_is_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = EngineSettings()
-    assert settings.engine_session_timeout_seconds == 10.0
+    assert settings.engine_session_timeout_seconds == 4.0
     assert settings.engine_fetch_max_wait_seconds == 0.01
     assert settings.engine_batch_timeout_seconds == 0.005
     assert settings.engine_timer_poll_seconds == 0.2

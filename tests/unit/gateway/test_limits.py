@@ -243,7 +243,10 @@ def _ca(tmp_path: Path) -> Path:
 
 
 def test_kafka_plaintext_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _kafka(monkeypatch).kafka_client_kwargs() == {"security_protocol": "PLAINTEXT"}
+    assert _kafka(monkeypatch).kafka_client_kwargs() == {
+        "security_protocol": "PLAINTEXT",
+        "metadata_max_age_ms": 30_000,
+    }
 
 
 async def test_kafka_sasl_ssl_kwargs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,6 +266,7 @@ async def test_kafka_sasl_ssl_kwargs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert context.check_hostname
     assert kwargs == {
         "security_protocol": "SASL_SSL",
+        "metadata_max_age_ms": 30_000,
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "gw",
         "sasl_plain_password": "pa55-secret",
@@ -289,6 +293,7 @@ def test_kafka_ssl_and_sasl_plaintext_kwargs(
     ).kafka_client_kwargs()
     assert sasl == {
         "security_protocol": "SASL_PLAINTEXT",
+        "metadata_max_age_ms": 30_000,
         "sasl_mechanism": "PLAIN",
         "sasl_plain_username": "u",
         "sasl_plain_password": "p",

@@ -1,8 +1,11 @@
 """The Redis key layout shared by the gateway (presence, replay reads) and the engine (state).
 
 Keys of one room share the hash tag `{room:<id>}` so one Lua script can change them atomically,
-also on Redis Cluster. Keys of one user share `{<user_id>}`. Keys that index across rooms
-(names, lists, timers) are projections of room state, written after the room's commit.
+also on Redis Cluster. Keys of one user share `{<user_id>}` (their rooms, sockets and socket
+records). Keys that index across rooms or users (names, lists, timers, the online set) are
+single keys written by single-key commands after the room's commit or the user's script;
+every multi-key command and script stays within one hash slot
+(tests/unit/architecture/test_cluster_slots.py checks it).
 """
 
 from __future__ import annotations
@@ -96,17 +99,20 @@ class RedisKeys:
         return f"{self.prefix}timers"
 
     # --- presence (gateway writes) ---
-    def socket(self, socket_id: str) -> str:
+    def socket(self, user_id: str, socket_id: str) -> str:
         """Hash: user_id, username, gateway_id, connected_at, last_seen; TTL refreshed by
-        heartbeats so a crashed gateway's sockets expire."""
-        return f"{self.prefix}socket:{socket_id}"
+        heartbeats so a crashed gateway's sockets expire. Under the user's hash tag, so one
+        script sees a user's socket set and all of their records on Redis Cluster too."""
+        return f"{self.prefix}user:{{{user_id}}}:socket:{socket_id}"
 
     def user_sockets(self, user_id: str) -> str:
         """Set: the user's socket ids on every gateway."""
         return f"{self.prefix}user:{{{user_id}}}:sockets"
 
     def presence_online(self) -> str:
-        """Set: user ids with at least one live socket."""
+        """Set: user ids with at least one live socket. One key for every user (the sweeper
+        walks it), so no script touches it: it is written after the user's own script, by
+        idempotent SADD/SREM, and reconciled by the gateways' refresh and sweeper."""
         return f"{self.prefix}presence:online"
 
     def reconnect(self, user_id: str, room_id: str) -> str:
