@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soak.client import GAME_OVER, Conn, Counters
+from soak.client import GAME_OVER, Conn, Counters, Frame
 from soak.tokens import sign_tokens
 
 CONNECT_CONCURRENCY = 50
+ROLL_TRIES = 5
+TURN_WAIT_SECONDS = 120.0
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Load:
     lists: int = 0
     leaves: int = 0
     leave_failures: int = 0
+    roll_retries: int = 0
     connected_peak: int = 0
     connect_seconds: float | None = None
     phase: str = "signing tokens"
@@ -74,6 +77,7 @@ class Load:
             "lists": self.lists,
             "leaves": self.leaves,
             "leave_failures": self.leave_failures,
+            "roll_retries": self.roll_retries,
             "errors": dict(c.errors),
             "timeouts": dict(c.timeouts),
             "closes": dict(c.closes),
@@ -127,17 +131,24 @@ async def create_room(load: Load, index: int, name: str) -> str | None:
 
 async def leave(load: Load, index: int, room_id: str) -> None:
     """leave_room, and wait until the engine applied it (the leaver hears its own
-    player_left): a user who disconnects before that would still be in the room then."""
+    player_left, or player_disconnected from a running game): a user who disconnects before
+    that would still be in the room then."""
     conn = load.conns[index]
     if not conn.open:
         return
-    left = conn.expect(
-        lambda f: (
-            f["type"] == "games.event.player_left"
-            and f.get("room_id") == room_id
-            and f.get("player_id") == conn.user_id
-        )
-    )
+
+    def applied(f: Frame) -> bool:
+        if f.get("room_id") == room_id:
+            if f["type"] == "games.event.player_left":
+                return f.get("player_id") == conn.user_id
+            # leaving a running game keeps the seat: the room hears a disconnect instead
+            if f["type"] == "games.event.player_disconnected":
+                return f.get("user_id") == conn.user_id
+        # the engine's answer when the room went first (a finished room lives
+        # ENGINE_FINISHED_ROOM_SECONDS): a user does one thing at a time, so it is this one's
+        return f["type"] == "system.error" and f.get("code") in ("room_not_found", "not_in_room")
+
+    left = conn.expect(applied)
     frame = await conn.request({"type": "games.command.leave_room", "room_id": room_id})
     conn.forget_room(room_id)
     if frame is not None and frame["type"] == "system.ack":
@@ -173,9 +184,9 @@ async def play_pair(load: Load, host_i: int, guest_i: int) -> None:
             load.games_finished += 1
         else:
             load.failed(why)
-        for i in (host_i, guest_i):
-            if room in load.rooms.get(i, set()):
-                await leave(load, i, room)
+        await asyncio.gather(
+            *(leave(load, i, room) for i in (host_i, guest_i) if room in load.rooms.get(i, set()))
+        )
         if not await load.pause(load.think()):
             return
 
@@ -208,7 +219,9 @@ async def play_game(
             return "ready"
     seen = 0
     while True:
-        frame = await host.next_turn(room, seen, within=60)
+        # the turn timer (ENGINE_TURN_TIMEOUT_SECONDS, 30 s) rolls for a player whose rolls
+        # all failed, so a turn comes within it unless the room is stuck
+        frame = await host.next_turn(room, seen, within=TURN_WAIT_SECONDS)
         if frame is None:
             return "turn_changed"
         if frame["type"] == GAME_OVER:
@@ -220,8 +233,17 @@ async def play_game(
         roller = by_user.get(str(frame.get("current_turn")))
         if roller is None:
             return "turn of a stranger"
-        if not await roller.command({"type": "games.command.bigger_dice.roll", "room_id": room}):
-            return "roll"
+        roll = {"type": "games.command.bigger_dice.roll", "room_id": room}
+        for attempt in range(ROLL_TRIES):
+            if await roller.command(roll):
+                break
+            # not accepted (service_unavailable while a broker fails over, a timeout): the
+            # game goes on, so the roll is tried again; abandoning it would leave the room
+            # running with both seats kept
+            load.roll_retries += 1
+            if not roller.open:
+                return "roll: socket closed"
+            await asyncio.sleep(1 + attempt)
 
 
 async def chat(load: Load, index: int) -> None:

@@ -80,7 +80,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"- commands: {load['commands']:,} ({result['commands_per_sec_mean']:.1f}/s on average "
         f"under load), frames received {load['frames_in']:,}",
         f"- chat lines {load['chat_lines']:,}, room lists {load['lists']:,}, leaves "
-        f"{load['leaves']:,} (failed {load['leave_failures']})",
+        f"{load['leaves']:,} (failed {load['leave_failures']}), rolls tried again "
+        f"{load['roll_retries']:,}",
         f"- system.error codes: {result['errors'] or 'none'}",
         f"- timeouts (no answer in time): {result['timeouts'] or 'none'}",
         f"- sockets closed by a gateway: {load['closes'] or 'none'}",

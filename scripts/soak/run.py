@@ -351,6 +351,7 @@ def build_result(
                 "lists",
                 "leaves",
                 "leave_failures",
+                "roll_retries",
             )
         }
         | {
