@@ -7,7 +7,9 @@ written, nothing asserted.
         [--issuer ISS] [--audience AUD]       # a remote deployment: end to end + connections
 
 Phases: 1. end to end through real gateways and engines (two-player Bigger Dice rooms, a roll
-until both players see `rolled`, at fixed offered loads and closed loops); 2. the floor (Kafka
+until both players see `rolled`: light load at 1 and 5 rooms, fixed offered loads and closed
+loops with the CPU each service process spends per command, and a ramp of offered loads up to
+the highest sustainable rate); 2. the floor (Kafka
 twice + Redis once); 3. the peer (python-socketio + AsyncRedisManager) under the same load;
 4. idle authenticated connections per gateway (RSS, handshakes/s); 5. fan-out into rooms of 10
 players and 50 spectators; 6. the engine alone (scripts/bench_engine.py).
@@ -37,11 +39,12 @@ from bench import floor as floor_phase
 from bench.holders import Holders, raise_fd_limit
 from bench.hops import Histograms, add, hop_table_from_metrics, scrape
 from bench.loadgen import Fleet
-from bench.report import hop_table, machine, summary, write
+from bench.report import CPU_TARGETS_MS, hop_table, machine, summary, write
 from bench.stack import Target, local_stack
 from bench.support import (
     PYTHON,
     ROOT,
+    cpu_seconds,
     free_port,
     infra_env,
     kafka_bootstrap,
@@ -64,6 +67,15 @@ class Plan:
     warmup_seconds: float = 2.0
     rates: tuple[int, ...] = (200, 500, 1000)
     closed: tuple[int, ...] = (20, 50)
+    light: tuple[int, ...] = (1, 5)  # rooms, one roll in flight each: latency against the floor
+    light_seconds: float = 3.0
+    idle_seconds: float = 2.0  # no load: what the processes spend doing nothing
+    ramp_start: float = 250.0  # offered commands/s of the ramp's first step
+    ramp_factor: float = 1.5  # each next step offers this much more
+    ramp_steps: int = 8  # at most, before the refinement step
+    ramp_seconds: float = 3.0
+    ramp_p99_ms: float = 100.0  # a step is sustained while p99 stays within this
+    ramp_completed: float = 0.95  # ... and this fraction of the offered rolls completes
     floor_samples: int = 300
     floor_rate: float = 100.0
     connections: int = 200  # per gateway
@@ -79,6 +91,11 @@ QUICK = Plan(
     workers=2,
     rooms=60,
     step_seconds=3.0,
+    light_seconds=2.0,
+    idle_seconds=1.0,
+    ramp_factor=1.8,
+    ramp_steps=5,
+    ramp_seconds=2.0,
     floor_samples=200,
     connections=100,
     fanout_events=200,
@@ -91,6 +108,11 @@ FULL = Plan(
     rooms=300,
     step_seconds=20.0,
     warmup_seconds=10.0,
+    light_seconds=10.0,
+    idle_seconds=5.0,
+    ramp_factor=1.4,
+    ramp_steps=10,
+    ramp_seconds=8.0,
     floor_samples=2000,
     connections=10_000,
     fanout_rooms=20,
@@ -119,6 +141,47 @@ def load_steps(plan: Plan) -> list[tuple[str, str, float]]:
     return steps
 
 
+Processes = dict[str, list[int]]
+"""The service processes whose CPU a step is charged with, by role ("engine", "gateway" for
+Parlour, "server" for the peer); empty for a remote target."""
+
+
+def cpu_total(pids: list[int]) -> float | None:
+    """CPU seconds the processes have used so far; None when one is gone (no figure beats a
+    wrong one)."""
+    try:
+        return sum(cpu_seconds(pid) for pid in pids)
+    except OSError:
+        return None
+
+
+class Meter:
+    """The CPU each role's processes spend over a step, per command completed."""
+
+    def __init__(self, processes: Processes) -> None:
+        self.processes = {role: pids for role, pids in processes.items() if pids}
+        self.before: dict[str, float | None] = {}
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.before = {role: cpu_total(pids) for role, pids in self.processes.items()}
+        self.started = time.monotonic()
+
+    def stop(self, done: int) -> dict[str, Any]:
+        wall = time.monotonic() - self.started
+        per_command: dict[str, float | None] = {}
+        busy: dict[str, float | None] = {}
+        for role, pids in self.processes.items():
+            before, after = self.before.get(role), cpu_total(pids)
+            if before is None or after is None:
+                per_command[role] = busy[role] = None
+                continue
+            used = after - before
+            per_command[role] = 1000.0 * used / done if done else None
+            busy[role] = 100.0 * used / wall if wall > 0 else None
+        return {"cpu_ms_per_command": per_command, "cpu_pct": busy}
+
+
 def drive(
     kind: str,
     urls: list[str],
@@ -126,43 +189,138 @@ def drive(
     tokens: Any,
     samples: dict[str, list[float]],
     metrics: list[str] | None = None,
+    processes: Processes | None = None,
 ) -> dict[str, Any]:
-    """Set the rooms up in `plan.workers` processes and run every load step."""
+    """Set the rooms up in `plan.workers` processes and run every load step: light load, the
+    fixed loads and closed loops, then the ramp. Each step's figures carry the CPU the
+    service processes spent on it per command completed (the events it caused included)."""
     steps = load_steps(plan)
-    progress = bar(f"{kind}: rooms + loads", len(steps) + 1)
+    light = [n for n in plan.light if n <= plan.rooms]
+    progress = bar(f"{kind}: rooms, idle, light, loads, ramp", 2 + len(light) + len(steps) + 1)
     fleet = Fleet(kind, urls, plan.rooms, plan.workers, tokens)
-    out: dict[str, Any] = {"steps": {}, "max_rooms": plan.rooms}
+    meter = Meter(processes or {})
+    out: dict[str, Any] = {"steps": {}, "light": {}, "max_rooms": plan.rooms}
     hops: dict[str, dict[str, dict[str, float]]] = {}
-    try:
-        fleet.ready()
-        fleet.closed(plan.rooms, plan.warmup_seconds)  # warm-up, not reported
-        progress.update(1)
-        for label, mode, value in steps:
-            before = scrape_hops(metrics or [])
-            if mode == "open":
-                result = fleet.open(value, plan.step_seconds)
-                result["offered"] = value
-            else:
-                result = fleet.closed(int(value), plan.step_seconds)
-                result["rooms"] = int(value)
-            figures = {**summary(result["latencies_ms"]), **_counts(result)}
-            out["steps"][label] = figures
+
+    def step(
+        label: str, mode: str, value: float, seconds: float, keep: bool = True
+    ) -> dict[str, Any]:
+        """One load step; `keep`: its latencies go to the plots and its hops to the report."""
+        before = scrape_hops(metrics if keep and metrics else [])
+        meter.start()
+        if mode == "open":
+            result = fleet.open(value, seconds)
+            result["offered"] = value
+        else:
+            result = fleet.closed(int(value), seconds)
+            result["rooms"] = int(value)
+        figures = {**summary(result["latencies_ms"]), **_counts(result)}
+        figures.update(meter.stop(result["done"]))
+        if keep:
             samples[label] = result["latencies_ms"]
             if result["hops"]:
                 hops[label] = hop_table(result["hops"])
             elif metrics and (table := hop_table_from_metrics(before, scrape_hops(metrics))):
                 hops[label] = table
-            progress.set_postfix_str(
-                f"{label}: p50 {figures['p50_ms']:.1f} ms, {figures['rate']:.0f}/s"
-            )
-            progress.update(1)
+        say(f"{kind} {label}: {step_line(figures)}")
+        progress.set_postfix_str(
+            f"{label}: p50 {figures['p50_ms']:.1f} ms, {figures['rate']:.0f}/s"
+        )
+        progress.update(1)
+        return figures
+
+    try:
+        fleet.ready()
+        fleet.closed(plan.rooms, plan.warmup_seconds)  # warm-up, not reported
+        progress.update(1)
+        meter.start()
+        time.sleep(plan.idle_seconds)
+        out["idle_cpu_pct"] = meter.stop(0)["cpu_pct"]
+        progress.update(1)
+        for n in light:
+            label = f"light, {n} room{'s' if n > 1 else ''}"
+            out["light"][label] = step(label, "closed", float(n), plan.light_seconds)
+        for label, mode, value in steps:
+            out["steps"][label] = step(label, mode, value, plan.step_seconds)
+        out["ramp"] = ramp(plan, step)
+        progress.update(1)
     finally:
         progress.close()
         fleet.stop()
-    last = out["steps"][steps[-1][0]]
-    out["max_sustainable"] = last["rate"]
+    out["closed_pool_rate"] = out["steps"][steps[-1][0]]["rate"]
+    out["max_sustainable"] = out["ramp"]["sustainable_rate"]
     out["hops"] = hops
     return out
+
+
+def ramp(plan: Plan, step: Any) -> dict[str, Any]:
+    """Offered loads growing by `plan.ramp_factor` until one is not sustained (p99 above
+    `plan.ramp_p99_ms` or fewer than `plan.ramp_completed` of the offered rolls completed),
+    then one step halfway (geometrically) between the last sustained load and that one; when
+    the first step already fails, up to two steps below it."""
+    rows: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    failed: float | None = None
+    offered = plan.ramp_start
+    for _ in range(plan.ramp_steps):
+        row = _ramp_step(plan, step, offered)
+        rows.append(row)
+        if not row["sustained"]:
+            failed = offered
+            break
+        best = row
+        offered *= plan.ramp_factor
+    if failed is not None and best is not None:
+        row = _ramp_step(plan, step, round(math.sqrt(best["offered"] * failed)))
+        rows.append(row)
+        if row["sustained"]:
+            best = row
+    offered = plan.ramp_start
+    for _ in range(2 if best is None else 0):  # even the first step failed: go down instead
+        offered = round(offered / plan.ramp_factor)
+        row = _ramp_step(plan, step, offered)
+        rows.append(row)
+        if row["sustained"]:
+            best = row
+            break
+    first_failure = next((r for r in rows if not r["sustained"]), None)
+    return {
+        "p99_bound_ms": plan.ramp_p99_ms,
+        "completed_bound": plan.ramp_completed,
+        "steps": rows,
+        "sustainable_offered": best["offered"] if best else None,
+        "sustainable_rate": best["rate"] if best else None,
+        "sustainable_p99_ms": best["p99_ms"] if best else None,
+        "stopped_by": first_failure["why"] if first_failure else "the ramp ended first",
+    }
+
+
+def _ramp_step(plan: Plan, step: Any, offered: float) -> dict[str, Any]:
+    figures = step(f"ramp, {offered:,.0f}/s offered", "open", offered, plan.ramp_seconds, False)
+    completed = figures["rate"] / offered if offered else 0.0
+    why = []
+    p99 = figures["p99_ms"]
+    if not figures["samples"] or p99 != p99 or p99 > plan.ramp_p99_ms:
+        why.append(f"p99 {p99:.0f} ms > {plan.ramp_p99_ms:.0f} ms")
+    if completed < plan.ramp_completed:
+        pool = " (rolls missed: no idle room at this latency)" if figures.get("missed") else ""
+        why.append(f"{100 * completed:.0f}% completed < {100 * plan.ramp_completed:.0f}%{pool}")
+    return {**figures, "completed_fraction": completed, "sustained": not why, "why": "; ".join(why)}
+
+
+def step_line(figures: dict[str, Any]) -> str:
+    """One step's figures for the console: latencies, rate, CPU per command by role."""
+    cpu = ", ".join(
+        (f"{role} {value:.3f}" if value is not None else f"{role} -")
+        + (f" (target <= {CPU_TARGETS_MS[role]})" if role in CPU_TARGETS_MS else "")
+        for role, value in (figures.get("cpu_ms_per_command") or {}).items()
+    )
+    return (
+        f"p50 {figures['p50_ms']:.1f} / p99 {figures['p99_ms']:.1f} ms, "
+        f"{figures['rate']:,.0f} cmd/s"
+        + (f", {figures['missed']} missed" if figures.get("missed") else "")
+        + (f"; CPU ms/cmd: {cpu}" if cpu else "")
+    )
 
 
 def scrape_hops(urls: list[str]) -> Histograms:
@@ -201,7 +359,8 @@ def token_factory(target: Target, tag: str) -> Any:
 
 @contextlib.contextmanager
 def peer_servers(count: int, redis: str) -> Any:
-    """`count` python-socketio processes sharing rooms through one Redis channel."""
+    """`count` python-socketio processes sharing rooms through one Redis channel: their URLs
+    and process ids."""
     channel = f"bench-peer-{uuid.uuid4().hex[:6]}"
     ports = [free_port() for _ in range(count)]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts")}
@@ -226,7 +385,7 @@ def peer_servers(count: int, redis: str) -> Any:
     try:
         for port, proc in zip(ports, procs, strict=True):
             _wait_port(port, proc)
-        yield [f"ws://127.0.0.1:{p}" for p in ports]
+        yield [f"ws://127.0.0.1:{p}" for p in ports], [proc.pid for proc in procs]
     finally:
         for proc in procs:
             stop(proc, grace=10)
@@ -415,6 +574,7 @@ async def run(args: argparse.Namespace) -> int:
     }
     samples: dict[str, dict[str, list[float]]] = {"parlour": {}, "peer": {}}
     started = time.monotonic()
+    result["_lap"] = started
     if args.url:
         private = await asyncio.to_thread(_read, args.private_key)
         if not private:
@@ -445,9 +605,12 @@ async def run(args: argparse.Namespace) -> int:
             kafka=args.kafka, redis_url=args.redis, gateways=args.gateways, engines=args.engines
         ) as target:
             await _phases(target, plan, wanted, result, samples, tag, args)
+        lap(result, "stack stop")
         if "engine" in wanted:
             result["engine"] = await engine(plan, args.kafka, args.redis)
+            lap(result, "engine")
     result["seconds"] = round(time.monotonic() - started, 1)
+    result.pop("_lap", None)
     text = write(_clean(result), samples, out)
     print()
     print(text)
@@ -466,6 +629,7 @@ async def _phases(
 ) -> None:
     e2e: dict[str, Any] = {}
     result["e2e"] = e2e
+    lap(result, "stack start")
     if "e2e" in wanted:
         e2e["parlour"] = await asyncio.to_thread(
             drive,
@@ -475,10 +639,12 @@ async def _phases(
             token_factory(target, tag),
             samples["parlour"],
             target.metrics_urls,
+            {"engine": target.engine_pids, "gateway": target.gateway_pids},
         )
         hops = e2e["parlour"].pop("hops")
         if hops:
             result["hops"] = hops
+        lap(result, "e2e")
     if "floor" in wanted:
         progress = bar("floor: Kafka x2 + Redis", plan.floor_samples)
         try:
@@ -488,14 +654,29 @@ async def _phases(
         finally:
             progress.close()
         result["floor"] = summary(floor["latencies_ms"])
+        lap(result, "floor")
     if "peer" in wanted:
-        with peer_servers(len(target.urls), args.redis) as urls:
-            e2e["peer"] = await asyncio.to_thread(drive, "peer", urls, plan, None, samples["peer"])
+        with peer_servers(len(target.urls), args.redis) as (urls, pids):
+            e2e["peer"] = await asyncio.to_thread(
+                drive, "peer", urls, plan, None, samples["peer"], None, {"server": pids}
+            )
             e2e["peer"].pop("hops", None)
+        lap(result, "peer")
     if "connections" in wanted:
         result["connections"] = await asyncio.to_thread(connections, target, plan, tag)
+        lap(result, "connections")
     if "fanout" in wanted:
         result["fanout"] = await fanout(target, plan, tag)
+        lap(result, "fanout")
+
+
+def lap(result: dict[str, Any], phase: str) -> None:
+    """Record how long `phase` took (the time since the previous lap or the run's start), so a
+    quick run tells what a full one will cost."""
+    now = time.monotonic()
+    laps = result.setdefault("phase_seconds", {})
+    laps[phase] = round(now - result.get("_lap", now), 1)
+    result["_lap"] = now
 
 
 def _read(path: str | None) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.hops import add, hop_durations, hop_table_from_metrics, hop_times, scrape
-from bench.report import hop_table, markdown, summary
+from bench.report import hop_table, markdown, summary, targets, targets_table
 
 
 def test_frames_without_a_trace_have_no_hops() -> None:
@@ -91,3 +91,39 @@ def test_the_gateways_hop_histograms_give_a_table_per_step() -> None:
     assert 1.0 < first["p99_ms"] <= 2.0
     assert 1.0 < table["produced -> engine consumed"]["p50_ms"] <= 2.0
     assert hop_table_from_metrics(after, after) == {}
+
+
+def test_each_issue_target_is_judged_from_the_figures_not_written_by_hand() -> None:
+    def step(p50: float, rate: float, engine: float, gateway: float) -> dict[str, Any]:
+        cpu = {"engine": engine, "gateway": gateway}
+        return {**summary([p50]), "rate": rate, "cpu_ms_per_command": cpu}
+
+    steps = {
+        "200/s offered": step(3.0, 200.0, 0.2, 0.1),
+        "500/s offered": step(3.0, 500.0, 0.3, 0.1),  # the engine's worst: not met
+        "closed loop, 20 rooms": step(3.0, 600.0, 0.2, 0.1),
+        "closed loop, 50 rooms": step(6.0, 700.0, 0.2, 0.1),
+    }
+    peer = {
+        "closed loop, 20 rooms": step(2.5, 900.0, 0.1, 0.1),
+        "closed loop, 50 rooms": step(3.0, 1000.0, 0.1, 0.1),
+    }
+    result = _result(
+        e2e={
+            "parlour": {"steps": steps, "light": {"light, 1 room": step(2.0, 50.0, 1.0, 1.0)}},
+            "peer": {"steps": peer},
+        },
+        floor=summary([1.0]),
+        connections=[{"sockets": 100, "kib_per_connection": 25.0}],
+    )
+    met = {row["target"].split(",")[0].split(" (")[0]: row["met"] for row in targets(result)}
+    assert met["roll -> `rolled` p50 at light load"] is True  # 2.0 ms = 2x a 1 ms floor
+    assert met["engine CPU per command"] is False
+    assert met["gateway CPU per command"] is True
+    assert met["20 rooms closed loop"] is True  # 3.0 / 2.5 = 1.2x
+    assert met["50 rooms closed loop"] is True  # 700 / 1000 = 0.7x
+    assert met["gateway memory per idle authenticated connection"] is False
+    assert met["one engine process"] is None  # the engine phase did not run
+    table = "\n".join(targets_table(targets(result)))
+    assert "| engine CPU per command, its events included | <= 0.25 ms |" in table
+    assert table.count("| not measured |") >= 3
