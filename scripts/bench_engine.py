@@ -9,7 +9,10 @@
    answers, and counts rolls per second;
 4. latency: sends rolls open-loop at half that rate and measures command-sent to first-event-
    received (p50/p99);
-5. floor: a raw aiokafka produce -> consume round trip on the same broker (acks=all).
+5. floor: a raw aiokafka produce -> consume round trip on the same broker (acks=all);
+6. per hop (`--hops`, on by default): rolls carry `p-hops` with the bench's `gp`, the engine
+   adds `ec`/`ek`/`ep` to the events, the bench `bc` when it reads them; p50/p99 of each step
+   during the latency phase.
 
 Targets (reported, not asserted): >= 5,000 commands/s per process, p99 <= 10 ms at half load.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -27,6 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,6 +40,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench.support import delete_prefix, free_port, kafka_bootstrap, percentile, redis_url, stop
 
 from parlour_protocol.v1 import Topics
+from parlour_protocol.v1.records import (
+    F_CAUSE,
+    H_EVENT,
+    H_HOPS,
+    HOPS,
+    event_fields,
+    hop,
+    parse_hops,
+)
 
 _CAUSE = re.compile(rb'"causation_id":"([0-9a-f-]{36})"')
 _TURN = re.compile(rb'"room_id":"([^"]+)","current_turn":"([^"]+)","turn_number":(\d+)')
@@ -61,6 +75,8 @@ class Bench:
         self.reader: asyncio.Task[None] | None = None
         self.engine: subprocess.Popen[bytes] | None = None
         self.waiters: dict[str, asyncio.Future[None]] = {}
+        self.hops: dict[str, list[float]] = {}
+        """per-hop seconds ("gp-ec", ...) of the events that carried `p-hops`"""
         self.figures: dict[str, float] = {}
         """The measures of `run()`, for the suite (scripts/bench) to report."""
 
@@ -180,15 +196,27 @@ class Bench:
                 now = time.perf_counter()
                 for records in batches.values():
                     for record in records:
-                        self._on_event(record.value, now)
+                        self._on_event(record.value, now, record.headers)
         finally:
             await consumer.stop()
 
-    def _on_event(self, value: bytes, now: float) -> None:
+    def _on_event(
+        self, value: bytes, now: float, headers: Sequence[tuple[str, bytes]] = ()
+    ) -> None:
         self.events += 1
-        cause = _CAUSE.search(value)
-        if cause is not None:
-            msg_id = cause.group(1).decode()
+        h = dict(headers)
+        if H_EVENT in h:  # the record form: routing and ids in headers, value = the frame
+            msg_id = event_fields(h[H_EVENT]).get(F_CAUSE)
+        else:  # the older form: the whole envelope as value
+            cause = _CAUSE.search(value)
+            msg_id = None if cause is None else cause.group(1).decode()
+        hops = h.get(H_HOPS)
+        if hops is not None:
+            stamps = parse_hops(hops)
+            stamps.append(("bc", time.time_ns() // 1000))  # the bench consumed it
+            for (a, a_us), (b, b_us) in itertools.pairwise(stamps):
+                self.hops.setdefault(f"{a}-{b}", []).append((b_us - a_us) / 1e6)
+        if msg_id is not None:
             sent = self.in_flight.pop(msg_id, None)
             if sent is not None:
                 room, at = sent
@@ -319,7 +347,8 @@ class Bench:
         self.room_busy.add(room)
         self.idle.discard(room)
         self.in_flight[msg_id] = (room, time.perf_counter())
-        await self.producer.send(self.topics.commands, value, key=key)
+        headers = [(H_HOPS, hop("", "gp").encode())] if self.args.hops else None
+        await self.producer.send(self.topics.commands, value, key=key, headers=headers)
 
     def _idle_again(self, room: str) -> None:
         """The room's next roll can go: its turn is known and nothing is in flight."""
@@ -350,6 +379,7 @@ class Bench:
         """Rolls at a fixed rate, each for a room with no roll in flight."""
         await self.drain()
         self.latencies.clear()
+        self.hops.clear()  # the breakdown is of the latency phase
         interval = 1.0 / rate
         started = time.perf_counter()
         next_at = started
@@ -479,6 +509,15 @@ class Bench:
                 ("  floor mean (ms)", f"{statistics.fmean(floor) * ms:.2f}" if floor else "-"),
                 ("events consumed", f"{self.events:,}"),
             ]
+            for name in sorted(self.hops, key=_hop_order):
+                samples = self.hops[name]
+                rows.append(
+                    (
+                        f"  hop {name} p50 / p99 (ms)",
+                        f"{percentile(samples, 0.5) * ms:.2f} / "
+                        f"{percentile(samples, 0.99) * ms:.2f}",
+                    )
+                )
             print()
             print(f"{'measure':<46} {'value':>15}")
             print(f"{'-' * 46} {'-' * 15}")
@@ -502,6 +541,12 @@ class Bench:
         await delete_prefix(self.args.redis, self.prefix)
 
 
+def _hop_order(name: str) -> int:
+    first = name.split("-", 1)[0]
+    order = [*HOPS, "bc"]
+    return order.index(first) if first in order else len(order)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -517,6 +562,12 @@ def main() -> None:
     parser.add_argument("--engine-log-level", default="WARNING")
     parser.add_argument("--log", default="/tmp/parlour-bench-engine.log")
     parser.add_argument("--profile", default="", help="write the engine's cProfile stats here")
+    parser.add_argument(
+        "--hops",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stamp rolls with per-hop timestamps (p-hops) and print the breakdown",
+    )
     asyncio.run(Bench(parser.parse_args()).run())
 
 

@@ -49,8 +49,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from parlour_gateway.dev_tokens import generate_keypair, make_token
-from parlour_protocol.v1 import Audience, AudienceKind, EventEnvelope, Topics, encode
+from parlour_protocol.v1 import Audience, AudienceKind, EventEnvelope, Topics
 from parlour_protocol.v1.chat import ChatChannel, ChatMessage
+from parlour_protocol.v1.records import H_TO, event_record
 
 # ------------------------------------------------------------------ process helpers
 
@@ -139,9 +140,11 @@ async def bare_server(port: int, bootstrap: str, topic: str) -> None:
             batches = await consumer.getmany(timeout_ms=200, max_records=2000)
             for records in batches.values():
                 for record in records:
-                    env = json.loads(record.value or b"{}")
-                    text = json.dumps(env["payload"])
-                    for uid in env["audience"]["user_ids"]:
+                    # the record form (parlour_protocol.v1.records): value = the frame, the
+                    # audience's users in the first header, `<kind>:<ids>`
+                    text = (record.value or b"").decode()
+                    _, _, to = dict(record.headers).get(H_TO, b":").decode().partition(":")
+                    for uid in to.split(","):
                         for ws in list(by_user.get(uid, ())):
                             with contextlib.suppress(Exception):
                                 await ws.send(text)
@@ -324,7 +327,8 @@ async def fanout_phase(
             audience=Audience(kind=AudienceKind.ROOM, user_ids=rooms[r]),
         )
         expected += len(rooms[r])
-        futures.append(await producer.send(topic, encode(env), key=room_ids[r].encode()))
+        value, headers = event_record(env)
+        futures.append(await producer.send(topic, value, key=room_ids[r].encode(), headers=headers))
         if rate is not None:
             await asyncio.sleep(max(0.0, started + (k + 1) / rate - time.time()))
     await asyncio.gather(*futures)

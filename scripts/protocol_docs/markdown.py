@@ -21,6 +21,7 @@ from parlour_protocol.v1 import (
     ErrorCode,
     EventEnvelope,
     limits,
+    records,
     topics,
     type_tag,
 )
@@ -56,6 +57,27 @@ def _answer(model: type[BaseModel]) -> str:
 def _audience(model: type[BaseModel]) -> str:
     assert issubclass(model, ServerEvent)
     return model.doc_audience
+
+
+def _event_records() -> list[str]:
+    """How an event envelope travels as a Kafka record (parlour_protocol.v1.records)."""
+    doc = (records.__doc__ or "").strip().splitlines()
+    envelope = EventEnvelope.model_validate(envelope_example(EventEnvelope))
+    value, headers = records.event_record(envelope, hops="gr=1773511331240000,gp=1773511331241100")
+    shown = {name: raw.decode() for name, raw in headers}
+    return [
+        "### Event records",
+        "",
+        *doc[2:],
+        "",
+        "The event example above as a record (value, then headers):",
+        "",
+        "```json",
+        value.decode(),
+        json.dumps(shown),
+        "```",
+        "",
+    ]
 
 
 def render_markdown() -> str:
@@ -216,6 +238,7 @@ def render_markdown() -> str:
             "",
         ]
     )
+    add(_event_records())
     add(["## Client -> server commands", ""])
     groups: list[tuple[str, list[type[BaseModel]]]] = [
         ("Connection (answered by the gateway)", list(system_messages.CLIENT_COMMANDS)),

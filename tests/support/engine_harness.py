@@ -30,11 +30,11 @@ from parlour_protocol.v1 import (
     CommandEnvelope,
     EventEnvelope,
     Topics,
-    decode_event_envelope,
     encode,
 )
 from parlour_protocol.v1.base import ClientCommand
 from parlour_protocol.v1.games.bigger_dice import Roll
+from parlour_protocol.v1.records import decode_event_record
 from parlour_protocol.v1.rooms import CreateRoom, JoinRoom, Ready, SelectPlayer
 from parlour_protocol.v1.topics import EVENTS, PARTITIONS
 
@@ -197,7 +197,7 @@ class Bus:
             async with self._changed:
                 for records in batches.values():
                     for record in records:
-                        envelope = decode_event_envelope(record.value)
+                        envelope = decode_event_record(record.value, record.headers)
                         self.events.append(envelope)
                         if envelope.room_id is not None:
                             self.by_room[envelope.room_id].append(envelope)

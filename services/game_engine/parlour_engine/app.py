@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,12 @@ from parlour_engine.games import discover
 from parlour_engine.handler import production_rng, seeded_rng
 from parlour_engine.health import HealthServer, Readiness, eviction_warnings
 from parlour_engine.isolation import FailingBatches, process_one_by_one
-from parlour_engine.kafka_consumer import OffsetCommitter, RawCommand, batch_offsets
+from parlour_engine.kafka_consumer import (
+    OffsetCommitter,
+    RawCommand,
+    batch_offsets,
+    record_hops,
+)
 from parlour_engine.kafka_producer import KafkaSink
 from parlour_engine.logging import get_logger
 from parlour_engine.metrics import EngineMetrics, consumer_lag
@@ -171,6 +177,7 @@ def create_engine(settings: EngineSettings) -> Engine:
     async def on_commands(message: KafkaMessage) -> None:
         raw = message.raw_message
         records = raw if isinstance(raw, tuple) else (raw,)
+        consumed_us = time.time_ns() // 1000
         batch = [
             RawCommand(
                 key=(r.key or b"").decode("utf-8", "replace"),
@@ -178,6 +185,7 @@ def create_engine(settings: EngineSettings) -> Engine:
                 topic=r.topic,
                 partition=r.partition,
                 offset=r.offset,
+                hops=record_hops(r.headers, consumed_us),
             )
             for r in records
         ]

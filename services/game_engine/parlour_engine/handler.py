@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
+import json
 import random
 import secrets
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from parlour_engine import rules
@@ -54,11 +56,27 @@ from parlour_protocol.v1 import (
     EventEnvelope,
     RedisKeys,
     ServerEvent,
+    decode_event_envelope,
     limits,
     utc_now,
 )
 from parlour_protocol.v1.chat import ChatHistory, ChatMessageItem, GetChatHistory
 from parlour_protocol.v1.limits import DEFAULT_MAX_ROOMS_PER_HOST, DEFAULT_MAX_ROOMS_PER_USER
+from parlour_protocol.v1.records import (
+    H_EVENT,
+    H_HOPS,
+    H_TO,
+    HOP_ENGINE_COMMITTED,
+    HOP_EVENT_PRODUCED,
+    epoch_us,
+    error_of,
+    event_record,
+    event_value,
+    floor_of,
+    game_type_of,
+    hop,
+    route_value,
+)
 from parlour_protocol.v1.rooms import (
     CreateRoom,
     JoinAsSpectator,
@@ -80,6 +98,14 @@ EVENT_MAX_BYTES = limits.EVENT_MAX_BYTES
 _CHAT_ENVELOPE_RESERVE = 8 * 1024
 """Bytes of a chat_history envelope besides its messages (ids, audience, timestamps), kept
 free when the history is filled up to EVENT_MAX_BYTES."""
+
+_ZERO = timedelta(0)
+
+current_hops: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "parlour_hops", default=None
+)
+"""The per-hop timestamps (`p-hops`, parlour_protocol.v1.records) of the record being
+handled, when its producer stamped them; each event it causes carries them on."""
 
 current_position: contextvars.ContextVar[Position | None] = contextvars.ContextVar(
     "parlour_position", default=None
@@ -149,6 +175,23 @@ def _membership(state: RoomState) -> tuple[object, ...]:
     )
 
 
+def _uuid5(namespace: bytes, name: str) -> str:
+    """str(uuid.uuid5(UUID(bytes=namespace), name)), without building UUID objects."""
+    digest = bytearray(hashlib.sha1(namespace + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+def _iso(now: datetime) -> str | None:
+    """`now` as pydantic serialises a UTC datetime (`...T..:..:..[.ffffff]Z`); None for any
+    other zone (the caller then lets pydantic do it)."""
+    if now.utcoffset() != _ZERO:
+        return None
+    return now.replace(tzinfo=None).isoformat() + "Z"
+
+
 def envelopes(
     emits: Sequence[Emit],
     command: CommandEnvelope,
@@ -156,31 +199,81 @@ def envelopes(
     now: datetime,
     key: str,
 ) -> list[PublishedEvent]:
+    """The events' envelope JSON (exactly pydantic's `EventEnvelope.model_dump_json()`) and
+    Kafka records (parlour_protocol.v1.records). Every part is already a validated model or
+    value of ours (the rules' messages and audiences, the decoded command's ids) and type/seq
+    are the payload's, so the envelope's checks hold by construction: it is written out
+    directly, the payload dumped once (it is both the record value and the envelope's tail),
+    ids and the timestamp formatted once per command. This is the engine's hot path."""
     out: list[PublishedEvent] = []
+    cause = str(command.msg_id)
+    namespace = command.msg_id.bytes
+    ts_us = epoch_us(now)
+    iso = _iso(now)
+    room_json = "null" if room_id is None else json.dumps(room_id)
+    audiences: dict[int, str] = {}
     for index, emit in enumerate(emits):
         message: ServerEvent = emit.message
-        # every part is already a validated model or value of ours (the rules' messages
-        # and audiences, the decoded command's ids), and type/seq are taken from the
-        # payload, so the envelope's checks hold by construction: build without
-        # re-validating (the hot path's largest avoidable cost)
-        envelope = EventEnvelope.model_construct(
-            event_id=uuid.uuid5(command.msg_id, str(index)),
-            type=message.type,
-            room_id=room_id,
-            seq=message.seq,
-            audience=emit.audience,
-            causation_id=command.msg_id,
-            timestamp=now,
-            payload=message,
-        )
-        encoded = envelope.model_dump_json()
+        audience = emit.audience
+        event_id = _uuid5(namespace, str(index))
+        seq = message.seq
+        frame = message.model_dump_json()
+        if iso is None:  # not UTC: pydantic formats the timestamp
+            encoded = EventEnvelope.model_construct(
+                event_id=uuid.UUID(event_id),
+                type=message.type,
+                room_id=room_id,
+                seq=seq,
+                audience=audience,
+                causation_id=command.msg_id,
+                timestamp=now,
+                payload=message,
+            ).model_dump_json()
+        else:
+            audience_json = audiences.get(id(audience))
+            if audience_json is None:
+                audience_json = audiences[id(audience)] = audience.model_dump_json()
+            encoded = (
+                f'{{"event_id":"{event_id}","type":"{message.type}","room_id":{room_json},'
+                f'"seq":{"null" if seq is None else seq},"audience":{audience_json},'
+                f'"causation_id":"{cause}","timestamp":"{iso}","payload":{frame}}}'
+            )
         # a char is at most 4 bytes in UTF-8: only long envelopes need encoding to measure
         if len(encoded) * 4 > EVENT_MAX_BYTES and len(encoded.encode()) > EVENT_MAX_BYTES:
             raise EventTooLarge(
                 f"{message.type} would be {len(encoded.encode())} bytes "
                 f"(the budget is {EVENT_MAX_BYTES})"
             )
-        out.append(PublishedEvent(key=key, seq=message.seq, envelope=encoded))
+        headers = [
+            (
+                H_TO,
+                route_value(
+                    audience.kind,
+                    audience.user_ids,
+                    audience.connection_id,
+                    audience.gateway_id,
+                    game_type_of(message) if audience.kind is AudienceKind.BROADCAST else None,
+                ),
+            ),
+            (
+                H_EVENT,
+                event_value(
+                    type=message.type,
+                    event_id=event_id,
+                    room_id=room_id,
+                    seq=seq,
+                    causation_id=cause,
+                    ts_us=ts_us,
+                    floor=floor_of(message),
+                    error=error_of(message),
+                ),
+            ),
+        ]
+        out.append(
+            PublishedEvent(
+                key=key, seq=seq, envelope=encoded, frame=frame.encode(), headers=headers
+            )
+        )
     return out
 
 
@@ -446,6 +539,9 @@ class CommandHandler:
                 await self._after_commit(self._after_duplicate(room_id, result.record, pending))
                 return CommandOutcome.DUPLICATE
             self._remember(room_id, after)
+            hops = current_hops.get()
+            if hops is not None:
+                current_hops.set(hop(hops, HOP_ENGINE_COMMITTED))
             steps = self._committed(
                 command, room_id, state, after, outcome, projection, events, pending
             )
@@ -719,10 +815,14 @@ class CommandHandler:
 
     async def _send(self, events: Sequence[PublishedEvent], pending: list[Awaitable[Any]]) -> None:
         # one after the other: the producer keeps per-partition order in the order of `send`
+        hops = current_hops.get()
         for event in events:
-            pending.append(
-                await self._sink.send(self._events_topic, event.key, event.envelope.encode())
-            )
+            frame, headers = event.frame, event.headers
+            if frame is None or headers is None:  # read back from a record: rebuilt
+                frame, headers = event_record(decode_event_envelope(event.envelope))
+            if hops is not None:
+                headers = [*headers, (H_HOPS, hop(hops, HOP_EVENT_PRODUCED).encode())]
+            pending.append(await self._sink.send(self._events_topic, event.key, frame, headers))
 
     async def publish_now(
         self,

@@ -37,6 +37,7 @@ from aiokafka.errors import IllegalStateError, KafkaError
 
 from parlour_engine.logging import get_logger
 from parlour_engine.settings import EngineSettings
+from parlour_protocol.v1.records import H_HOPS, HOP_ENGINE_CONSUMED, hop
 
 _log = get_logger(__name__)
 
@@ -50,6 +51,18 @@ class RawCommand:
     topic: str = ""
     partition: int = -1
     offset: int = -1
+    hops: str | None = None
+    """per-hop timestamps (`p-hops`) the record carried, with the engine's `ec` added"""
+
+
+def record_hops(headers: Sequence[tuple[str, bytes]] | None, consumed_us: int) -> str | None:
+    """A command record's `p-hops` header with `ec` (consumed at `consumed_us`) appended; None
+    when the record has none (nearly free then: commands rarely carry headers)."""
+    if headers:
+        for name, value in headers:
+            if name == H_HOPS:
+                return hop(value.decode("ascii", "replace"), HOP_ENGINE_CONSUMED, consumed_us)
+    return None
 
 
 def batch_offsets(

@@ -23,6 +23,9 @@ from parlour_engine.logging import get_logger
 
 _log = get_logger(__name__)
 
+Headers = dict[str, str] | list[tuple[str, bytes]]
+"""Record headers: a dict of text (dead letters), or Kafka's (name, bytes) pairs (events)."""
+
 
 class EventSink(Protocol):
     """Where events and dead letters go (the Kafka producer). `send` enqueues and returns an
@@ -30,7 +33,7 @@ class EventSink(Protocol):
     of `send` calls."""
 
     async def send(
-        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
+        self, topic: str, key: str, value: bytes, headers: Headers | None = None
     ) -> Awaitable[Any]: ...
 
 
@@ -116,11 +119,15 @@ class KafkaSink:
             await self._producer.stop()  # flushes what is still buffered
 
     async def send(
-        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
+        self, topic: str, key: str, value: bytes, headers: Headers | None = None
     ) -> Awaitable[Any]:
         if self._producer is None:
             raise RuntimeError("KafkaSink.send before start")
-        encoded = [(k, v.encode()) for k, v in headers.items()] if headers else None
+        encoded = (
+            [(k, v.encode()) for k, v in headers.items()]
+            if isinstance(headers, dict)
+            else headers or None
+        )
         producer = self._producer
         try:
             future: Awaitable[Any] = await producer.send(

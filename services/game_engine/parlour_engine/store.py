@@ -220,13 +220,19 @@ class Position:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PublishedEvent:
-    """One event as it goes to Kafka: its key, its room seq (or None) and the envelope JSON."""
+    """One event as it goes to Kafka: its key, its room seq (or None) and the envelope JSON
+    (what the record and the replay stream keep). `frame` and `headers` are its Kafka record
+    (parlour_protocol.v1.records), set when the event is built; an event read back from a
+    record has neither and they are derived from the envelope when it is sent again. Not
+    frozen: a frozen dataclass's __init__ costs the hot path a setattr call per field."""
 
     key: str
     seq: int | None
     envelope: str
+    frame: bytes | None = field(default=None, compare=False, repr=False)
+    headers: list[tuple[str, bytes]] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -42,6 +42,7 @@ from parlour_engine.handler import (
     ApplyFn,
     CommandHandler,
     RngFor,
+    current_hops,
     current_position,
     error_emit,
 )
@@ -210,6 +211,7 @@ class CommandProcessor:
             if keyed_by_room
             else None
         )
+        current_hops.set(record.hops)
         failing_since: float | None = None
         try:
             tries = 0
@@ -236,7 +238,7 @@ class CommandProcessor:
                     failure = exc
                 if outcome is not None:
                     if local:
-                        pending.append(asyncio.ensure_future(self._settle(record, command, local)))
+                        pending.append(self._settled(record, command, local))
                     self._count(command.type, outcome)
                     elapsed = time.perf_counter() - started
                     self._metrics.latency.observe(elapsed)
@@ -283,6 +285,46 @@ class CommandProcessor:
             if failing_since is not None:
                 self._retrying -= 1
             structlog.contextvars.unbind_contextvars("msg_id", "room_id", "user_id", "type")
+
+    def _settled(
+        self, record: RawCommand, command: CommandEnvelope, acks: list[Awaitable[Any]]
+    ) -> Awaitable[Any]:
+        """`_settle` as a future, without a task per command while every acknowledgement
+        succeeds (callbacks count them down); the first failure hands over to `_settle`."""
+        if not all(isinstance(ack, asyncio.Future) for ack in acks):
+            return asyncio.ensure_future(self._settle(record, command, acks))
+        loop = asyncio.get_running_loop()
+        out: asyncio.Future[None] = loop.create_future()
+        remaining = len(acks)
+        failed = False
+
+        def finish(task: asyncio.Future[None]) -> None:
+            if out.done():
+                return
+            if task.cancelled():
+                out.cancel()
+            elif (exc := task.exception()) is not None:
+                out.set_exception(exc)
+            else:
+                out.set_result(None)
+
+        def on_ack(ack: asyncio.Future[Any]) -> None:
+            nonlocal remaining, failed
+            if failed or out.done():
+                return
+            if ack.cancelled() or ack.exception() is not None:
+                failed = True  # as before: _settle decides (dead letter, or raise)
+                asyncio.ensure_future(self._settle(record, command, acks)).add_done_callback(finish)
+                return
+            remaining -= 1
+            if remaining == 0:
+                if self._ack_failures:
+                    self._ack_failures.pop(self._ack_key(record, command), None)
+                out.set_result(None)
+
+        for ack in acks:
+            cast("asyncio.Future[Any]", ack).add_done_callback(on_ack)
+        return out
 
     async def _settle(
         self, record: RawCommand, command: CommandEnvelope, acks: list[Awaitable[Any]]

@@ -103,6 +103,9 @@ class Outgoing:
     text: str
     event_ts: float | None = None
     """epoch seconds of the event's timestamp, for the delivery latency metric"""
+    hops: str | None = None
+    """the event's per-hop timestamps with the gateway's `gc` (parlour_protocol.v1.records):
+    the writer adds `fw` and observes each hop"""
 
 
 class SendQueue:

@@ -123,7 +123,7 @@ class Gateway:
             bootstrap_servers=s.kafka_servers,
             enable_idempotence=True,
             acks="all",
-            linger_ms=1,
+            linger_ms=0,  # measured: lower latency and less CPU per command than 1 (commit msg)
             request_timeout_ms=int(s.kafka_publish_timeout_seconds * 1000),
             client_id=f"parlour-gateway-{s.gateway_id}",
         )

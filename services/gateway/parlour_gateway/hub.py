@@ -120,6 +120,49 @@ class Hub:
                 self.unsubscribe_lobby(conn)
         return delivered
 
+    def route_targets(self, kind: bytes, to: bytes, now: float | None = None) -> list[Connection]:
+        """`targets` from an event record's `p-to` header (`<kind>:<to>`,
+        parlour_protocol.v1.records), without the envelope."""
+        if kind == b"connection":
+            gateway_id, _, rest = to.decode().partition("/")
+            connection_id = rest.partition("/")[0]
+            if gateway_id != self.gateway_id:
+                return []
+            conn = self.connections.get(connection_id)
+            return [conn] if conn is not None and conn.identity is not None else []
+        if kind == b"broadcast":
+            if not self.lobby:
+                return []
+            # a lobby event without a game type goes to the lobby subscribers of every game
+            game_type = to.partition(b"/")[0]
+            return self._lobby_targets(
+                game_type.decode() if game_type else None,
+                time.monotonic() if now is None else now,
+            )
+        if not to:
+            return []
+        by_user = self.by_user
+        local = [u for u in to.decode().split(",") if u in by_user]
+        if len(local) > 1:
+            local = list(dict.fromkeys(local))
+        return [conn for u in local for conn in list(by_user.get(u, ()))]
+
+    def deliver_to(
+        self,
+        targets: list[Connection],
+        room_id: str | None,
+        seq: int | None,
+        out: Outgoing,
+        floor: int | None,
+    ) -> int:
+        """Deliver one routed event to `targets` (from `route_targets`)."""
+        delivered = 0
+        for conn in targets:
+            delivered += conn.deliver(room_id, seq, out, floor)
+            if floor is not None:  # a room snapshot: the socket is in a room, not the lobby
+                self.unsubscribe_lobby(conn)
+        return delivered
+
 
 def room_of(envelope: EventEnvelope) -> tuple[str | None, int | None]:
     """The room an event belongs to, and the seq floor a room snapshot vouches for."""

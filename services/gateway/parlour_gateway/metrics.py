@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from parlour_protocol.v1 import ErrorCode
+from parlour_protocol.v1.records import HOPS, parse_hops
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_HOP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+_HOP_NAMES = frozenset(HOPS)
 
 
 class Metrics:
@@ -63,6 +69,15 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.hop_latency = Histogram(
+            "parlour_gateway_hop_seconds",
+            "time between consecutive per-hop timestamps of an event (`p-hops`, see "
+            "parlour_protocol.v1.records; only events of commands that carried them)",
+            ["hop"],
+            buckets=_HOP_BUCKETS,
+            registry=r,
+        )
+        self._hop_children: dict[str, Any] = {}
         self.consumer_lag = Gauge(
             "parlour_gateway_consumer_lag", "events topic lag (messages)", registry=r
         )
@@ -82,3 +97,18 @@ class Metrics:
         for code in ErrorCode:
             # every code is a series from the start (a bounded set): rate() sees the first one
             self.errors_sent.labels(code=code.value)
+
+    def observe_hops(self, hops: str) -> None:
+        """Observe each step of a `p-hops` chain, `<from>-<to>`, plus `total` (first to last)."""
+        stamps = [(name, at) for name, at in parse_hops(hops) if name in _HOP_NAMES]
+        for (name, at), (next_name, next_at) in itertools.pairwise(stamps):
+            self._hop(f"{name}-{next_name}").observe(max(0, next_at - at) / 1e6)
+        if len(stamps) > 1:
+            self._hop("total").observe(max(0, stamps[-1][1] - stamps[0][1]) / 1e6)
+
+    def _hop(self, label: str) -> Any:
+        child = self._hop_children.get(label)
+        if child is None:
+            child = self.hop_latency.labels(hop=label)  # known hop names only: bounded
+            self._hop_children[label] = child
+        return child

@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaError
 
 from parlour_gateway.metrics import Metrics
 from parlour_protocol.v1 import CommandEnvelope, encode
+from parlour_protocol.v1.records import H_HOPS, HOP_GATEWAY_PRODUCED, hop
 
 
 class PublishError(Exception):
@@ -27,15 +28,19 @@ class CommandPublisher:
         self._timeout = timeout
         self._metrics = metrics
 
-    async def publish(self, envelope: CommandEnvelope) -> None:
+    async def publish(self, envelope: CommandEnvelope, hops: str | None = None) -> None:
+        """`hops`: the per-hop timestamps so far (`gr`); `gp` is added here."""
         started = time.perf_counter()
+        value = encode(envelope)
+        headers = None
+        if hops is not None:
+            headers = [(H_HOPS, hop(hops, HOP_GATEWAY_PRODUCED).encode())]
         try:
-            await asyncio.wait_for(
-                self._producer.send_and_wait(
-                    self._topic, encode(envelope), key=envelope.key.encode()
-                ),
-                self._timeout,
-            )
+            # a timeout scope, not wait_for: no extra task per command
+            async with asyncio.timeout(self._timeout):
+                await self._producer.send_and_wait(
+                    self._topic, value, key=envelope.key.encode(), headers=headers
+                )
         except (TimeoutError, KafkaError) as exc:
             self._metrics.publish_failures.labels(type(exc).__name__).inc()
             raise PublishError(f"{type(exc).__name__}") from None

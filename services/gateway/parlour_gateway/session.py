@@ -41,6 +41,7 @@ from parlour_protocol.v1 import (
     encode,
 )
 from parlour_protocol.v1.chat import SendDirectMessage
+from parlour_protocol.v1.records import HOP_FRAME_WRITTEN, HOP_GATEWAY_RECEIVED, hop
 from parlour_protocol.v1.rooms import ListRooms, RejoinRoom
 from parlour_protocol.v1.system import (
     Ack,
@@ -107,6 +108,8 @@ class Session:
         self._done: asyncio.Future[None] | None = None
         self._resyncs: set[asyncio.Task[None]] = set()
         """rejoins in flight for rooms whose seq went backwards on this socket"""
+        self._received_us: int | None = None
+        """when the frame being handled arrived (GATEWAY_HOP_TIMESTAMPS), epoch microseconds"""
 
     # --- output ---
     def send(self, message: BaseModel) -> bool:
@@ -220,6 +223,8 @@ class Session:
                 queue.task_done()
             if out.event_ts is not None:
                 metrics.delivery_latency.observe(max(0.0, time.time() - out.event_ts))
+            if out.hops is not None:
+                metrics.observe_hops(hop(out.hops, HOP_FRAME_WRITTEN))
 
     async def _reader(self) -> None:
         queue = self.conn.queue
@@ -303,6 +308,8 @@ class Session:
     # --- input ---
     async def _on_frame(self, data: str | bytes) -> None:
         s = self.settings
+        if s.gateway_hop_timestamps:
+            self._received_us = time.time_ns() // 1000
         metrics = self.deps.metrics
         if not self.bucket.take(time.monotonic()):
             self.strikes += 1
@@ -506,8 +513,11 @@ class Session:
             replay_from = command.last_seq
             self.conn.begin_hold(room_id, replay_from)
         try:
+            hops = None
+            if self._received_us is not None:
+                hops = hop("", HOP_GATEWAY_RECEIVED, self._received_us)
             try:
-                await self.deps.publisher.publish(envelope)
+                await self.deps.publisher.publish(envelope, hops)
             except PublishError as exc:
                 log.warning("publish_failed", type=command.type, error=str(exc))
                 self.error(

@@ -149,6 +149,12 @@ class GatewaySettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSett
         "(beyond twice this uvicorn closes with 1009)",
     )
     ws_per_message_deflate: bool = Field(default=False, description="WebSocket compression")
+    gateway_hop_timestamps: bool = Field(
+        default=False,
+        description="stamp per-hop timestamps (Kafka header `p-hops`, see "
+        "parlour_protocol.v1.records) on every command this gateway publishes, for latency "
+        "breakdowns (`parlour_gateway_hop_seconds`); costs about a microsecond per command",
+    )
     ws_rate_limit_per_sec: float = Field(
         default=50.0, gt=0, description="token-bucket refill per socket (frames/s)"
     )

@@ -25,12 +25,15 @@ from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from parlour_engine.failures import InfraError
 from parlour_engine.handler import seeded_rng
 from parlour_engine.kafka_consumer import RawCommand
+from parlour_engine.kafka_producer import Headers
 from parlour_engine.metrics import EngineMetrics
 from parlour_engine.store import RoomStore
 from parlour_engine.worker import CommandProcessor
 from parlour_protocol.v1 import Actor, CommandEnvelope, RedisKeys, Topics, encode
 from parlour_protocol.v1.limits import EVENT_MAX_BYTES
+from parlour_protocol.v1.records import decode_event_record
 from parlour_protocol.v1.rooms import CreateRoom, JoinAsSpectator, JoinRoom
+from parlour_protocol.v1.system import Error
 from tests.support.engine_harness import Bus, EngineProcess, actor, running_engine, start_game
 from tests.support.rules_table import rules_config
 
@@ -144,12 +147,12 @@ class ScriptedSink:
     itself raise, as aiokafka does for a record over max_request_size."""
 
     def __init__(self) -> None:
-        self.acked: list[tuple[str, str, bytes, dict[str, str] | None]] = []
+        self.acked: list[tuple[str, str, bytes, Headers | None]] = []
         self.refuse: Callable[[str, bytes], BaseException | None] = lambda _t, _v: None
         self.raise_now: Callable[[str, bytes], BaseException | None] = lambda _t, _v: None
 
     async def send(
-        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
+        self, topic: str, key: str, value: bytes, headers: Headers | None = None
     ) -> Awaitable[Any]:
         immediate = self.raise_now(topic, value)
         if immediate is not None:
@@ -163,7 +166,7 @@ class ScriptedSink:
             ack.set_exception(failure)
         return ack
 
-    def of(self, topic: str) -> list[tuple[str, str, bytes, dict[str, str] | None]]:
+    def of(self, topic: str) -> list[tuple[str, str, bytes, Headers | None]]:
         return [s for s in self.acked if s[0] == topic]
 
 
@@ -195,15 +198,22 @@ class Rig:
             key=command.key, value=encode(command), topic="cmd", partition=0, offset=self.offsets
         )
 
-    def dead(self, reason: str) -> list[tuple[str, str, bytes, dict[str, str] | None]]:
-        return [s for s in self.sink.of("dlq") if (s[3] or {}).get("x-reason") == reason]
+    def dead(self, reason: str) -> list[tuple[str, str, bytes, Headers | None]]:
+        return [
+            s
+            for s in self.sink.of("dlq")
+            if (s[3] if isinstance(s[3], dict) else {}).get("x-reason") == reason
+        ]
 
     def errors_to(self, command: CommandEnvelope) -> list[str]:
+        events = [
+            decode_event_record(value, headers if isinstance(headers, list) else [])
+            for _, _, value, headers in self.sink.of("events")
+        ]
         return [
-            json.loads(value)["payload"]["code"]
-            for _, _, value, _ in self.sink.of("events")
-            if json.loads(value)["causation_id"] == str(command.msg_id)
-            and json.loads(value)["type"] == "system.error"
+            event.payload.code.value
+            for event in events
+            if event.causation_id == command.msg_id and isinstance(event.payload, Error)
         ]
 
     def dead_letters(self, reason: str) -> float:
@@ -261,7 +271,8 @@ async def test_engine_event_refused_for_good_is_dead_lettered_not_retried(rig: R
     await asyncio.wait_for(rig.processor.process_batch([rig.raw(join)]), 10)
     [dead] = rig.dead("publish_refused")
     assert dead[2] == encode(join)
-    assert "MessageSizeTooLargeError" in (dead[3] or {})["x-error"]
+    assert isinstance(dead[3], dict)
+    assert "MessageSizeTooLargeError" in dead[3]["x-error"]
     assert rig.errors_to(join) == ["internal_error"]
     assert rig.dead_letters("publish_refused") == 1
 

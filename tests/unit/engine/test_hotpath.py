@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -15,11 +15,22 @@ from redis.asyncio.connection import Connection
 from parlour_engine.handler import envelopes
 from parlour_engine.kafka_producer import CachedPartitioner
 from parlour_engine.redis_pool import HiredisPackConnection
-from parlour_engine.rules import apply
+from parlour_engine.rules import Emit, apply
 from parlour_engine.store import PublishedEvent, Record
-from parlour_protocol.v1 import Actor, CommandEnvelope, EventEnvelope
+from parlour_protocol.v1 import (
+    Actor,
+    Audience,
+    AudienceKind,
+    CommandEnvelope,
+    ErrorCode,
+    EventEnvelope,
+    decode_event_envelope,
+)
 from parlour_protocol.v1.base import ClientCommand
+from parlour_protocol.v1.games.bigger_dice import Roll
+from parlour_protocol.v1.records import event_headers
 from parlour_protocol.v1.rooms import CreateRoom, JoinRoom
+from parlour_protocol.v1.system import Error
 from tests.support.rules_table import rules_config
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -113,3 +124,35 @@ def test_engine_cached_partitioner_matches_default() -> None:
             expected = DefaultPartitioner()(key, partitions, partitions)
             assert cached(key, partitions, partitions) == expected
             assert cached(key, partitions, partitions) == expected
+
+
+def test_event_envelopes_are_spliced_exactly_and_carry_their_record() -> None:
+    """`envelopes` dumps the payload once: the envelope JSON is byte for byte pydantic's, the
+    frame is the payload JSON and the headers are parlour_protocol's."""
+    command = CommandEnvelope(
+        type="games.command.bigger_dice.roll",
+        key="room-1",
+        room_id="room-1",
+        actor=Actor(user_id="u1", username="u1"),
+        payload=Roll(room_id="room-1"),
+    )
+    audience = Audience(kind=AudienceKind.ROOM, user_ids=["u1", "u2"])
+    emits = [Emit(audience, Error(code=ErrorCode.NOT_YOUR_TURN, message="wait \u00e9\n"))]
+    emits.append(Emit(Audience(kind=AudienceKind.USER, user_ids=["u2"]), emits[0].message))
+    moments = [
+        datetime(2026, 3, 14, 18, 2, 11, 262_000, tzinfo=UTC),
+        datetime(2026, 3, 14, 18, 2, 11, tzinfo=UTC),  # no fraction: pydantic writes none
+        datetime(2026, 3, 14, 19, 2, 11, 5, tzinfo=timezone(timedelta(hours=1))),
+    ]
+    for now in moments:
+        for room_id in ("room-1", None):
+            events = envelopes(emits, command, room_id, now, "room-1")
+            for index, event in enumerate(events):
+                envelope = decode_event_envelope(event.envelope)
+                assert isinstance(envelope, EventEnvelope)
+                assert event.envelope == envelope.model_dump_json()
+                assert event.frame == envelope.payload.model_dump_json().encode()
+                assert event.headers == event_headers(envelope)
+                assert envelope.event_id == uuid.uuid5(command.msg_id, str(index))
+                assert envelope.timestamp == now
+                assert envelope.room_id == room_id

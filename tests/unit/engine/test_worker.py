@@ -33,6 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from parlour_engine.failures import EventTooLarge, InfraError, is_outage, redacted
 from parlour_engine.handler import CommandHandler, envelopes, seeded_rng
 from parlour_engine.kafka_consumer import RawCommand
+from parlour_engine.kafka_producer import Headers
 from parlour_engine.metrics import EngineMetrics
 from parlour_engine.rules import ChatRead, Emit
 from parlour_engine.rules.context import reply_audience
@@ -53,10 +54,10 @@ from tests.support.rules_table import rules_config
 
 class RecordingSink:
     def __init__(self) -> None:
-        self.sent: list[tuple[str, str, bytes, dict[str, str] | None]] = []
+        self.sent: list[tuple[str, str, bytes, Headers | None]] = []
 
     async def send(
-        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
+        self, topic: str, key: str, value: bytes, headers: Headers | None = None
     ) -> Awaitable[Any]:
         self.sent.append((topic, key, value, headers))
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -96,7 +97,7 @@ async def test_engine_undecodable_records_are_dead_lettered() -> None:
         ("dlq", r.key, r.value) for r in records
     ]
     first_headers = sink.sent[0][3]
-    assert first_headers is not None
+    assert isinstance(first_headers, dict)
     assert first_headers["x-origin"] == "cmd:2:7"
     assert first_headers["x-tries"] == "0"
     assert first_headers["x-error"].startswith("undecodable: invalid_json")
