@@ -201,6 +201,11 @@ class Gateway:
         if self._consumer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._consumer.stop(), 3)
+        if self._presence is not None:
+            try:
+                await asyncio.wait_for(self._presence.forget_gateway(), 2)
+            except (RedisError, RedisClusterException, TimeoutError, OSError) as exc:
+                log.warning("gateway_key_not_removed", error=type(exc).__name__)
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()

@@ -276,3 +276,7 @@ class Presence:
 
     async def heartbeat_gateway(self, ttl: int) -> None:
         await self._redis.set(self._keys.gateway(self._gateway_id), "1", ex=ttl)
+
+    async def forget_gateway(self) -> None:
+        """A clean stop: the liveness key goes at once instead of at the end of its TTL."""
+        await self._redis.delete(self._keys.gateway(self._gateway_id))

@@ -726,9 +726,13 @@ async def test_sigterm_closes_clients_with_service_restart(
     prefix: str,
     keys: Keys,
     tmp_path: Path,
+    redis_client: aioredis.Redis,
+    rkeys: RedisKeys,
 ) -> None:
     proc = _start(kafka_bootstrap, redis_url, prefix, keys, tmp_path, LIMITS_ENV)
     clients = [await user(proc, keys) for _ in range(3)]
+    liveness = rkeys.gateway(proc.gateway_id)
+    assert await redis_client.exists(liveness)
     started = time.monotonic()
     proc.proc.send_signal(__import__("signal").SIGTERM)
     for c in clients:
@@ -737,6 +741,7 @@ async def test_sigterm_closes_clients_with_service_restart(
     rc = await asyncio.to_thread(proc.proc.wait, 15)
     assert rc == 0, proc.logs()[-2000:]
     assert time.monotonic() - started < 10
+    assert not await redis_client.exists(liveness)  # gone at once, not at the end of its TTL
     proc.terminate()
 
 
