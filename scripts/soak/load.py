@@ -237,9 +237,9 @@ async def play_game(
         for attempt in range(ROLL_TRIES):
             if await roller.command(roll):
                 break
-            # not accepted (service_unavailable while a broker fails over, a timeout): the
-            # game goes on, so the roll is tried again; abandoning it would leave the room
-            # running with both seats kept
+            # not accepted (a timeout, or still service_unavailable after the client's own
+            # re-sends with the same request_id): the game goes on, so the roll is tried
+            # again as a new command (a second roll of the same turn is refused not_your_turn)
             load.roll_retries += 1
             if not roller.open:
                 return "roll: socket closed"

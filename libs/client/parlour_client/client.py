@@ -3,7 +3,9 @@
 - `connect()` opens the socket, reads `system.welcome`, authenticates (a signed token, or a
   user id on a gateway in AUTH_DEV_MODE) and heartbeats with data frames as the welcome asks.
 - `command()` sends with a fresh `request_id` and returns the gateway's `system.ack` (its
-  `msg_id` is the command's idempotency key) or raises `CommandRejected` on `system.error`.
+  `msg_id` is the command's idempotency key) or raises `CommandRejected` on `system.error`;
+  a `service_unavailable` answer (not confirmed) is retried with the same `request_id`, which
+  the gateway deduplicates, so the command takes effect at most once.
 - `expect()` registers interest in a frame before the action that causes it; `wait_for()`
   is the same plus the wait. Every wait has a timeout and fails with `ClientClosed` when the
   socket goes away, so nothing hangs.
@@ -215,19 +217,37 @@ class ParlourClient:
         except ConnectionClosed as exc:
             raise ClientClosed(exc.rcvd.code if exc.rcvd else None, str(exc)) from exc
 
-    async def command(self, message: Mapping[str, Any], *, within: float | None = None) -> Frame:
-        """Send with a fresh `request_id`; return the `system.ack` (its `msg_id` names the
-        command), or raise `CommandRejected` (`system.error`) or `TimeoutError`."""
-        rid = self.new_request_id()
-        answer, sending = self.send_command(message, rid)
-        try:
-            await sending
-            frame = await self._within(answer, self.timeout if within is None else within)
-        finally:
-            self._answers.pop(rid, None)
-        if frame["type"] == "system.error":
-            raise CommandRejected(frame)
-        return frame
+    async def command(
+        self,
+        message: Mapping[str, Any],
+        *,
+        within: float | None = None,
+        request_id: str | None = None,
+        unavailable_retries: int = 3,
+    ) -> Frame:
+        """Send with a fresh `request_id` (or the one given); return the `system.ack` (its
+        `msg_id` names the command), or raise `CommandRejected` (`system.error`) or
+        `TimeoutError`.
+
+        `service_unavailable` means the gateway could not confirm the command (Kafka did not
+        acknowledge it in time): it may or may not take effect. The command is then sent again
+        with the same `request_id` on the same socket, up to `unavailable_retries` times with
+        a growing pause; the gateway derives the command's idempotency key from it, so the
+        command takes effect at most once however often it is sent."""
+        rid = request_id or self.new_request_id()
+        for attempt in itertools.count():
+            answer, sending = self.send_command(message, rid)
+            try:
+                await sending
+                frame = await self._within(answer, self.timeout if within is None else within)
+            finally:
+                self._answers.pop(rid, None)
+            if frame["type"] != "system.error":
+                return frame
+            if frame.get("code") != "service_unavailable" or attempt >= unavailable_retries:
+                raise CommandRejected(frame)
+            await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def send_command(
         self, message: Mapping[str, Any], request_id: str | None = None

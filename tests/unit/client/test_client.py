@@ -27,13 +27,15 @@ from parlour_protocol.v1.system import Ack
 
 class FakeGateway:
     """Answers like a gateway: welcome, authenticate (token "good" only), heartbeat, and
-    every command with an ack, except `fail` commands (an error) and `silent` ones (nothing).
+    every command with an ack, except `fail` commands (an error), `silent` ones (nothing) and
+    `flaky` ones (`service_unavailable` twice, then an ack).
     `rejoin_room` replays the room events it sent after `last_seq`."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.sockets: list[ServerConnection] = []
         self.events: list[dict[str, Any]] = []
+        self.flaky = 0
 
     async def handler(self, ws: ServerConnection) -> None:
         self.sockets.append(ws)
@@ -78,6 +80,20 @@ class FakeGateway:
             return
         if kind == "silent":
             return
+        if kind == "flaky":  # not confirmed twice, then acknowledged
+            self.flaky += 1
+            if self.flaky <= 2:
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "system.error",
+                            "code": "service_unavailable",
+                            "message": "not confirmed",
+                            "request_id": rid,
+                        }
+                    )
+                )
+                return
         if kind == "fail":
             await ws.send(
                 json.dumps(
@@ -142,6 +158,22 @@ async def test_an_error_answer_raises_with_its_code(gateway: tuple[FakeGateway, 
         with pytest.raises(CommandRejected) as caught:
             await client.command({"type": "fail"})
         assert caught.value.code == "not_your_turn"
+
+
+async def test_unconfirmed_commands_are_sent_again_with_the_same_request_id(
+    gateway: tuple[FakeGateway, str],
+) -> None:
+    fake, url = gateway
+    async with await ParlourClient.connect(url, token="good") as client:
+        ack = await client.command({"type": "flaky"})
+        assert ack["type"] == "system.ack"
+        sent = [m for m in fake.received if m["type"] == "flaky"]
+        assert len(sent) == 3
+        assert len({m["request_id"] for m in sent}) == 1  # deduplicated by the gateway
+        fake.flaky = 0
+        with pytest.raises(CommandRejected) as caught:
+            await client.command({"type": "flaky"}, unavailable_retries=1)
+        assert caught.value.code == "service_unavailable"
 
 
 async def test_no_answer_times_out(gateway: tuple[FakeGateway, str]) -> None:
