@@ -100,10 +100,6 @@ def engine_env(topology: Topology, prefix: str, port: int) -> dict[str, str]:
         "ENGINE_FINISHED_ROOM_SECONDS": str(ROOM_SECONDS),
         "ENGINE_ENDED_ROOM_TTL_SECONDS": str(ENDED_ROOM_TTL_SECONDS),
         "ENGINE_APPLIED_TTL_SECONDS": str(APPLIED_TTL_SECONDS),
-        # Kafka's own floor for group sessions (6 s): a broker started before the brokers'
-        # configs allowed shorter ones refuses the engines' shorter default; the soak is
-        # about memory and leaks, not failover time
-        "ENGINE_SESSION_TIMEOUT_SECONDS": "10",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "WARNING",
     }
