@@ -124,11 +124,11 @@ CLUSTER_TESTS := tests/integration/cluster \
                  tests/integration/stack/test_fullstack.py::test_gateway_fullstack_failover_resume_with_last_seq \
                  tests/integration/gateway/test_hardening.py::test_presence_refresh_recreates_expired_records
 
-# `.infra/run/env` names the cluster afterwards (infra-up TOPOLOGY=cluster writes it); a plain
-# `make infra-up` points it back at the single node. The cluster stays up for `make infra-down`.
+# The cluster's addresses are in `.infra/run/env.cluster` (infra-up TOPOLOGY=cluster writes it;
+# `.infra/run/env` keeps naming the single node). The cluster stays up for `make infra-down`.
 test-cluster: $(STAMP)
 	@$(MAKE) infra-up TOPOLOGY=cluster
-	@set -a; . .infra/run/env; set +a; PARLOUR_CLUSTER_TESTS=1 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+	@set -a; . .infra/run/env.cluster; set +a; PARLOUR_CLUSTER_TESTS=1 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
 	  $(BIN)/pytest -p no:cacheprovider $(CLUSTER_TESTS)
 
 # Every chaos test, the long ones too (PARLOUR_CHAOS=1; `make test` runs the short ones). The

@@ -24,7 +24,7 @@ from infra.kafka_probe import (
     kafka_check,
     service_topics,
 )
-from infra.paths import ENV_FILE
+from infra.paths import CLUSTER_ENV_FILE
 from infra.processes import is_kafka_on, is_redis_in
 from infra.redis_cluster import (
     HOST,
@@ -38,11 +38,11 @@ from infra.redis_cluster import (
 
 def _write_env() -> None:
     first = redis_nodes()[0]
-    ENV_FILE.write_text(
+    CLUSTER_ENV_FILE.write_text(
         "# written by scripts/infra up --topology cluster: the addresses of the cluster\n"
         f"KAFKA_BOOTSTRAP_SERVERS={cluster_bootstrap()}\n"
-        "# every Redis Cluster node; the services do not read this yet (they speak to one\n"
-        "# Redis through REDIS_URL, and one cluster node answers MOVED for most keys)\n"
+        "# every Redis Cluster node: the services use RedisCluster when this is set (REDIS_URL\n"
+        "# then only gives credentials and TLS)\n"
         f"REDIS_CLUSTER_NODES={cluster_nodes_setting()}\n"
         f"REDIS_URL=redis://{first.address}/0\n"
     )
@@ -67,7 +67,7 @@ def cluster_up() -> None:
         say("everything is already up")
     else:
         say(f"infra up (cluster) in {time.monotonic() - began:.1f}s")
-    say(f"use: set -a; . {ENV_FILE.relative_to(ENV_FILE.parents[2])}; set +a")
+    say(f"use: set -a; . {CLUSTER_ENV_FILE.relative_to(CLUSTER_ENV_FILE.parents[2])}; set +a")
 
 
 def cluster_status() -> int:

@@ -17,7 +17,15 @@ from infra.console import InfraError, say
 from infra.kafka_broker import kafka_up
 from infra.kafka_probe import ensure_topics, existing_topics, kafka_check, service_topics
 from infra.nodes import kill_node, start_node
-from infra.paths import ENV_FILE, KAFKA_PID, LOG_DIR, REDIS_PID, RUN_DIR, TOPOLOGY_FILE
+from infra.paths import (
+    CLUSTER_ENV_FILE,
+    ENV_FILE,
+    KAFKA_PID,
+    LOG_DIR,
+    REDIS_PID,
+    RUN_DIR,
+    TOPOLOGY_FILE,
+)
 from infra.processes import cmdline, is_our_kafka, is_our_redis, our_pid, stop_all
 from infra.redis_probe import redis_persistence, redis_ping
 from infra.redis_server import redis_up
@@ -131,13 +139,14 @@ def cmd_down(topology: str | None) -> None:
     with _lock():
         if topology != "cluster":
             stop_all(single, grace=45)
+            ENV_FILE.unlink(missing_ok=True)
         if topology != "single":
             # quietly when nothing of the cluster runs: most checkouts never start one
             running = [p for p in cluster if our_pid(p[1], p[2]) is not None]
             if running or topology == "cluster":
                 stop_all(cluster, grace=45)
+            CLUSTER_ENV_FILE.unlink(missing_ok=True)
         if topology in (None, _recorded_topology()):
-            ENV_FILE.unlink(missing_ok=True)
             TOPOLOGY_FILE.unlink(missing_ok=True)
 
 

@@ -16,6 +16,9 @@ KAFKA_PID = RUN_DIR / "kafka.pid"
 REDIS_PID = RUN_DIR / "redis.pid"
 REDIS_DATA = INFRA / "redis"  # the append-only file lives here (appendonlydir/)
 ENV_FILE = RUN_DIR / "env"
+CLUSTER_ENV_FILE = RUN_DIR / "env.cluster"
+"""The cluster topology's addresses: a file of its own, so starting the cluster never points
+what reads `ENV_FILE` (tests, `make run`, the benchmarks) away from the single node."""
 KAFKA_SRC = ROOT / "scripts" / "kafka"
 
 # the clustered topology (`up --topology cluster`): one directory per node, named by its
