@@ -19,14 +19,13 @@ import uuid
 from collections.abc import Awaitable
 from typing import Any
 
-import redis.asyncio as aioredis
 from bench_support import redis_url
 
 from parlour_engine.games import discover
 from parlour_engine.handler import production_rng
 from parlour_engine.kafka_consumer import RawCommand
 from parlour_engine.metrics import EngineMetrics
-from parlour_engine.redis_pool import connection_pool
+from parlour_engine.redis_pool import engine_redis
 from parlour_engine.rules import RulesConfig
 from parlour_engine.store import RoomStore
 from parlour_engine.worker import CommandProcessor
@@ -34,7 +33,7 @@ from parlour_protocol.v1 import Actor, CommandEnvelope, RedisKeys, encode
 from parlour_protocol.v1.base import ClientCommand
 from parlour_protocol.v1.games.bigger_dice import Roll
 from parlour_protocol.v1.rooms import CreateRoom, JoinRoom, Ready, SelectPlayer
-from parlour_runtime import configure_logging
+from parlour_runtime import RedisSettings, configure_logging
 
 
 class Sink:
@@ -77,8 +76,7 @@ def command(payload: ClientCommand, actor: Actor, room_id: str | None, offset: i
 
 async def run(args: argparse.Namespace) -> None:
     prefix = f"benchcpu{uuid.uuid4().hex[:6]}."
-    pool = connection_pool(args.redis, 64)
-    redis = aioredis.Redis(connection_pool=pool)
+    redis = engine_redis(RedisSettings(redis_url=args.redis), 64)
     keys = RedisKeys(prefix)
     sink = Sink()
     processor = CommandProcessor(
@@ -158,7 +156,6 @@ async def run(args: argparse.Namespace) -> None:
         for start in range(0, len(batch), 1000):
             await redis.unlink(*batch[start : start + 1000])
         await redis.aclose()
-        await pool.aclose()
 
 
 def main() -> None:

@@ -77,7 +77,11 @@ class EngineSettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSetti
     )
     engine_fetch_max_wait_ms: int | None = deprecated_millis("engine_fetch_max_wait_seconds")
     engine_batch_timeout_seconds: float = Field(
-        default=0.005, ge=0, le=1.0, description="how long one poll waits to fill a batch"
+        default=0.005,
+        ge=0,
+        le=1.0,
+        description="how long a poll of the commands topic waits while none are there (it "
+        "returns as soon as any arrive, with what has arrived)",
     )
     engine_batch_timeout_ms: int | None = deprecated_millis("engine_batch_timeout_seconds")
     engine_applied_ttl_seconds: int = Field(

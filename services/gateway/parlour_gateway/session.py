@@ -224,7 +224,8 @@ class Session:
             if out.event_ts is not None:
                 metrics.delivery_latency.observe(max(0.0, time.time() - out.event_ts))
             if out.hops is not None:
-                metrics.observe_hops(hop(out.hops, HOP_FRAME_WRITTEN))
+                hops, out.hops = out.hops, None  # once per event (see Outgoing.hops)
+                metrics.observe_hops(hop(hops, HOP_FRAME_WRITTEN))
 
     async def _reader(self) -> None:
         queue = self.conn.queue
