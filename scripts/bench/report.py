@@ -311,11 +311,19 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         f"{_f(per_s, 0)} ({_f(fan.get('deliveries'), 0)} deliveries)" if per_s else "not measured",
         per_s >= 50_000 if per_s is not None else None,
     )
+    filtered = result.get("filter") or {}
+    us = _num(filtered.get("gateway, record form (headers)"))
+    bare = _num(filtered.get("bare aiokafka iteration"))
     row(
         "gateway CPU per event meant for sockets it does not hold",
         "<= 4 us",
-        "not measured by this suite",
-        None,
+        (
+            f"{_f(us, 2)} us (a bare aiokafka iteration of the same records: {_f(bare, 2)} us; "
+            f"{_f(filtered.get('events'), 0)} events)"
+            if us is not None
+            else "not measured"
+        ),
+        us <= 4.0 if us is not None else None,
     )
     return rows
 

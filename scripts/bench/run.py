@@ -12,7 +12,8 @@ loops with the CPU each service process spends per command, and a ramp of offere
 the highest sustainable rate); 2. the floor (Kafka
 twice + Redis once); 3. the peer (python-socketio + AsyncRedisManager) under the same load;
 4. idle authenticated connections per gateway (RSS, handshakes/s); 5. fan-out into rooms of 10
-players and 50 spectators; 6. the engine alone (scripts/bench_engine.py).
+players and 50 spectators; 6. the engine alone (scripts/bench_engine.py); 7. what a gateway
+spends on an event meant for sockets it does not hold (scripts/bench_filter.py).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from bench.support import (
     stop,
 )
 
-PHASES = ("e2e", "floor", "peer", "connections", "fanout", "engine")
+PHASES = ("e2e", "floor", "peer", "connections", "fanout", "engine", "filter")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Plan:
     fanout_events: int = 300
     engine_rooms: int = 50
     engine_seconds: float = 4.0
+    filter_events: int = 100_000
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,6 +103,7 @@ QUICK = Plan(
     fanout_events=200,
     engine_rooms=30,
     engine_seconds=3.0,
+    filter_events=10_000,
 )
 FULL = Plan(
     "full",
@@ -551,6 +554,22 @@ async def engine(plan: Plan, kafka: str, redis: str) -> dict[str, float]:
         progress.close()
 
 
+async def filtered(plan: Plan, kafka: str) -> dict[str, float]:
+    """CPU microseconds a gateway spends per event meant for sockets it does not hold
+    (scripts/bench_filter.py: ~600-byte events read through the gateway's own EventConsumer,
+    beside a bare aiokafka iteration)."""
+    from bench_filter import measure
+
+    progress = bar("gateway filter", 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            per_event = await measure(kafka, plan.filter_events)
+        progress.update(1)
+        return {"events": float(plan.filter_events), **per_event}
+    finally:
+        progress.close()
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -589,7 +608,7 @@ async def run(args: argparse.Namespace) -> int:
             metrics_urls=args.metrics or [],
         )
         result["target"] = f"remote ({', '.join(args.url)})"
-        for phase in ("floor", "peer", "fanout", "engine"):
+        for phase in ("floor", "peer", "fanout", "engine", "filter"):
             if phase in wanted:
                 wanted.remove(phase)
                 result["skipped"][phase] = "remote target: needs the deployment's Kafka and Redis"
@@ -609,6 +628,9 @@ async def run(args: argparse.Namespace) -> int:
         if "engine" in wanted:
             result["engine"] = await engine(plan, args.kafka, args.redis)
             lap(result, "engine")
+        if "filter" in wanted:
+            result["filter"] = await filtered(plan, args.kafka)
+            lap(result, "filter")
     result["seconds"] = round(time.monotonic() - started, 1)
     result.pop("_lap", None)
     text = write(_clean(result), samples, out)
