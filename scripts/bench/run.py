@@ -539,6 +539,7 @@ async def engine(plan: Plan, kafka: str, redis: str) -> dict[str, float]:
         latency_seconds=plan.engine_seconds / 2,
         rate=0.0,
         floor_samples=200,
+        hops=True,
         engine_log_level="WARNING",
         log=str(Path(tempfile.gettempdir()) / f"parlour-bench-engine-{os.getpid()}.log"),
         profile="",
@@ -592,6 +593,7 @@ async def run(args: argparse.Namespace) -> int:
         "skipped": {},
     }
     samples: dict[str, dict[str, list[float]]] = {"parlour": {}, "peer": {}}
+    failed: dict[str, str] = {}
     started = time.monotonic()
     result["_lap"] = started
     if args.url:
@@ -625,18 +627,31 @@ async def run(args: argparse.Namespace) -> int:
         ) as target:
             await _phases(target, plan, wanted, result, samples, tag, args)
         lap(result, "stack stop")
+        # a phase that breaks must not lose what the others measured: its error is reported
+        # and the run exits non-zero (make bench-quick is the harness's smoke test)
         if "engine" in wanted:
-            result["engine"] = await engine(plan, args.kafka, args.redis)
+            try:
+                result["engine"] = await engine(plan, args.kafka, args.redis)
+            except Exception as exc:  # noqa: BLE001 - reported in the results, exit status 1
+                failed["engine"] = f"{type(exc).__name__}: {exc}"
             lap(result, "engine")
         if "filter" in wanted:
-            result["filter"] = await filtered(plan, args.kafka)
+            try:
+                result["filter"] = await filtered(plan, args.kafka)
+            except Exception as exc:  # noqa: BLE001 - reported in the results, exit status 1
+                failed["filter"] = f"{type(exc).__name__}: {exc}"
             lap(result, "filter")
     result["seconds"] = round(time.monotonic() - started, 1)
     result.pop("_lap", None)
+    for phase, why in failed.items():
+        result["skipped"][phase] = f"failed: {why}"
     text = write(_clean(result), samples, out)
     print()
     print(text)
     print(f"\nbench: {result['seconds']} s; written to {out}")
+    if failed:
+        print(f"bench: phases failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
