@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 import uuid
 from collections import Counter
@@ -49,7 +48,12 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from parlour_protocol.v1 import CommandEnvelope, RedisKeys, Topics, decode_command_envelope
-from tests.support.engine_harness import EngineProcess, PlayedGame, replayed_state
+from tests.support.engine_harness import (
+    EngineProcess,
+    PlayedGame,
+    commands_handled,
+    replayed_state,
+)
 from tests.support.gateway_harness import GatewayProc, Keys
 from tests.support.paths import REPO_ROOT
 from tests.support.rules_table import rules_config
@@ -234,12 +238,6 @@ async def busiest_leader(bootstrap: str, topics: Topics) -> tuple[int, dict[int,
     return load.most_common(1)[0][0], dict(load)
 
 
-def handled(metrics: str) -> int:
-    """Commands an engine handled, from its /metrics."""
-    pattern = r"^parlour_engine_commands_total\{[^}]*\} (\S+)$"
-    return sum(int(float(m)) for m in re.findall(pattern, metrics, re.M))
-
-
 @dataclass
 class ChaosStack:
     """2 engines (one consumer group) and 2 gateways on the test's topics and key prefix."""
@@ -330,7 +328,7 @@ class ChaosStack:
             counts = []
             for engine in self.engines:
                 with contextlib.suppress(httpx.HTTPError):
-                    counts.append(handled(await engine.metrics()))
+                    counts.append(commands_handled(await engine.metrics()))
             if len(counts) == len(self.engines) and min(counts) > 0:
                 return
             assert time.monotonic() < deadline, f"an engine stays idle: {counts}"

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -388,6 +389,54 @@ async def play_game(
         turn: Any = event.payload
         roll = await bus.send(Roll(room_id=room_id), by_id[turn.current_turn])
         await bus.wait_caused(roll, within=within)
+
+
+def start_games(
+    bus: Bus, count: int, label: str, *, within: float
+) -> list[asyncio.Task[PlayedGame]]:
+    """`count` two-player games played at once (`play_game` each, players of their own), in
+    rooms named `<label> <tag> <n>`."""
+    tag = uuid.uuid4().hex[:6]
+    return [
+        asyncio.create_task(
+            play_game(
+                bus,
+                [actor(2 * g, tag), actor(2 * g + 1, tag)],
+                room_name=f"{label} {tag} {g}",
+                within=within,
+            )
+        )
+        for g in range(count)
+    ]
+
+
+def engines_named(
+    names: tuple[str, ...],
+    *,
+    kafka_bootstrap: str,
+    redis_url: str,
+    topic_prefix: str,
+    log_dir: Path,
+    extra: dict[str, str] | None = None,
+) -> list[EngineProcess]:
+    """Engine processes of one consumer group, configured alike (not started)."""
+    return [
+        EngineProcess.configure(
+            kafka_bootstrap=kafka_bootstrap,
+            redis_url=redis_url,
+            topic_prefix=topic_prefix,
+            log_dir=log_dir,
+            name=name,
+            extra=extra,
+        )
+        for name in names
+    ]
+
+
+def commands_handled(metrics: str) -> int:
+    """Commands an engine handled, from the text of its /metrics."""
+    pattern = r"^parlour_engine_commands_total\{[^}]*\} (\S+)$"
+    return sum(int(float(m)) for m in re.findall(pattern, metrics, re.M))
 
 
 async def replayed_state(

@@ -5,16 +5,20 @@ applied, and no room may show a gap in its event seqs."""
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from parlour_protocol.v1 import RedisKeys, Topics
-from tests.support.engine_harness import Bus, EngineProcess, actor, play_game, replayed_state
+from tests.support.engine_harness import (
+    Bus,
+    commands_handled,
+    engines_named,
+    replayed_state,
+    start_games,
+)
 from tests.support.rules_table import rules_config
 
 SEED = 1234
@@ -22,13 +26,6 @@ CONFIG = rules_config(turn_timeout_seconds=600)
 GAMES = 50
 
 pytestmark = pytest.mark.slow
-
-
-def _handled(metrics: str) -> int:
-    return sum(
-        int(float(m))
-        for m in re.findall(r"^parlour_engine_commands_total\{[^}]*\} (\S+)$", metrics, re.M)
-    )
 
 
 @pytest.mark.timeout(240)
@@ -42,18 +39,14 @@ async def test_engine_failover_sigkill_mid_games(
 ) -> None:
     topics = Topics(prefix=topic_prefix)
     await create_topics(kafka_bootstrap, topics.with_partitions())
-    extra = {"ENGINE_SESSION_TIMEOUT_SECONDS": "6"}
-    engines = [
-        EngineProcess.configure(
-            kafka_bootstrap=kafka_bootstrap,
-            redis_url=redis_url,
-            topic_prefix=topic_prefix,
-            log_dir=tmp_path,
-            name=name,
-            extra=extra,
-        )
-        for name in ("engine-a", "engine-b")
-    ]
+    engines = engines_named(
+        ("engine-a", "engine-b"),
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        topic_prefix=topic_prefix,
+        log_dir=tmp_path,
+        extra={"ENGINE_SESSION_TIMEOUT_SECONDS": "6"},
+    )
     for engine in engines:
         engine.start()
     bus = Bus(kafka_bootstrap, topics)
@@ -62,22 +55,11 @@ async def test_engine_failover_sigkill_mid_games(
         await bus.start()
         for engine in engines:
             await engine.wait_ready()
-        tag = uuid.uuid4().hex[:6]
-        games = [
-            asyncio.create_task(
-                play_game(
-                    bus,
-                    [actor(2 * g, tag), actor(2 * g + 1, tag)],
-                    room_name=f"fo {tag} {g}",
-                    within=60,
-                )
-            )
-            for g in range(GAMES)
-        ]
+        games = start_games(bus, GAMES, "fo", within=60)
         # kill when both engines are working and the games are well under way
         deadline = time.monotonic() + 60
         while True:
-            counts = [_handled(await e.metrics()) for e in engines]
+            counts = [commands_handled(await e.metrics()) for e in engines]
             rolls = sum(1 for e in bus.events if e.type == "games.event.bigger_dice.rolled")
             if min(counts) > 0 and rolls >= GAMES * 5:
                 break
@@ -130,34 +112,20 @@ async def test_engine_sigterm_mid_games_loses_and_repeats_nothing(
     topics = Topics(prefix=topic_prefix)
     await create_topics(kafka_bootstrap, topics.with_partitions())
 
-    def engine(name: str) -> EngineProcess:
-        return EngineProcess.configure(
-            kafka_bootstrap=kafka_bootstrap,
-            redis_url=redis_url,
-            topic_prefix=topic_prefix,
-            log_dir=tmp_path,
-            name=name,
-            extra={"ENGINE_SESSION_TIMEOUT_SECONDS": "6"},
-        )
-
-    first, second = engine("first"), engine("second")
+    first, second = engines_named(
+        ("first", "second"),
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        topic_prefix=topic_prefix,
+        log_dir=tmp_path,
+        extra={"ENGINE_SESSION_TIMEOUT_SECONDS": "6"},
+    )
     first.start()
     bus = Bus(kafka_bootstrap, topics)
     try:
         await bus.start()
         await first.wait_ready()
-        tag = uuid.uuid4().hex[:6]
-        games = [
-            asyncio.create_task(
-                play_game(
-                    bus,
-                    [actor(2 * g, tag), actor(2 * g + 1, tag)],
-                    room_name=f"term {tag} {g}",
-                    within=60,
-                )
-            )
-            for g in range(10)
-        ]
+        games = start_games(bus, 10, "term", within=60)
         deadline = time.monotonic() + 60
         while sum(1 for e in bus.events if e.type == "games.event.bigger_dice.rolled") < 50:
             assert time.monotonic() < deadline, "games did not get going"

@@ -14,27 +14,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from parlour_engine.settings import EngineSettings
 from parlour_protocol.v1 import Topics
-from tests.support.engine_harness import Bus, EngineProcess, actor, play_game
+from tests.support.engine_harness import (
+    Bus,
+    EngineProcess,
+    commands_handled,
+    engines_named,
+    start_games,
+)
 
 GAMES = 12
 
 pytestmark = pytest.mark.slow
-
-
-def _handled(metrics: str) -> int:
-    return sum(
-        int(float(m))
-        for m in re.findall(r"^parlour_engine_commands_total\{[^}]*\} (\S+)$", metrics, re.M)
-    )
 
 
 @pytest.mark.timeout(180)
@@ -49,16 +46,13 @@ async def test_engine_failover_time_is_printed(
     await create_topics(kafka_bootstrap, topics.with_partitions())
     default = EngineSettings.model_fields["engine_session_timeout_seconds"].default
     session = float(os.environ.get("ENGINE_SESSION_TIMEOUT_SECONDS", default))
-    engines = [
-        EngineProcess.configure(
-            kafka_bootstrap=kafka_bootstrap,
-            redis_url=redis_url,
-            topic_prefix=topic_prefix,
-            log_dir=tmp_path,
-            name=name,
-        )
-        for name in ("engine-a", "engine-b")
-    ]
+    engines = engines_named(
+        ("engine-a", "engine-b"),
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        topic_prefix=topic_prefix,
+        log_dir=tmp_path,
+    )
     for engine in engines:
         engine.start()
     bus = Bus(kafka_bootstrap, topics)
@@ -67,21 +61,10 @@ async def test_engine_failover_time_is_printed(
         await bus.start()
         for engine in engines:
             await engine.wait_ready()
-        tag = uuid.uuid4().hex[:6]
-        games = [
-            asyncio.create_task(
-                play_game(
-                    bus,
-                    [actor(2 * g, tag), actor(2 * g + 1, tag)],
-                    room_name=f"fot {tag} {g}",
-                    within=60,
-                )
-            )
-            for g in range(GAMES)
-        ]
+        games = start_games(bus, GAMES, "fot", within=60)
         deadline = time.monotonic() + 60
         while True:  # both engines at work, every game past its start
-            counts = [_handled(await e.metrics()) for e in engines]
+            counts = [commands_handled(await e.metrics()) for e in engines]
             started = {e.room_id for e in bus.events if e.type == "games.event.game_started"}
             if min(counts) > 0 and len(started) == GAMES:
                 break

@@ -28,7 +28,7 @@ from aiokafka import TopicPartition
 from parlour_gateway.connection import SeqTracker
 from parlour_protocol.v1 import EventEnvelope, Topics
 from parlour_protocol.v1.topics import EVENTS, PARTITIONS
-from tests.support.engine_harness import Bus, EngineProcess, actor, play_game, replayed_state
+from tests.support.engine_harness import Bus, engines_named, replayed_state, start_games
 from tests.support.rules_table import rules_config
 
 SEED = 1234
@@ -92,15 +92,12 @@ async def test_zombie_engine_applies_no_stale_effect(
 ) -> None:
     topics = Topics(prefix=topic_prefix)
     await create_topics(kafka_bootstrap, topics.with_partitions())
-    zombie, survivor = (
-        EngineProcess.configure(
-            kafka_bootstrap=kafka_bootstrap,
-            redis_url=redis_url,
-            topic_prefix=topic_prefix,
-            log_dir=tmp_path,
-            name=name,
-        )
-        for name in ("zombie", "survivor")
+    zombie, survivor = engines_named(
+        ("zombie", "survivor"),
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        topic_prefix=topic_prefix,
+        log_dir=tmp_path,
     )
     for engine in (zombie, survivor):
         engine.start()
@@ -110,18 +107,7 @@ async def test_zombie_engine_applies_no_stale_effect(
         await bus.start()
         for engine in (zombie, survivor):
             await engine.wait_ready()
-        tag = uuid.uuid4().hex[:6]
-        games = [
-            asyncio.create_task(
-                play_game(
-                    bus,
-                    [actor(2 * g, tag), actor(2 * g + 1, tag)],
-                    room_name=f"zombie {tag} {g}",
-                    within=90,
-                )
-            )
-            for g in range(GAMES)
-        ]
+        games = start_games(bus, GAMES, "zombie", within=90)
         deadline = time.monotonic() + 60
         while True:  # both engines busy, every game under way
             counts = [sum(_counts(await e.metrics()).values()) for e in (zombie, survivor)]
