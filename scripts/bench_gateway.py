@@ -28,7 +28,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from bench.support import (
     kafka_bootstrap,
     percentile,
     redis_url,
+    room_chat_event,
     rss_bytes,
     stop,
 )
@@ -49,9 +50,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from parlour_gateway.dev_tokens import generate_keypair, make_token
-from parlour_protocol.v1 import Audience, AudienceKind, EventEnvelope, Topics
-from parlour_protocol.v1.chat import ChatChannel, ChatMessage
-from parlour_protocol.v1.records import H_TO, event_record
+from parlour_protocol.v1 import Topics
+from parlour_protocol.v1.records import H_TO
 
 # ------------------------------------------------------------------ process helpers
 
@@ -309,25 +309,8 @@ async def fanout_phase(
     for k in range(events):
         r = k % len(rooms)
         seqs[r] += 1
-        payload = ChatMessage(
-            room_id=room_ids[r],
-            channel=ChatChannel.LOBBY,
-            message_id=uuid.uuid4().hex,
-            user_id="bench",
-            username="bench",
-            content="x" * 64,
-            timestamp=datetime.now(UTC),
-            seq=seqs[r],
-        )
-        env = EventEnvelope(
-            type=payload.type,
-            room_id=room_ids[r],
-            seq=seqs[r],
-            payload=payload,
-            audience=Audience(kind=AudienceKind.ROOM, user_ids=rooms[r]),
-        )
         expected += len(rooms[r])
-        value, headers = event_record(env)
+        value, headers = room_chat_event(room_ids[r], seqs[r], rooms[r])
         futures.append(await producer.send(topic, value, key=room_ids[r].encode(), headers=headers))
         if rate is not None:
             await asyncio.sleep(max(0.0, started + (k + 1) / rate - time.time()))

@@ -30,7 +30,6 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ from bench.support import (
     infra_env,
     kafka_bootstrap,
     redis_url,
+    room_chat_event,
     rss_bytes,
     stop,
 )
@@ -451,8 +451,7 @@ def connections(target: Target, plan: Plan, tag: str) -> list[dict[str, Any]]:
 async def fanout(target: Target, plan: Plan, tag: str) -> dict[str, Any]:
     from aiokafka import AIOKafkaProducer
 
-    from parlour_protocol.v1 import Audience, AudienceKind, EventEnvelope, Topics, encode
-    from parlour_protocol.v1.chat import ChatChannel, ChatMessage
+    from parlour_protocol.v1 import Topics
 
     players, spectators = 10, 50
     size = players + spectators
@@ -466,35 +465,20 @@ async def fanout(target: Target, plan: Plan, tag: str) -> dict[str, Any]:
         progress.update(1)
         room_ids = [uuid.uuid4().hex for _ in users]
         seqs = [0] * len(users)
-        values: list[tuple[bytes, bytes]] = []
+        values: list[tuple[bytes, tuple[bytes, Any]]] = []
         for k in range(plan.fanout_events):
             r = k % len(users)
             seqs[r] += 1
-            payload = ChatMessage(
-                room_id=room_ids[r],
-                channel=ChatChannel.LOBBY,
-                message_id=uuid.uuid4().hex,
-                user_id="bench",
-                username="bench",
-                content="x" * 64,
-                timestamp=datetime.now(UTC),
-                seq=seqs[r],
-            )
-            envelope = EventEnvelope(
-                type=payload.type,
-                room_id=room_ids[r],
-                seq=seqs[r],
-                payload=payload,
-                audience=Audience(kind=AudienceKind.ROOM, user_ids=users[r]),
-            )
-            values.append((room_ids[r].encode(), encode(envelope)))
+            values.append((room_ids[r].encode(), room_chat_event(room_ids[r], seqs[r], users[r])))
         expected = sum(len(users[k % len(users)]) for k in range(plan.fanout_events))
         await producer.start()
         await asyncio.to_thread(holders.ask, ("reset",))
         started = time.time()
         sends = [
-            await producer.send(Topics(prefix=target.prefix).events, value, key=key)
-            for key, value in values
+            await producer.send(
+                Topics(prefix=target.prefix).events, value, key=key, headers=headers
+            )
+            for key, (value, headers) in values
         ]
         await asyncio.gather(*sends)
         progress.update(1)

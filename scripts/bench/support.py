@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,33 @@ async def delete_prefix(url: str, prefix: str) -> int:
         return removed
     finally:
         await client.aclose()
+
+
+def room_chat_event(room_id: str, seq: int, user_ids: list[str]) -> tuple[bytes, Any]:
+    """(value, headers) of a 64-character lobby chat line of `room_id` at `seq` for
+    `user_ids`, as the engines write event records (the frame as value, routing in headers):
+    what the fan-out benchmarks push through a gateway."""
+    from datetime import UTC, datetime
+
+    from parlour_protocol.v1 import Audience, AudienceKind, EventEnvelope
+    from parlour_protocol.v1.chat import ChatChannel, ChatMessage
+    from parlour_protocol.v1.records import event_record
+
+    payload = ChatMessage(
+        room_id=room_id,
+        channel=ChatChannel.LOBBY,
+        message_id=uuid.uuid4().hex,
+        user_id="bench",
+        username="bench",
+        content="x" * 64,
+        timestamp=datetime.now(UTC),
+        seq=seq,
+    )
+    envelope = EventEnvelope(
+        type=payload.type,
+        room_id=room_id,
+        seq=seq,
+        payload=payload,
+        audience=Audience(kind=AudienceKind.ROOM, user_ids=user_ids),
+    )
+    return event_record(envelope)
