@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from parlour_protocol.v1 import CommandEnvelope, RedisKeys, Topics, decode_command_envelope
+from parlour_protocol.v1 import RedisKeys, Topics
+from tests.support.chaos import accepted_commands
 from tests.support.engine_harness import EngineProcess, PlayedGame, replayed_state
 from tests.support.gateway_harness import GatewayProc, Keys
 from tests.support.own_redis import OwnRedis
@@ -103,28 +103,6 @@ async def _both_ready(stack: Stack, within: float = 30) -> None:
             await asyncio.sleep(0.1)
 
 
-async def _accepted_commands(bootstrap: str, topics: Topics) -> list[CommandEnvelope]:
-    """Every command on the test's command topic, each partition in offset order. A room's
-    commands are keyed by its id, so they share one partition, in the order applied."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = range(topics.with_partitions()[topics.commands])
-        assigned = [TopicPartition(topics.commands, p) for p in partitions]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        ends = await consumer.end_offsets(assigned)
-        per_partition: dict[int, list[CommandEnvelope]] = {p: [] for p in partitions}
-        async with asyncio.timeout(30):
-            while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
-                for tp, records in (await consumer.getmany(timeout_ms=200)).items():
-                    got = [decode_command_envelope(r.value) for r in records]
-                    per_partition[tp.partition] += got
-    finally:
-        await consumer.stop()
-    return [c for p in sorted(per_partition) for c in per_partition[p]]
-
-
 async def _roll_until_acked(player: Player, room_id: str, within: float = 30) -> None:
     """A roll sent as a browser would: on `service_unavailable` the same request_id is sent
     again (documented as safe: it takes effect at most once)."""
@@ -146,7 +124,7 @@ async def _roll_until_acked(player: Player, room_id: str, within: float = 30) ->
 async def _assert_replayed(stack: Stack, bootstrap: str, prefix: str, rooms: list[str]) -> None:
     """Redis holds exactly the rules replayed over the commands each room recorded as
     applied (a command whose effect Redis lost is not among them)."""
-    commands = await _accepted_commands(bootstrap, stack.topics)
+    commands = await accepted_commands(bootstrap, stack.topics)
     rkeys = RedisKeys(prefix=prefix)
     client = aioredis.from_url(stack.redis.url)
     try:
