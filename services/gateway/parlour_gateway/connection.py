@@ -111,6 +111,11 @@ class Outgoing:
     which cost 7 histogram observations per frame"""
 
 
+def _expire(getter: asyncio.Future[bool]) -> None:
+    if not getter.done():
+        getter.set_result(False)
+
+
 class SendQueue:
     """A socket's bounded FIFO of frames with the few `asyncio.Queue` methods the session uses
     (put_nowait, get, get_nowait, task_done, join). An idle socket holds an empty list and
@@ -121,7 +126,16 @@ class SendQueue:
     empty queue takes any one frame: a frame larger than the byte bound alone still goes to a
     client that reads."""
 
-    __slots__ = ("_bytes", "_getter", "_items", "_joiners", "_unfinished", "max_bytes", "maxsize")
+    __slots__ = (
+        "_bytes",
+        "_getter",
+        "_items",
+        "_joiners",
+        "_unfinished",
+        "max_bytes",
+        "maxsize",
+        "on_put",
+    )
 
     def __init__(self, maxsize: int, max_bytes: int | None = None) -> None:
         self.maxsize = maxsize
@@ -129,8 +143,11 @@ class SendQueue:
         self._items: list[Outgoing] = []
         self._bytes = 0
         self._unfinished = 0
-        self._getter: asyncio.Future[None] | None = None
+        self._getter: asyncio.Future[bool] | None = None
         self._joiners: list[asyncio.Future[None]] | None = None
+        self.on_put: Callable[[], None] | None = None
+        """called after a frame is queued while no `get`/`wait` waits for one: the session
+        starts its writer then (an idle socket has none)"""
 
     def qsize(self) -> int:
         return len(self._items)
@@ -153,8 +170,11 @@ class SendQueue:
         self._bytes += size
         self._unfinished += 1
         getter = self._getter
-        if getter is not None and not getter.done():
-            getter.set_result(None)
+        if getter is not None:
+            if not getter.done():
+                getter.set_result(True)
+        elif self.on_put is not None:
+            self.on_put()
 
     def _pop(self) -> Outgoing:
         item = self._items.pop(0)
@@ -168,13 +188,25 @@ class SendQueue:
 
     async def get(self) -> Outgoing:
         while not self._items:
-            getter = asyncio.get_running_loop().create_future()
-            self._getter = getter
-            try:
-                await getter
-            finally:
-                self._getter = None
+            await self.wait(None)
         return self._pop()
+
+    async def wait(self, within: float | None) -> bool:
+        """Wait until a frame is queued: True, or False after `within` seconds without one
+        (the queue may have been filled since: check `empty()` before acting on False). A
+        timer, not `asyncio.timeout`: this runs once per frame on a busy socket."""
+        if self._items:
+            return True
+        loop = asyncio.get_running_loop()
+        getter: asyncio.Future[bool] = loop.create_future()
+        self._getter = getter
+        timer = None if within is None else loop.call_later(within, _expire, getter)
+        try:
+            return await getter
+        finally:
+            self._getter = None
+            if timer is not None:
+                timer.cancel()
 
     def task_done(self) -> None:
         if self._unfinished <= 0:

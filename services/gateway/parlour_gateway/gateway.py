@@ -12,6 +12,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import UnknownTopicOrPartitionError
 from redis.exceptions import RedisClusterException, RedisError
+from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
@@ -237,10 +238,9 @@ class Gateway:
     async def serve(self, ws: WebSocket) -> None:
         s = self.settings
         client = ws.client
+        forwarded_for, origin = _handshake_headers(ws)
         ip = client_key(
-            client.host if client is not None else None,
-            ws.headers.get("x-forwarded-for"),
-            self._trusted_proxies,
+            client.host if client is not None else None, forwarded_for, self._trusted_proxies
         )
         if not self._handshakes.take(ip, time.monotonic()):
             await self._refuse(ws, "ip_handshake_rate", "too many handshakes from this address")
@@ -250,7 +250,7 @@ class Gateway:
                 ws, "ip_unauthenticated", "too many unauthenticated sockets from this address"
             )
             return
-        if not origin_allowed(ws.headers.get("origin"), s.origins):
+        if not origin_allowed(origin, s.origins):
             self.metrics.connections_total.labels("origin_rejected").inc()
             log.info("origin_rejected")
             await ws.close(code=int(CloseCode.POLICY_VIOLATION))  # before accept: HTTP 403
@@ -440,3 +440,11 @@ class Gateway:
                 log.warning("gateway_heartbeat_failed", error=type(exc).__name__)
             beat()
             await asyncio.sleep(interval)
+
+
+def _handshake_headers(ws: WebSocket) -> tuple[str | None, str | None]:
+    """(X-Forwarded-For, Origin) of the handshake, read without caching the headers on `ws`:
+    the protocol drops them once the socket is accepted (wsproto.py), saving their memory for
+    the socket's life."""
+    headers = Headers(scope=ws.scope)
+    return headers.get("x-forwarded-for"), headers.get("origin")

@@ -1,6 +1,8 @@
 """One WebSocket from welcome to close: a reader task, a writer task draining the bounded send
-queue, and one loop timer (no task) for the auth, idle, token-expiry and resume-hold deadlines,
-re-armed lazily when it fires (a frame only moves `last_activity`). Every close goes through
+queue while it has frames (started by the first frame queued, gone after
+_WRITER_IDLE_SECONDS without one: an idle socket costs no task for it), and one loop timer
+(no task) for the auth, idle, token-expiry and resume-hold deadlines, re-armed lazily when it
+fires (a frame only moves `last_activity`). Every close goes through
 `Connection.request_close`, so the first reason wins and is the one the client sees.
 
 A session is given `SessionDeps`, the few clients and gateway-wide callables it uses, never
@@ -110,6 +112,7 @@ class Session:
         """rejoins in flight for rooms whose seq went backwards on this socket"""
         self._received_us: int | None = None
         """when the frame being handled arrived (GATEWAY_HOP_TIMESTAMPS), epoch microseconds"""
+        self._writer_task: asyncio.Task[bool] | None = None
 
     # --- output ---
     def send(self, message: BaseModel) -> bool:
@@ -142,37 +145,51 @@ class Session:
 
     # --- lifecycle ---
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        self.conn.queue.on_put = self._start_writer
         self.send(
             Welcome(
                 connection_id=self.conn.connection_id,
                 heartbeat_interval=self.settings.ws_heartbeat_interval_seconds,
             )
         )
-        loop = asyncio.get_running_loop()
-        self._done = loop.create_future()
         reader = asyncio.create_task(self._reader())
-        writer = asyncio.create_task(self._writer())
-        tasks = (reader, writer)
-        for task in tasks:
-            task.add_done_callback(self._finish)
+        reader.add_done_callback(self._finish)
         self.conn.listener = self._on_close_request  # a close request ends the wait too
         self.conn.on_rewind = self._on_rewind
         self._plan()
         try:
             await self._done
             if self.conn.close_code is not None and not reader.done():
-                await self._close(writer)
+                await self._close()
             else:
                 self.deps.metrics.connections_total.labels("client_closed").inc()
         finally:
+            self.conn.queue.on_put = None
             self.conn.listener = None
             self.conn.on_rewind = None
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            tasks = [reader] if self._writer_task is None else [reader, self._writer_task]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start_writer(self) -> None:
+        """A frame was queued and no writer waits for one: start the writer if none runs."""
+        if self._writer_task is None:
+            task = asyncio.get_running_loop().create_task(self._writer())
+            task.add_done_callback(self._writer_done)
+            self._writer_task = task
+
+    def _writer_done(self, task: asyncio.Task[bool]) -> None:
+        if self._writer_task is task:
+            self._writer_task = None
+        # the socket is gone (True) or the writer failed: the session ends
+        if not task.cancelled() and (task.exception() is not None or task.result()):
+            self._finish()
 
     def _replan(self) -> None:
         """The deadlines changed (authenticated, fresh token): re-arm the timer."""
@@ -189,17 +206,19 @@ class Session:
             self._timer = None
         self._finish()
 
-    async def _close(self, writer: asyncio.Task[None]) -> None:
+    async def _close(self) -> None:
         conn = self.conn
         assert conn.close_code is not None
         if conn.close_kind is CloseRequest.SLOW_CONSUMER:
             self.deps.metrics.send_queue_closes.inc()
-        elif not writer.done():
+        elif self._writer_task is not None:
             # let the error that explains the close reach the client first
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(conn.queue.join(), 1.0)
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
+        conn.queue.on_put = None
+        if (writer := self._writer_task) is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
         self.deps.metrics.connections_total.labels(
             conn.close_kind.value if conn.close_kind else "closed"
         ).inc()
@@ -210,15 +229,22 @@ class Session:
                 self.settings.ws_close_timeout_seconds,
             )
 
-    async def _writer(self) -> None:
+    async def _writer(self) -> bool:
+        """Send queued frames until the queue stayed empty for _WRITER_IDLE_SECONDS (False:
+        the next frame queued starts a new writer) or the socket is gone (True)."""
         queue = self.conn.queue
         metrics = self.deps.metrics
         while True:
-            out = await queue.get()
+            if queue.empty() and not await queue.wait(_WRITER_IDLE_SECONDS) and queue.empty():
+                # nothing awaits between this check and the end of the task, and the queue
+                # calls on_put (a new writer) only while no writer waits
+                self._writer_task = None
+                return False
+            out = queue.get_nowait()
             try:
                 await self.ws.send_text(out.text)
             except (WebSocketDisconnect, RuntimeError, OSError):
-                return
+                return True
             finally:
                 queue.task_done()
             if out.event_ts is not None:
@@ -648,6 +674,8 @@ class Session:
 
 
 _REPLAY_PAGE = 100
+_WRITER_IDLE_SECONDS = 1.0
+"""how long a socket's writer task waits for the next frame before it ends (see _writer)"""
 """Stream entries per XRANGE / XREVRANGE call of a replay."""
 
 

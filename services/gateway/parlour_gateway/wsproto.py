@@ -3,8 +3,12 @@
 uvicorn gives every socket an unbounded `asyncio.Queue` for received frames and an
 `asyncio.Event` for write flow control: four deques (about 3 KB) per socket that mostly sit
 empty. They are swapped here for list/future based equivalents with the same methods the
-protocol calls (`put_nowait`, `get`, `empty`; `set`, `clear`, `wait`, `is_set`). Nothing else
-of the protocol changes."""
+protocol calls (`put_nowait`, `get`, `empty`; `set`, `clear`, `wait`, `is_set`).
+
+Once the handshake is accepted, the protocol lets go of the handshake's request and response
+and of the scope's header list (about 4 KB per socket, read by nobody afterwards: the gateway
+reads the headers it needs before it accepts, without caching them on the `WebSocket`).
+Nothing else of the protocol changes."""
 
 from __future__ import annotations
 
@@ -94,7 +98,15 @@ class LightWebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         await super().send(message)
-        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+        kind = message["type"]
+        if kind == "websocket.accept" and self.handshake_complete:
+            # the request also stays referenced by the parser generator of `self.conn` for
+            # the socket's life: empty its headers in place
+            self.request.headers.clear()
+            self.request = None  # type: ignore[assignment]
+            self.response = None  # type: ignore[assignment]
+            self.scope["headers"] = []
+        elif kind == "websocket.http.response.body" and not message.get("more_body"):
             # a handshake refused with an HTTP response (429) is complete: without this,
             # uvicorn logs "returned without completing handshake" at error level for each
             # refusal, one log line per hostile handshake

@@ -13,6 +13,7 @@ from typing import Any, cast
 import pytest
 from starlette.websockets import WebSocket
 
+from parlour_gateway import session as session_module
 from parlour_gateway.auth import Identity
 from parlour_gateway.commands import build_envelope, name_lookup
 from parlour_gateway.connection import Connection
@@ -328,3 +329,27 @@ async def test_replay_sends_only_what_the_user_was_an_audience_of(
     )
     ws, _, _ = await _replayed(settings, entries, 0, 64)
     assert [f["seq"] for f in ws.sent] == [1, 2, 3, 5]
+
+
+async def test_the_writer_task_lives_only_while_frames_come(
+    settings: GatewaySettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle socket holds no writer task (memory per idle connection); the next frame
+    queued starts one again, and every frame still reaches the socket once, in order."""
+    monkeypatch.setattr(session_module, "_WRITER_IDLE_SECONDS", 0.05)
+    ws = FakeSocket()
+    conn = Connection("c1", 16)
+    session = Session(_deps(settings), conn, cast(WebSocket, ws))
+    task = asyncio.create_task(session.run())
+    await ws.wait_for(1)  # the welcome started a writer
+    for n in range(3):  # it ends once idle; the next frame queued starts a new one
+        writer = session._writer_task
+        assert writer is not None
+        assert await asyncio.wait_for(writer, 5) is False  # ended idle, not as a gone socket
+        assert session._writer_task is None
+        ws.feed(json.dumps({"type": "system.heartbeat"}))
+        await ws.wait_for(2 + n)
+    assert [f["type"] for f in ws.sent] == ["system.welcome"] + ["system.heartbeat_ack"] * 3
+    await ws.inbox.put({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.wait_for(task, 5)
+    assert conn.queue.on_put is None  # nothing starts a writer after the session ended

@@ -4,11 +4,12 @@ replace (FIFO, wake-ups, join, bounded put)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
 import pytest
 
 from parlour_gateway.connection import Outgoing, SendQueue
-from parlour_gateway.wsproto import _ReceiveQueue, _Writable
+from parlour_gateway.wsproto import LightWebSocketProtocol, _ReceiveQueue, _Writable
 
 
 async def test_receive_queue_is_fifo_and_wakes_its_reader() -> None:
@@ -85,3 +86,66 @@ def test_send_queue_takes_one_frame_over_the_byte_bound_when_empty() -> None:
     queue.put_nowait(Outgoing("y" * 200_000))  # a reading client still gets a large snapshot
     with pytest.raises(asyncio.QueueFull):
         queue.put_nowait(Outgoing("z"))
+
+
+async def test_send_queue_wait_times_out_and_on_put_fires_only_without_a_waiter() -> None:
+    queue = SendQueue(4)
+    puts: list[int] = []
+    queue.on_put = lambda: puts.append(queue.qsize())
+    assert await queue.wait(0.01) is False  # nothing came
+    waiter = asyncio.create_task(queue.wait(5))
+    await asyncio.sleep(0)
+    queue.put_nowait(Outgoing("a"))  # a waiter takes it: no on_put
+    assert await waiter is True
+    assert puts == []
+    queue.put_nowait(Outgoing("b"))  # nobody waits: the owner is told
+    assert puts == [2]
+    assert await queue.wait(0) is True  # frames queued: no wait at all
+
+
+async def test_an_accepted_socket_keeps_no_handshake_headers() -> None:
+    """Through a real uvicorn server on the gateway's protocol: once the app accepted, the
+    handshake's request and response and the scope's header list are let go (about 4 KB per
+    socket), while the app could read the headers before it accepted."""
+    import gc
+
+    import uvicorn
+    import websockets
+    from websockets.typing import Origin
+
+    seen: dict[str, object] = {}
+    looked = asyncio.Event()
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        assert scope["type"] == "websocket"
+        seen["before"] = dict(cast("list[tuple[bytes, bytes]]", scope["headers"]))
+        await cast(Any, receive)()  # websocket.connect
+        await cast(Any, send)({"type": "websocket.accept"})
+        seen["after"] = list(cast("list[object]", scope["headers"]))
+        protocols = [o for o in gc.get_objects() if isinstance(o, LightWebSocketProtocol)]
+        seen["requests"] = [p.request for p in protocols]
+        seen["responses"] = [p.response for p in protocols]
+        looked.set()
+        await cast(Any, receive)()  # until the client closes
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, ws=LightWebSocketProtocol, lifespan="off", log_level="error"
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:  # noqa: ASYNC110 - uvicorn has no event for it
+                await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        origin = Origin("http://x.test")
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws", origin=origin) as ws:
+            await ws.send("hi")
+            await asyncio.wait_for(looked.wait(), 10)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 10)
+    assert cast(dict[bytes, bytes], seen["before"])[b"origin"] == b"http://x.test"
+    assert seen["after"] == []
+    assert seen["requests"] == [None]
+    assert seen["responses"] == [None]
