@@ -432,16 +432,23 @@ def markdown(result: dict[str, Any]) -> str:
             "## Idle authenticated connections",
             "",
             "| gateway | sockets | failures | handshakes/s | RSS before MiB | RSS after MiB "
-            "| KiB per connection |",
-            "|---|---|---|---|---|---|---|",
+            "| KiB per connection | s until closed |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         out += [
             f"| {c['gateway']} | {c['sockets']} | {c['failures']} | "
             f"{_f(c['handshakes_per_s'], 0)} | {_f(c.get('rss_before_mib'))} | "
-            f"{_f(c.get('rss_after_mib'))} | {_f(c.get('kib_per_connection'))} |"
+            f"{_f(c.get('rss_after_mib'))} | {_f(c.get('kib_per_connection'))} | "
+            f"{_f(c.get('settle_seconds'))} |"
             for c in conns
         ]
-        out.append("")
+        out += [
+            "",
+            "s until closed: after the clients closed, how long until the gateway's open-socket "
+            "gauge (a socket counts until its presence clean-up ran) was back to 0; the next "
+            "phase starts then.",
+            "",
+        ]
     fan = result.get("fanout")
     if fan:
         out += [

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -427,12 +428,15 @@ def connections(target: Target, plan: Plan, tag: str) -> list[dict[str, Any]]:
                 after = rss_bytes(pid) if pid else None
             finally:
                 holders.stop()
+            settled = _settle(target.metrics_urls[i] if target.metrics_urls else None)
             row: dict[str, Any] = {
                 "gateway": i + 1,
                 "sockets": opened["open"],
                 "failures": opened["failures"],
                 "handshakes_per_s": opened["open"] / max(opened["seconds"], 1e-6),
             }
+            if settled is not None:
+                row["settle_seconds"] = settled
             if before is not None and after is not None:
                 row["rss_before_mib"] = before / 2**20
                 row["rss_after_mib"] = after / 2**20
@@ -443,6 +447,27 @@ def connections(target: Target, plan: Plan, tag: str) -> list[dict[str, Any]]:
     finally:
         progress.close()
     return rows
+
+
+def _settle(metrics_url: str | None, within: float = 120.0) -> float | None:
+    """Wait until the gateway has finished closing the phase's sockets (its open-socket gauge,
+    which counts a socket until its presence clean-up ran, is back to 0), so the next phase
+    does not measure the tail of this one's disconnect storm. Seconds waited; None without a
+    metrics URL (a remote target)."""
+    if metrics_url is None:
+        return None
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        with urllib.request.urlopen(metrics_url, timeout=5) as answer:
+            text = answer.read().decode()
+        match = _OPEN_SOCKETS.search(text)
+        if match is None or float(match.group(1)) == 0:
+            break
+        time.sleep(0.5)
+    return round(time.monotonic() - started, 1)
+
+
+_OPEN_SOCKETS = re.compile(r"^parlour_gateway_connections_current ([0-9.e+]+)$", re.MULTILINE)
 
 
 # --- phase 5: fan-out -----------------------------------------------------------------------
