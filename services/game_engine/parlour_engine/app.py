@@ -157,7 +157,7 @@ def create_engine(settings: EngineSettings) -> Engine:
         poll_seconds=settings.engine_timer_poll_seconds,
     )
 
-    committer = OffsetCommitter()
+    committer = OffsetCommitter(interval=settings.engine_commit_interval_seconds)
     failing = FailingBatches()
 
     commands_subscriber = broker.subscriber(

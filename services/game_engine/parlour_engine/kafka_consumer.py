@@ -9,6 +9,13 @@ to that batch's first records and drops the commits of every later batch, so all
 consumed again; the store's msg_id records and offset watermark make that re-run publish the
 same events and change nothing else. Committing never runs ahead of what Kafka acknowledged.
 
+Commits are coalesced: an acknowledged batch's offsets wait up to ENGINE_COMMIT_INTERVAL_SECONDS
+(`interval`) and go in one commit with those of the batches acknowledged meanwhile, so at light
+load the engine does not send Kafka one commit request per command (in the light-load profile,
+7 % of the engine's CPU). What that costs is a longer redelivery after a crash or a rebalance:
+up to one interval more of commands consumed again, which the store's msg_id records answer
+as duplicates. `drain` commits what is due at once (shutdown).
+
 Only outages reach the rewind: the worker settles each record's acknowledgements itself
 (`CommandProcessor._settle`), so an event Kafka refuses for good (too large, invalid, not
 authorised) dead-letters that one record and its batch commits; a record whose outage
@@ -79,10 +86,18 @@ def batch_offsets(
 
 
 class OffsetCommitter:
-    def __init__(self, max_outstanding: int = 4) -> None:
+    def __init__(self, max_outstanding: int = 4, interval: float = 0.0) -> None:
+        """`interval`: how long an acknowledged batch's offsets may wait to be committed
+        together with later ones (0: each batch commits on its own)."""
         self._tail: asyncio.Task[None] | None = None
         self._generation = 0
         self._outstanding = asyncio.Semaphore(max_outstanding)
+        self._interval = interval
+        self._due: dict[TopicPartition, int] = {}
+        self._due_consumer: Any = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._committing = asyncio.Lock()  # commits reach Kafka in the order they were due
 
     async def enqueue(
         self,
@@ -109,8 +124,37 @@ class OffsetCommitter:
                 _log.warning("rewind_skipped", partition=str(tp), error=str(exc))
 
     async def drain(self) -> None:
+        """Wait for every queued batch, then commit what is due now."""
         if self._tail is not None:
             await self._tail
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await self.flush()
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+
+    async def flush(self) -> None:
+        """Commit the offsets due so far (the acknowledged batches not yet committed)."""
+        if not self._due:
+            return
+        due, self._due = self._due, {}
+        async with self._committing:
+            await _commit(self._due_consumer, due)
+
+    def _defer(self, consumer: Any, commit: dict[TopicPartition, int]) -> None:
+        for tp, offset in commit.items():
+            if offset > self._due.get(tp, -1):
+                self._due[tp] = offset
+        self._due_consumer = consumer
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._interval, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._timer = None
+        task = asyncio.get_running_loop().create_task(self.flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
 
     async def _finish(
         self,
@@ -140,14 +184,22 @@ class OffsetCommitter:
                 return
             if generation != self._generation:
                 return  # an earlier batch was rewound: this one is consumed again too
-            try:
-                await consumer.commit(commit)
-            except KafkaError as exc:
-                # e.g. the partitions moved to another engine, which re-reads from the last
-                # commit; the store's msg_id records make that redelivery harmless
-                _log.warning("commit_failed", error=str(exc))
+            if self._interval > 0:
+                self._defer(consumer, commit)
+            else:
+                async with self._committing:
+                    await _commit(consumer, commit)
         finally:
             self._outstanding.release()
+
+
+async def _commit(consumer: Any, offsets: dict[TopicPartition, int]) -> None:
+    try:
+        await consumer.commit(offsets)
+    except KafkaError as exc:
+        # e.g. the partitions moved to another engine, which re-reads from the last commit;
+        # the store's msg_id records make that redelivery harmless
+        _log.warning("commit_failed", error=str(exc))
 
 
 _SESSION_FLOOR = "group.min.session.timeout.ms"

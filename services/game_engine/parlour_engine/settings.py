@@ -84,6 +84,14 @@ class EngineSettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSetti
         "returns as soon as any arrive, with what has arrived)",
     )
     engine_batch_timeout_ms: int | None = deprecated_millis("engine_batch_timeout_seconds")
+    engine_commit_interval_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        le=5.0,
+        description="how long the offsets of processed commands may wait to be committed with "
+        "later ones (one commit request per interval instead of per poll); a crash or "
+        "rebalance re-reads up to this much more, answered as duplicates. 0 commits each poll",
+    )
     engine_applied_ttl_seconds: int = Field(
         default=24 * 3600,
         ge=60,

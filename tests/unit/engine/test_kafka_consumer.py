@@ -115,3 +115,31 @@ async def test_engine_unexpected_ack_failure_rewinds_and_the_chain_goes_on() -> 
     await committer.enqueue(consumer, [again], {TP0: 10}, {TP0: 0})
     await committer.drain()
     assert consumer.commits == [{TP0: 10}]
+
+
+async def test_engine_commits_coalesce_within_the_interval() -> None:
+    """With an interval, the acknowledged batches of one interval go in one commit (the
+    highest offset per partition); nothing is committed before its batch is acknowledged,
+    a rewound batch's offsets never join, and drain commits what is due at once."""
+    consumer = Consumer()
+    committer = OffsetCommitter(interval=0.05)
+    loop = asyncio.get_running_loop()
+    acks = [loop.create_future() for _ in range(3)]
+    await committer.enqueue(consumer, [acks[0]], {TP0: 10}, {TP0: 0})
+    await committer.enqueue(consumer, [acks[1]], {TP0: 20, TP1: 4}, {TP0: 10, TP1: 3})
+    await committer.enqueue(consumer, [acks[2]], {TP0: 30}, {TP0: 20})
+    acks[0].set_result(None)
+    acks[1].set_result(None)
+    async with asyncio.timeout(5):
+        while not consumer.commits:  # noqa: ASYNC110 - the committer has no event to wait on
+            await asyncio.sleep(0.01)
+    assert consumer.commits == [{TP0: 20, TP1: 4}]  # one commit for two batches; not the third
+    acks[2].set_exception(KafkaTimeoutError())
+    await asyncio.sleep(0.1)
+    assert consumer.commits == [{TP0: 20, TP1: 4}]
+    assert consumer.seeks == [(TP0, 20)]
+    again: asyncio.Future[Any] = loop.create_future()
+    again.set_result(None)
+    await committer.enqueue(consumer, [again], {TP0: 30}, {TP0: 20})
+    await committer.drain()  # due now, not after the interval
+    assert consumer.commits == [{TP0: 20, TP1: 4}, {TP0: 30}]
