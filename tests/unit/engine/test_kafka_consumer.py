@@ -143,3 +143,20 @@ async def test_engine_commits_coalesce_within_the_interval() -> None:
     await committer.enqueue(consumer, [again], {TP0: 30}, {TP0: 20})
     await committer.drain()  # due now, not after the interval
     assert consumer.commits == [{TP0: 20, TP1: 4}, {TP0: 30}]
+
+
+async def test_engine_big_batches_commit_at_once_even_with_an_interval() -> None:
+    """A batch of many records (under load) commits in the chain as without coalescing,
+    together with whatever smaller batches were due, in order."""
+    consumer = Consumer()
+    committer = OffsetCommitter(interval=60.0)  # a timer that never fires in this test
+    loop = asyncio.get_running_loop()
+    small: asyncio.Future[Any] = loop.create_future()
+    big: asyncio.Future[Any] = loop.create_future()
+    small.set_result(None)
+    big.set_result(None)
+    await committer.enqueue(consumer, [small], {TP1: 5}, {TP1: 4})
+    await committer.enqueue(consumer, [big], {TP0: 500}, {TP0: 0})
+    if committer._tail is not None:
+        await committer._tail  # the chain, without drain's flush
+    assert consumer.commits == [{TP1: 5, TP0: 500}]
