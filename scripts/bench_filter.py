@@ -6,7 +6,8 @@ the whole events topic, so this bounds how far gateways scale out).
 Produces `--events` room events of about `--size` bytes onto a fresh topic, in both record
 forms (parlour_protocol.v1.records: the frame as value with routing headers; and the older
 whole-envelope value), then reads each topic with aiokafka the way the gateway does
-(`getmany(max_records=2000)`) through the gateway's own `EventConsumer`, whose hub holds
+(`getmany(max_records=2000)`, aiokafka's parsed records without a `ConsumerRecord` each:
+parlour_gateway/raw_records.py) through the gateway's own `EventConsumer`, whose hub holds
 `--sockets` authenticated sockets of other users. Prints CPU microseconds per event (process
 time, so other load on the machine does not count) next to a bare aiokafka iteration and a
 bare iteration that reads the headers. Needs Kafka (`make infra-up`); asserts nothing.
@@ -26,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench_support import kafka_bootstrap
 
+from parlour_gateway import raw_records
 from parlour_gateway.auth import Identity
 from parlour_gateway.connection import Connection
 from parlour_gateway.events import EventConsumer
@@ -80,10 +82,24 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, Any]]) 
         await producer.stop()
 
 
-async def consume(bootstrap: str, topic: str, count: int, handle: Callable[[Any], object]) -> float:
-    """CPU seconds (this process) to read `count` records and `handle` each."""
+async def consume(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    handle: Callable[[Any], object],
+    *,
+    parsed: bool = False,
+    batch: bool = False,
+) -> float:
+    """CPU seconds (this process) to read `count` records and `handle` each (`batch`: each
+    fetched partition's list, as the gateway's loop does). `parsed`: read as the gateway does,
+    aiokafka's parsed records without a ConsumerRecord each (raw_records.py)."""
+    extra: dict[str, Any] = {}
+    if parsed:
+        raw_records.install()
+        extra["value_deserializer"] = raw_records.raw_records
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **extra
     )
     await consumer.start()
     try:
@@ -95,8 +111,11 @@ async def consume(bootstrap: str, topic: str, count: int, handle: Callable[[Any]
         while seen < count:
             batches = await consumer.getmany(timeout_ms=500, max_records=2000)
             for records in batches.values():
-                for record in records:
-                    handle(record)
+                if batch:
+                    handle(records)
+                else:
+                    for record in records:
+                        handle(record)
                 seen += len(records)
         return time.process_time() - cpu
     finally:
@@ -157,12 +176,15 @@ async def measure(
             )
             rows.append(
                 (
+                    "bare iteration, parsed records (the gateway's consumer)",
+                    await consume(bootstrap, new_topic, n, id, parsed=True),
+                )
+            )
+            rows.append(
+                (
                     GATEWAY_RECORD_FORM,
                     await consume(
-                        bootstrap,
-                        new_topic,
-                        n,
-                        lambda r: consumer.handle_record(r.value or b"", r.headers),
+                        bootstrap, new_topic, n, consumer.handle_batch, parsed=True, batch=True
                     ),
                 )
             )
@@ -170,7 +192,11 @@ async def measure(
                 (
                     "gateway, envelope form (decode)",
                     await consume(
-                        bootstrap, old_topic, n, lambda r: consumer.handle(r.value or b"")
+                        bootstrap,
+                        old_topic,
+                        n,
+                        lambda r: consumer.handle(r.value or b""),
+                        parsed=True,
                     ),
                 )
             )

@@ -16,6 +16,7 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
+from parlour_gateway import raw_records
 from parlour_gateway.auth import Identity, TokenVerifier
 from parlour_gateway.commands import build_envelope
 from parlour_gateway.connection import CloseRequest, Connection
@@ -140,6 +141,7 @@ class Gateway:
                 f"events topic {s.topics.events!r} not found on {s.kafka_servers} "
                 f"(KAFKA_TOPIC_PREFIX={s.kafka_topic_prefix!r}); create the topics first"
             ) from None
+        raw_records.install()  # parsed records, no ConsumerRecord per event (raw_records.py)
         self._consumer = AIOKafkaConsumer(
             **security,
             bootstrap_servers=s.kafka_servers,
@@ -147,6 +149,7 @@ class Gateway:
             enable_auto_commit=False,
             auto_offset_reset="latest",
             client_id=f"parlour-gateway-{s.gateway_id}",
+            value_deserializer=raw_records.raw_records,
         )
         await self._consumer.start()
         self._events = EventConsumer(self._consumer, s.topics.events, self.hub, self.metrics)

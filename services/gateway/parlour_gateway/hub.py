@@ -28,6 +28,9 @@ class Hub:
         self.gateway_id = gateway_id
         self.connections: dict[str, Connection] = {}
         self.by_user: dict[str, set[Connection]] = {}
+        self.local_users: set[bytes] = set()
+        """the keys of `by_user`, UTF-8 encoded: an event record's `p-to` header lists its
+        users so, and a set of bytes decides "none of them here" without decoding it"""
         self.lobby: dict[str, dict[Connection, float]] = {}
         """game type -> subscribed socket -> monotonic time its subscription ends"""
         self._lobby_game: dict[Connection, str] = {}
@@ -38,7 +41,11 @@ class Hub:
     def bind(self, conn: Connection) -> None:
         """Index an authenticated socket under its user."""
         assert conn.user_id is not None
-        self.by_user.setdefault(conn.user_id, set()).add(conn)
+        conns = self.by_user.get(conn.user_id)
+        if conns is None:
+            conns = self.by_user[conn.user_id] = set()
+            self.local_users.add(conn.user_id.encode())
+        conns.add(conn)
 
     def remove(self, conn: Connection) -> None:
         self.connections.pop(conn.connection_id, None)
@@ -49,6 +56,7 @@ class Hub:
                 conns.discard(conn)
                 if not conns:
                     del self.by_user[conn.user_id]
+                    self.local_users.discard(conn.user_id.encode())
 
     def subscribe_lobby(self, conn: Connection, game_type: str, now: float) -> None:
         """The socket asked for a game's room list: it gets that game's lobby updates (and

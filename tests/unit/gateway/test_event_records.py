@@ -4,6 +4,7 @@ a gateway filters them out without parsing the value."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -84,11 +85,36 @@ def test_record_form_delivers_what_the_envelope_form_does() -> None:
     )
 
 
+@dataclass
+class _Record:
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    offset: int = 0
+
+
+def test_a_fetched_batch_delivers_what_record_by_record_does() -> None:
+    """The gateway's loop (`handle_batch`, with its inlined drop of events for no local
+    user) delivers exactly what `handle_record` does one by one, the older envelope form
+    (no headers) included."""
+    one, one_hub, _ = _pair()
+    batch, batch_hub, _ = _pair()
+    one_conns, batch_conns = _world(one_hub), _world(batch_hub)
+    events = _events()
+    records = [_Record(*event_record(e)) for e in events]
+    records.append(_Record(encode(events[0]).replace(b'"seq":1', b'"seq":2'), []))
+    counts = [one.handle_record(r.value or b"", r.headers) for r in records[:-1]]
+    counts.append(one.handle(records[-1].value or b""))
+    assert batch.handle_batch(records) == sum(counts) > 0
+    for before, after in zip(one_conns, batch_conns, strict=True):
+        assert _texts(after) == _texts(before)
+
+
 def test_a_filtered_record_is_never_parsed() -> None:
     consumer, hub, _ = _pair()
     _conn(hub, "a")
     _, headers = event_record(_event(Audience(kind=AudienceKind.ROOM, user_ids=["x"]), "r", 1))
     assert consumer.handle_record(b"\xff not even JSON", headers) == 0
+    assert consumer.handle_batch([_Record(b"\xff not even JSON", list(headers))]) == 0
 
 
 @pytest.mark.parametrize("hops", [None, b"gr=1,gp=2,ec=3,ek=4,ep=5"])

@@ -184,6 +184,21 @@ def test_removed_sockets_get_nothing() -> None:
     hub.remove(a)
     assert hub.dispatch(_event(Audience(kind=AudienceKind.USER, user_ids=["a"]))) == 0
     assert "a" not in hub.by_user
+    assert hub.local_users == set()
+
+
+def test_local_users_follow_the_authenticated_sockets() -> None:
+    """The bytes index the event filter reads (`local_users`) holds a user while any of
+    their sockets is here, UTF-8 encoded as in the records' `p-to` header."""
+    hub = Hub(GW)
+    first, second = _conn(hub, "zoë"), _conn(hub, "zoë")
+    other = _conn(hub, "b")
+    assert hub.local_users == {"zoë".encode(), b"b"}
+    hub.remove(first)
+    assert "zoë".encode() in hub.local_users  # another socket of hers is still here
+    hub.remove(second)
+    hub.remove(other)
+    assert hub.local_users == set()
 
 
 def test_full_queue_asks_to_close_as_slow_consumer() -> None:
