@@ -181,6 +181,14 @@ class SendQueue:
         self._bytes -= sys.getsizeof(item.text)
         return item
 
+    def take(self, most: int) -> list[Outgoing]:
+        """Up to `most` frames from the front (none when empty); `task_done` once for each."""
+        items = self._items[:most]
+        del self._items[:most]
+        for item in items:
+            self._bytes -= sys.getsizeof(item.text)
+        return items
+
     def get_nowait(self) -> Outgoing:
         if not self._items:
             raise asyncio.QueueEmpty

@@ -32,6 +32,7 @@ from parlour_gateway.presence import Presence, SocketInfo
 from parlour_gateway.publisher import CommandPublisher, PublishError
 from parlour_gateway.ratelimit import KeyedBuckets, TokenBucket
 from parlour_gateway.settings import GatewaySettings
+from parlour_gateway.wsproto import SEND_TEXTS
 from parlour_protocol.v1 import (
     ClientCommand,
     CloseCode,
@@ -231,27 +232,38 @@ class Session:
 
     async def _writer(self) -> bool:
         """Send queued frames until the queue stayed empty for _WRITER_IDLE_SECONDS (False:
-        the next frame queued starts a new writer) or the socket is gone (True)."""
+        the next frame queued starts a new writer) or the socket is gone (True). The frames
+        queued by the time it looks go out together, in one transport write, when the server
+        offers it (wsproto.SEND_TEXTS); one by one through the ASGI `send` otherwise."""
         queue = self.conn.queue
         metrics = self.deps.metrics
+        extensions = self.ws.scope.get("extensions") or {}
+        send_texts: Callable[[list[str]], Awaitable[None]] | None = extensions.get(SEND_TEXTS)
         while True:
             if queue.empty() and not await queue.wait(_WRITER_IDLE_SECONDS) and queue.empty():
                 # nothing awaits between this check and the end of the task, and the queue
                 # calls on_put (a new writer) only while no writer waits
                 self._writer_task = None
                 return False
-            out = queue.get_nowait()
+            batch = queue.take(_FRAMES_PER_WRITE)
             try:
-                await self.ws.send_text(out.text)
+                if send_texts is not None:
+                    await send_texts([out.text for out in batch])
+                else:
+                    for out in batch:
+                        await self.ws.send_text(out.text)
             except (WebSocketDisconnect, RuntimeError, OSError):
                 return True
             finally:
-                queue.task_done()
-            if out.event_ts is not None:
-                metrics.delivery_latency.observe(max(0.0, time.time() - out.event_ts))
-            if out.hops is not None:
-                hops, out.hops = out.hops, None  # once per event (see Outgoing.hops)
-                metrics.observe_hops(hop(hops, HOP_FRAME_WRITTEN))
+                for _ in batch:
+                    queue.task_done()
+            now = time.time()
+            for out in batch:
+                if out.event_ts is not None:
+                    metrics.delivery_latency.observe(max(0.0, now - out.event_ts))
+                if out.hops is not None:
+                    hops, out.hops = out.hops, None  # once per event (see Outgoing.hops)
+                    metrics.observe_hops(hop(hops, HOP_FRAME_WRITTEN))
 
     async def _reader(self) -> None:
         queue = self.conn.queue
@@ -675,6 +687,8 @@ class Session:
 
 _REPLAY_PAGE = 100
 _WRITER_IDLE_SECONDS = 1.0
+_FRAMES_PER_WRITE = 64
+"""most frames a socket's writer sends in one transport write"""
 """how long a socket's writer task waits for the next frame before it ends (see _writer)"""
 """Stream entries per XRANGE / XREVRANGE call of a replay."""
 

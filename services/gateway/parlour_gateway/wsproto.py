@@ -8,14 +8,24 @@ protocol calls (`put_nowait`, `get`, `empty`; `set`, `clear`, `wait`, `is_set`).
 Once the handshake is accepted, the protocol lets go of the handshake's request and response
 and of the scope's header list (about 4 KB per socket, read by nobody afterwards: the gateway
 reads the headers it needs before it accepts, without caching them on the `WebSocket`).
-Nothing else of the protocol changes."""
+It also offers the gateway a way to write several text frames at once, `send_texts`, as the
+ASGI scope extension `parlour.send_texts` (uvicorn's `send` writes each frame with its own
+transport write, one syscall each; a socket's writer that finds several frames queued writes
+them together). Nothing else of the protocol changes."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
+
+SEND_TEXTS = "parlour.send_texts"
+"""The scope extension: an `async (texts: Sequence[str]) -> None` writing the frames in one
+transport write (see `LightWebSocketProtocol.send_texts`)."""
 
 
 class _ReceiveQueue:
@@ -95,6 +105,26 @@ class LightWebSocketProtocol(WebSocketsSansIOProtocol):
         writable = _Writable()
         writable.set()
         self.writable = writable  # type: ignore[assignment]
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # none when the handshake was refused
+        if scope is not None:
+            scope["extensions"][SEND_TEXTS] = self.send_texts
+
+    async def send_texts(self, texts: Sequence[str]) -> None:
+        """Text frames, in order, in one transport write; what `send` does for one
+        "websocket.send" each. Raises ClientDisconnected once the socket is gone or closing."""
+        await self.writable.wait()
+        if self.disconnected or self.close_sent or not self.handshake_complete:
+            raise ClientDisconnected()
+        conn = self.conn
+        try:
+            for text in texts:
+                conn.send_text(text.encode())
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(conn.data_to_send()))
 
     async def send(self, message: Any) -> None:
         await super().send(message)

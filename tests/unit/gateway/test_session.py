@@ -16,13 +16,14 @@ from starlette.websockets import WebSocket
 from parlour_gateway import session as session_module
 from parlour_gateway.auth import Identity
 from parlour_gateway.commands import build_envelope, name_lookup
-from parlour_gateway.connection import Connection
+from parlour_gateway.connection import Connection, Outgoing
 from parlour_gateway.dev_tokens import generate_keypair
 from parlour_gateway.hub import Hub
 from parlour_gateway.metrics import Metrics
 from parlour_gateway.ratelimit import KeyedBuckets
 from parlour_gateway.session import Session, SessionDeps
 from parlour_gateway.settings import GatewaySettings
+from parlour_gateway.wsproto import SEND_TEXTS
 from parlour_protocol.v1 import (
     Audience,
     AudienceKind,
@@ -38,6 +39,7 @@ from parlour_protocol.v1.rooms import CreateRoom
 
 class FakeSocket:
     def __init__(self) -> None:
+        self.scope: dict[str, Any] = {"type": "websocket", "extensions": {}}
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.sent: list[dict[str, Any]] = []
         self.closed: tuple[int, str] | None = None
@@ -353,3 +355,30 @@ async def test_the_writer_task_lives_only_while_frames_come(
     await ws.inbox.put({"type": "websocket.disconnect", "code": 1000})
     await asyncio.wait_for(task, 5)
     assert conn.queue.on_put is None  # nothing starts a writer after the session ended
+
+
+async def test_the_writer_sends_queued_frames_together_when_the_server_offers_it(
+    settings: GatewaySettings,
+) -> None:
+    """Frames queued before the writer looks go out in one `parlour.send_texts` call, in
+    order, each counted done once."""
+    ws = FakeSocket()
+    writes: list[list[str]] = []
+
+    async def send_texts(texts: list[str]) -> None:
+        writes.append(list(texts))
+        for text in texts:
+            await ws.send_text(text)
+
+    ws.scope["extensions"][SEND_TEXTS] = send_texts
+    conn = Connection("c1", 16)
+    session = Session(_deps(settings), conn, cast(WebSocket, ws))
+    for n in range(3):
+        conn.offer(Outgoing(json.dumps({"type": "system.heartbeat_ack", "n": n})))
+    writer = asyncio.create_task(session._writer())
+    await asyncio.wait_for(conn.queue.join(), 5)
+    conn.offer(Outgoing(json.dumps({"type": "system.heartbeat_ack", "n": 3})))
+    await asyncio.wait_for(conn.queue.join(), 5)
+    writer.cancel()
+    assert [len(w) for w in writes] == [3, 1]
+    assert [f["n"] for f in ws.sent] == [0, 1, 2, 3]

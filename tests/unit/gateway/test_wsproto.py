@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 
 from parlour_gateway.connection import Outgoing, SendQueue
-from parlour_gateway.wsproto import LightWebSocketProtocol, _ReceiveQueue, _Writable
+from parlour_gateway.wsproto import SEND_TEXTS, LightWebSocketProtocol, _ReceiveQueue, _Writable
 
 
 async def test_receive_queue_is_fifo_and_wakes_its_reader() -> None:
@@ -106,7 +106,8 @@ async def test_send_queue_wait_times_out_and_on_put_fires_only_without_a_waiter(
 async def test_an_accepted_socket_keeps_no_handshake_headers() -> None:
     """Through a real uvicorn server on the gateway's protocol: once the app accepted, the
     handshake's request and response and the scope's header list are let go (about 4 KB per
-    socket), while the app could read the headers before it accepted."""
+    socket), while the app could read the headers before it accepted; and the scope offers
+    `parlour.send_texts`, whose frames the client receives in order."""
     import gc
 
     import uvicorn
@@ -125,6 +126,8 @@ async def test_an_accepted_socket_keeps_no_handshake_headers() -> None:
         protocols = [o for o in gc.get_objects() if isinstance(o, LightWebSocketProtocol)]
         seen["requests"] = [p.request for p in protocols]
         seen["responses"] = [p.response for p in protocols]
+        extensions = cast("dict[str, Any]", scope["extensions"])
+        await extensions[SEND_TEXTS](["one", "two", "three"])  # one write, three frames
         looked.set()
         await cast(Any, receive)()  # until the client closes
 
@@ -142,6 +145,7 @@ async def test_an_accepted_socket_keeps_no_handshake_headers() -> None:
         async with websockets.connect(f"ws://127.0.0.1:{port}/ws", origin=origin) as ws:
             await ws.send("hi")
             await asyncio.wait_for(looked.wait(), 10)
+            seen["frames"] = [await asyncio.wait_for(ws.recv(), 10) for _ in range(3)]
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 10)
@@ -149,3 +153,4 @@ async def test_an_accepted_socket_keeps_no_handshake_headers() -> None:
     assert seen["after"] == []
     assert seen["requests"] == [None]
     assert seen["responses"] == [None]
+    assert seen["frames"] == ["one", "two", "three"]
