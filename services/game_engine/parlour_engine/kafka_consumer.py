@@ -11,9 +11,9 @@ same events and change nothing else. Committing never runs ahead of what Kafka a
 
 Small batches' commits are coalesced: an acknowledged batch of fewer than _COALESCE_BELOW
 records has its offsets wait up to ENGINE_COMMIT_INTERVAL_SECONDS (`interval`) and go in one
-commit with those of the batches acknowledged meanwhile, so at light
-load the engine does not send Kafka one commit request per command (in the light-load profile,
-7 % of the engine's CPU). What that costs is a longer redelivery after a crash or a rebalance:
+commit with those of the batches acknowledged meanwhile, so at light load the engine does not
+send Kafka one commit request per command (in the light-load profile, 7 % of the engine's
+CPU). What that costs is a longer redelivery after a crash or a rebalance:
 up to one interval more of commands consumed again, which the store's msg_id records answer
 as duplicates. `drain` commits what is due at once (shutdown).
 
