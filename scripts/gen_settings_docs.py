@@ -27,7 +27,13 @@ from pydantic_settings import BaseSettings
 
 from parlour_engine.settings import EngineSettings
 from parlour_gateway.settings import GatewaySettings
-from parlour_runtime import KafkaAddressSettings, KafkaSettings, LoggingSettings, RedisSettings
+from parlour_runtime import (
+    EventLoopSettings,
+    KafkaAddressSettings,
+    KafkaSettings,
+    LoggingSettings,
+    RedisSettings,
+)
 from parlour_runtime.settings import deprecated_env_names, env_names, is_deprecated_field
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -37,6 +43,7 @@ SHARED: tuple[type[BaseModel], ...] = (
     KafkaSettings,
     RedisSettings,
     LoggingSettings,
+    EventLoopSettings,
 )
 _MILLIS_NOTE = "in milliseconds"
 

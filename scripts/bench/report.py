@@ -3,6 +3,7 @@ Parlour/peer and Parlour/floor beside them) and PNG plots, stamped with the mach
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.support import ROOT, percentile
+from parlour_runtime import EventLoop, loop_in_use
 
 CPU_TARGETS_MS = {"engine": 0.25, "gateway": 0.15}
 """Issue 11: CPU per command, the events it causes included, summed over the processes."""
@@ -43,7 +45,18 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "commit": commit,
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        # what a local stack's services start on (EVENT_LOOP, default auto), and the peer:
+        # uvicorn.run's default loop is uvloop whenever it is installed
+        "event_loop": {
+            "parlour": loop_in_use(_event_loop_setting()),
+            "peer": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        },
     }
+
+
+def _event_loop_setting() -> EventLoop:
+    value = os.environ.get("EVENT_LOOP", "auto").strip().lower()
+    return value if value in ("auto", "uvloop", "asyncio") else "auto"  # type: ignore[return-value]
 
 
 def summary(latencies: list[float]) -> dict[str, float]:
@@ -340,6 +353,13 @@ def targets_table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _loops(m: dict[str, Any]) -> str:
+    loops = m.get("event_loop")
+    if not loops:
+        return ""
+    return f" Event loop: Parlour {loops['parlour']}, peer {loops['peer']}."
+
+
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     out = [
@@ -347,7 +367,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"{m['date']}, commit {m['commit']}: {m['nproc']} CPUs ({m['cpu']}), "
         f"{m['memory_gib']} GiB, Python {m['python']}, load average at the start "
-        f"{', '.join(str(x) for x in m['load_average'])}. Target: {result['target']}.",
+        f"{', '.join(str(x) for x in m['load_average'])}. Target: {result['target']}." + _loops(m),
         "",
         "Latencies in ms as p50 / p95 / p99 / max. Ratios compare p50 latency (lower is "
         "better for Parlour) or commands/s (higher is better).",

@@ -6,6 +6,8 @@
   TLS/SASL settings of :mod:`parlour_runtime.kafka_security`);
 - :mod:`parlour_runtime.redis_settings`: `RedisSettings` and its one effective URL;
 - :mod:`parlour_runtime.logs`: `LoggingSettings`, `configure_logging`, `get_logger`;
+- :mod:`parlour_runtime.event_loop`: `EventLoopSettings` (uvloop or the standard library's
+  loop) and `run_on`, the `asyncio.run` that honours it;
 - :mod:`parlour_runtime.addresses`: `ServiceAddresses`, the Kafka and Redis addresses alone,
   for the infra scripts and the test fixtures.
 
@@ -16,6 +18,8 @@ variable keeps one name, one default and one start-up check in every process.
 from __future__ import annotations
 
 from parlour_runtime.addresses import ServiceAddresses
+from parlour_runtime.event_loop import EventLoop, EventLoopSettings, loop_in_use, running_loop
+from parlour_runtime.event_loop import run as run_on
 from parlour_runtime.kafka_security import (
     KafkaSaslMechanism,
     KafkaSecurityProtocol,
@@ -43,6 +47,8 @@ from parlour_runtime.settings import (
 )
 
 __all__ = [
+    "EventLoop",
+    "EventLoopSettings",
     "KafkaAddressSettings",
     "KafkaSaslMechanism",
     "KafkaSecurityProtocol",
@@ -64,5 +70,8 @@ __all__ = [
     "log_deprecated_in_use",
     "log_format_field",
     "log_level_field",
+    "loop_in_use",
     "renamed",
+    "run_on",
+    "running_loop",
 ]

@@ -39,6 +39,7 @@ from parlour_engine.supervisor import Supervisor
 from parlour_engine.timers import TimerLoop
 from parlour_engine.worker import CommandProcessor
 from parlour_protocol.v1 import GAMES, CommandEnvelope, encode
+from parlour_runtime.event_loop import running_loop
 from parlour_runtime.redis_client import AnyRedis
 
 if TYPE_CHECKING:
@@ -263,6 +264,7 @@ def create_engine(settings: EngineSettings) -> Engine:
             commands=topics.commands,
             group=settings.engine_group_id,
             health_port=health.port if health else None,
+            event_loop=running_loop(),
         )
 
     async def on_shutdown() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import sys
 
@@ -10,7 +9,13 @@ from parlour_engine.app import create_engine
 from parlour_engine.kafka_consumer import fit_session_timeout
 from parlour_engine.logging import get_logger
 from parlour_engine.settings import EngineSettings
-from parlour_runtime import SettingsError, configure_logging, load, log_deprecated_in_use
+from parlour_runtime import (
+    SettingsError,
+    configure_logging,
+    load,
+    log_deprecated_in_use,
+    run_on,
+)
 
 
 def main() -> None:
@@ -22,7 +27,7 @@ def main() -> None:
     configure_logging(settings.log_level, settings.log_format)
     log_deprecated_in_use(EngineSettings)
     # a session shorter than the brokers allow would make the group join fail
-    settings = asyncio.run(fit_session_timeout(settings))
+    settings = run_on(fit_session_timeout(settings), settings.event_loop)
     engine = create_engine(settings)
     # long-lived start-up objects (modules, models, schemas) leave the collector's scans,
     # and young collections run less often: both shorten the pauses behind p99 latency
@@ -38,7 +43,7 @@ def main() -> None:
     )
     # FastStream installs the SIGINT/SIGTERM handlers: the subscriber finishes its current
     # batch, the producer flushes, then the shutdown hooks run
-    asyncio.run(engine.app.run())
+    run_on(engine.app.run(), settings.event_loop)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pydantic import Field
 from parlour_protocol.v1 import RedisKeys, Topics
 from parlour_protocol.v1.limits import DEFAULT_MAX_ROOMS_PER_HOST, DEFAULT_MAX_ROOMS_PER_USER
 from parlour_runtime import (
+    EventLoopSettings,
     KafkaSettings,
     LogFormat,
     LoggingSettings,
@@ -27,7 +28,9 @@ from parlour_runtime import (
 )
 
 
-class EngineSettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSettings):
+class EngineSettings(
+    KafkaSettings, RedisSettings, LoggingSettings, EventLoopSettings, ServiceSettings
+):
     """Every field maps to the environment variable of the same name in upper case; the
     KAFKA_*, REDIS_* and LOG_* ones come from the mixins of :mod:`parlour_runtime`. The
     ``*_ms`` fields only read the deprecated millisecond variables of their ``*_seconds``

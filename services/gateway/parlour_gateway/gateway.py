@@ -34,6 +34,7 @@ from parlour_gateway.tasks import Beat, Supervisor
 from parlour_protocol.v1 import CloseCode, RedisKeys
 from parlour_protocol.v1.internal import PlayerDisconnectedCommand, PresenceChanged
 from parlour_protocol.v1.rooms import RoomRole
+from parlour_runtime.event_loop import running_loop
 from parlour_runtime.redis_client import REDIS_ERRORS, AnyRedis, redis_client
 
 log = get_logger("parlour_gateway.gateway")
@@ -185,6 +186,7 @@ class Gateway:
             events_partitions=len(partitions),
             dev_mode=s.auth_dev_mode,
             kafka_security=s.kafka_security_protocol,
+            event_loop=running_loop(),
         )
 
     async def drain(self, within: float) -> None:

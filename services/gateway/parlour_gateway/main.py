@@ -21,7 +21,7 @@ from parlour_gateway.gateway import Gateway
 from parlour_gateway.logs import get_logger
 from parlour_gateway.settings import GatewaySettings
 from parlour_gateway.wsproto import LightWebSocketProtocol
-from parlour_runtime import SettingsError, configure_logging, load, log_deprecated_in_use
+from parlour_runtime import SettingsError, configure_logging, load, log_deprecated_in_use, run_on
 
 log = get_logger("parlour_gateway.main")
 
@@ -115,7 +115,7 @@ def main() -> None:
             ws_health_host=settings.health_bind_host,
         )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings))
+        run_on(serve(settings), settings.event_loop)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from parlour_protocol.v1 import RedisKeys, Topics
 from parlour_protocol.v1.limits import MAX_FRAME_BYTES, TOKEN_MAX_LENGTH
 from parlour_runtime import (
+    EventLoopSettings,
     KafkaSettings,
     LogFormat,
     LoggingSettings,
@@ -39,7 +40,9 @@ def _default_gateway_id() -> str:
     return f"{host[:40] or 'gw'}-{secrets.token_hex(3)}"
 
 
-class GatewaySettings(KafkaSettings, RedisSettings, LoggingSettings, ServiceSettings):
+class GatewaySettings(
+    KafkaSettings, RedisSettings, LoggingSettings, EventLoopSettings, ServiceSettings
+):
     """Every field maps to the environment variable of the same name in upper case; the
     KAFKA_*, REDIS_* and LOG_* ones come from the mixins of :mod:`parlour_runtime`. A field
     with ``validation_alias`` also reads a deprecated old name."""
