@@ -59,6 +59,7 @@ class Room:
     turn_known: bool = False
     over: bool = False
     rolls: int = 0
+    stage: str = ""  # what starting its next game waits for (named when that fails)
 
 
 class Driver:
@@ -186,6 +187,8 @@ class ParlourDriver(Driver):
             room.turn_known = True
             self.maybe_idle(room)
         else:
+            if room.over:
+                return  # the other player's copy: one new game per room slot
             room.over = True
             room.turn_known = False
             self.idle.discard(room.index)
@@ -223,6 +226,7 @@ class ParlourDriver(Driver):
     async def _start_game(self, room: Room) -> None:
         host, guest = self.clients[room.index]
         name = f"b{self.spec.tag}-{self.spec.index}-{next(self.names)}"
+        room.stage = "create_room"
         state = await host.request(
             {
                 "type": "games.command.create_room",
@@ -235,8 +239,11 @@ class ParlourDriver(Driver):
         )
         room_id = str(state["room"]["room_id"])
         joined = host.expect(lambda f: f["type"] == "games.event.lobby_joined")
+        room.stage = "join_room"
         await guest.command({"type": "games.command.join_room", "room_name": name}, within=30)
+        room.stage = "lobby_joined"
         await asyncio.wait_for(joined, 30)
+        room.stage = "select_player"
         for user in (host.user_id, guest.user_id):
             await host.command(
                 {"type": "games.command.select_player", "room_id": room_id, "target_user_id": user},
@@ -245,15 +252,19 @@ class ParlourDriver(Driver):
         room.room_id, room.over, room.turn_known, room.in_flight = room_id, False, False, None
         self.by_room_id[room_id] = room
         turn = host.expect(lambda f: f["type"] == TURN and f.get("room_id") == room_id)
+        room.stage = "ready"
         for player in (host, guest):
             await player.command({"type": "games.command.ready", "room_id": room_id}, within=30)
+        room.stage = "turn_changed"
         await asyncio.wait_for(turn, 30)
+        room.stage = ""
 
     async def _next_game(self, room: Room) -> None:
         """A finished game: both leave and a fresh room takes its place."""
         host, guest = self.clients[room.index]
         old = room.room_id
         try:
+            room.stage = "leave_room"
             for player in (host, guest):
                 with contextlib.suppress(CommandRejected):
                     await player.command(
@@ -263,7 +274,11 @@ class ParlourDriver(Driver):
             await self._start_game(room)
         except (TimeoutError, CommandRejected) as exc:
             self.errors += 1
-            print(f"loadgen: room {room.index} could not start a new game: {exc}", flush=True)
+            print(
+                f"loadgen: room {room.index} could not start a new game "
+                f"({room.stage}): {type(exc).__name__}: {exc}",
+                flush=True,
+            )
 
     async def roll(self, room: Room, counted_from: float) -> None:
         host, guest = self.clients[room.index]
