@@ -131,6 +131,7 @@ def create_engine(settings: EngineSettings) -> Engine:
             **settings.kafka_client_kwargs(),
             "metadata_max_age_ms": settings.kafka_metadata_max_age_ms,
         },
+        topics=(topics.events, topics.commands_dlq),
     )
     processor = CommandProcessor(
         redis=redis,

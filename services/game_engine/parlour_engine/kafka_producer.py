@@ -5,10 +5,12 @@ producer, with `CachedPartitioner`, the partitioner that producer uses."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     InvalidProducerEpoch,
     KafkaError,
@@ -68,6 +70,57 @@ aiokafka's idempotent producer (the next batch of that partition fails with
 OutOfOrderSequenceNumber)."""
 _PRODUCER_DEAD = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
 
+_MAX_BATCH_BYTES = 512 * 1024
+"""The producer's batch size where the topics allow it (Kafka's default max.message.bytes is
+1 MiB): big enough that the engine's ~600-byte events never fill a batch."""
+_BATCH_MARGIN_BYTES = 1024
+"""Kept below the topics' max.message.bytes: the broker also counts the log overhead."""
+_MAX_MESSAGE_BYTES = "max.message.bytes"
+
+
+def fitted_batch_bytes(limit: int | None) -> int:
+    """The producer batch size for topics that take record batches of at most `limit` bytes
+    (None: unknown). The broker refuses a whole batch that is over the limit, with every
+    record in it: one oversized event would take the events batched with it down too, and
+    their commands would be dead-lettered as refused although their events were fine. With
+    batches below the limit, only a record that alone exceeds it (aiokafka always puts the
+    first record of a batch in, whatever its size) is refused, alone in its batch."""
+    if limit is None:
+        return _MAX_BATCH_BYTES
+    return max(1024, min(_MAX_BATCH_BYTES, limit - _BATCH_MARGIN_BYTES))
+
+
+async def topics_max_message_bytes(
+    bootstrap_servers: list[str], client_kwargs: dict[str, Any], topics: Sequence[str]
+) -> int | None:
+    """The smallest max.message.bytes among `topics`, or None when no topic tells (a
+    principal without DescribeConfigs on them gets an error per topic)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        client_id="parlour-engine-probe",
+        request_timeout_ms=5000,
+        **client_kwargs,
+    )
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, topic, {_MAX_MESSAGE_BYTES: None})
+                for topic in topics
+            ]
+        )
+    finally:
+        await admin.close()
+    limits = [
+        int(entry[1])
+        for response in responses
+        for resource in response.resources
+        if resource[0] == 0  # no error for this topic
+        for entry in resource[4]
+        if entry[0] == _MAX_MESSAGE_BYTES and entry[1] is not None
+    ]
+    return min(limits, default=None)
+
 
 class KafkaSink:
     """EventSink over a dedicated idempotent aiokafka producer (acks=all). Events are the
@@ -78,25 +131,52 @@ class KafkaSink:
     that partition fails with OutOfOrderSequenceNumber, for good. So a send whose
     acknowledgement fails with a non-retriable error replaces the producer (a new producer id
     starts new numbers); sends caught in between fail and are retried by the worker as an
-    outage."""
+    outage.
+
+    Its batches stay below the smallest max.message.bytes of `topics` (read once at start,
+    `fitted_batch_bytes`), so the broker refuses only an event that is too large on its own,
+    never the events that happened to share its batch."""
 
     def __init__(
         self,
         bootstrap_servers: list[str],
         client_id: str,
         client_kwargs: dict[str, Any] | None = None,
+        topics: Sequence[str] = (),
     ) -> None:
         """`client_kwargs`: what every Kafka client of the engine shares (security, the
-        metadata refresh interval), as aiokafka keyword arguments."""
+        metadata refresh interval), as aiokafka keyword arguments. `topics`: the topics it
+        writes to, whose max.message.bytes bound its batches."""
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
         self._client_kwargs = client_kwargs or {}
+        self._topics = tuple(topics)
+        self.max_batch_bytes = _MAX_BATCH_BYTES
         self._producer: AIOKafkaProducer | None = None
         self._replacing = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        if self._topics:
+            self.max_batch_bytes = fitted_batch_bytes(await self._topics_limit())
         self._producer = await self._started_producer()
+
+    async def _topics_limit(self, within: float = 10.0) -> int | None:
+        try:
+            limit = await asyncio.wait_for(
+                topics_max_message_bytes(self._bootstrap, self._client_kwargs, self._topics),
+                within,
+            )
+        except (KafkaError, OSError, TimeoutError) as exc:
+            _log.info("topic_limits_unknown", error=f"{type(exc).__name__}: {exc}")
+            return None
+        if limit is not None and fitted_batch_bytes(limit) < _MAX_BATCH_BYTES:
+            _log.info(
+                "producer_batches_fitted",
+                max_message_bytes=limit,
+                max_batch_bytes=fitted_batch_bytes(limit),
+            )
+        return limit
 
     async def _started_producer(self) -> AIOKafkaProducer:
         # aiokafka binds to the running loop, so the producer is made here, not in __init__
@@ -105,7 +185,7 @@ class KafkaSink:
             client_id=self._client_id,
             enable_idempotence=True,
             acks="all",
-            max_batch_size=512 * 1024,
+            max_batch_size=self.max_batch_bytes,
             linger_ms=0,
             max_request_size=_MAX_REQUEST_BYTES,
             partitioner=CachedPartitioner(),
