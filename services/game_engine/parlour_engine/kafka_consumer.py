@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.admin.config_resource import ConfigResourceType
 from aiokafka.errors import IllegalStateError, KafkaError
 
+from parlour_engine.kafka_configs import numeric_configs
 from parlour_engine.logging import get_logger
 from parlour_engine.settings import EngineSettings
 from parlour_protocol.v1.records import H_HOPS, HOP_ENGINE_CONSUMED, hop
@@ -222,30 +222,9 @@ async def brokers_session_floor_ms(
 ) -> int | None:
     """The highest `group.min.session.timeout.ms` among the brokers, or None when no broker
     tells (a principal without DescribeConfigs on the cluster gets an error per broker)."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers,
-        client_id="parlour-engine-probe",
-        request_timeout_ms=5000,
-        **client_kwargs,
+    floors = await numeric_configs(
+        bootstrap_servers, client_kwargs, ConfigResourceType.BROKER, None, _SESSION_FLOOR
     )
-    await admin.start()
-    try:
-        cluster = await admin.describe_cluster()
-        resources = [
-            ConfigResource(ConfigResourceType.BROKER, str(b["node_id"]), {_SESSION_FLOOR: None})
-            for b in cluster["brokers"]
-        ]
-        responses = await admin.describe_configs(resources)
-    finally:
-        await admin.close()
-    floors = [
-        int(entry[1])
-        for response in responses
-        for resource in response.resources
-        if resource[0] == 0  # no error for this broker
-        for entry in resource[4]
-        if entry[0] == _SESSION_FLOOR and entry[1] is not None
-    ]
     return max(floors, default=None)
 
 

@@ -9,8 +9,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.admin.config_resource import ConfigResourceType
 from aiokafka.errors import (
     InvalidProducerEpoch,
     KafkaError,
@@ -21,6 +20,7 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
+from parlour_engine.kafka_configs import numeric_configs
 from parlour_engine.logging import get_logger
 
 _log = get_logger(__name__)
@@ -95,30 +95,9 @@ async def topics_max_message_bytes(
 ) -> int | None:
     """The smallest max.message.bytes among `topics`, or None when no topic tells (a
     principal without DescribeConfigs on them gets an error per topic)."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers,
-        client_id="parlour-engine-probe",
-        request_timeout_ms=5000,
-        **client_kwargs,
+    limits = await numeric_configs(
+        bootstrap_servers, client_kwargs, ConfigResourceType.TOPIC, topics, _MAX_MESSAGE_BYTES
     )
-    await admin.start()
-    try:
-        responses = await admin.describe_configs(
-            [
-                ConfigResource(ConfigResourceType.TOPIC, topic, {_MAX_MESSAGE_BYTES: None})
-                for topic in topics
-            ]
-        )
-    finally:
-        await admin.close()
-    limits = [
-        int(entry[1])
-        for response in responses
-        for resource in response.resources
-        if resource[0] == 0  # no error for this topic
-        for entry in resource[4]
-        if entry[0] == _MAX_MESSAGE_BYTES and entry[1] is not None
-    ]
     return min(limits, default=None)
 
 
