@@ -187,6 +187,12 @@ class KafkaSink:
             if isinstance(headers, dict)
             else headers or None
         )
+        if self._replacing.locked():
+            # a refusal is replacing the producer: what is sent now (the refused command's
+            # dead letter and its sender's answer, first of all) goes to the new one, never
+            # to the one being stopped, where it could wait out the request timeout
+            async with self._replacing:
+                pass
         producer = self._producer
         try:
             future: Awaitable[Any] = await producer.send(
@@ -222,7 +228,9 @@ class KafkaSink:
                 _log.warning("producer_replace_failed", error=f"{type(exc).__name__}: {exc}")
                 return
             _log.warning("producer_replaced", reason="idempotent producer state lost")
-            try:
-                await asyncio.wait_for(old.stop(), 5)
-            except (KafkaError, TimeoutError) as exc:
-                _log.warning("dead_producer_stop_failed", error=f"{type(exc).__name__}: {exc}")
+        # outside the lock: sends waiting for the replacement go on at once (stopping the old
+        # producer flushes what it still holds, which can take up to its request timeout)
+        try:
+            await asyncio.wait_for(old.stop(), 5)
+        except (KafkaError, TimeoutError) as exc:
+            _log.warning("dead_producer_stop_failed", error=f"{type(exc).__name__}: {exc}")
